@@ -1,0 +1,36 @@
+"""Fixtures for tests against the real services that `topicflow dev up` runs.
+
+Every test in this folder is marked `integration`, so `pytest -m "not
+integration"` runs without Kafka or PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import pytest
+
+import topicflow.dev
+from topicflow.dev import DevEnv
+
+_HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The hook sees the whole session's items, not just this folder's.
+    for item in items:
+        if item.path.is_relative_to(_HERE):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def dev_env() -> DevEnv:
+    """The running Kafka broker and PostgreSQL, started if need be (idempotent)."""
+    return topicflow.dev.up()
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short random hex string to name a test's topics and groups apart."""
+    return secrets.token_hex(4)

@@ -1,0 +1,159 @@
+"""Apache Kafka through confluent-kafka (librdkafka).
+
+Consumers and producers are librdkafka's own objects, handed to the runtime
+as they are: nothing of ours sits between a consumed message and its task.
+librdkafka's log lines go to Python logging (`topicflow.librdkafka`) instead
+of stderr, and its repeated connection errors are summarised, not repeated.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from confluent_kafka import Consumer as KafkaConsumer
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Producer as KafkaProducer
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from topicflow.brokers.base import Admin, Consumer, Producer, TopicSpec
+from topicflow.errors import BrokerUnavailable
+
+log = logging.getLogger("topicflow.librdkafka")
+
+# librdkafka reports every failed connection attempt; one line per this many
+# seconds is enough to say the broker is down.
+ERROR_LOG_EVERY_S = 10.0
+
+
+class _ErrorReporter:
+    def __init__(self) -> None:
+        self._last = 0.0
+
+    def __call__(self, error: KafkaError) -> None:
+        if error.fatal():
+            log.error("fatal Kafka client error: %s", error.str())
+            return
+        now = time.monotonic()
+        if now - self._last >= ERROR_LOG_EVERY_S:
+            self._last = now
+            log.warning("Kafka client: %s", error.str())
+
+
+class KafkaBroker:
+    """Factory of confluent-kafka clients for one cluster."""
+
+    name = "kafka"
+
+    def __init__(self, client_config: dict[str, Any]) -> None:
+        if not client_config.get("bootstrap.servers"):
+            raise BrokerUnavailable("no bootstrap servers configured: set KAFKA_URL")
+        self._base = dict(client_config)
+        self._error_reporter = _ErrorReporter()
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return str(self._base["bootstrap.servers"])
+
+    def _with_callbacks(self, config: dict[str, Any]) -> dict[str, Any]:
+        config = dict(config)
+        config.setdefault("logger", log)
+        config.setdefault("error_cb", self._error_reporter)
+        return config
+
+    def consumer(self, client_config: dict[str, Any]) -> Consumer:
+        return KafkaConsumer(self._with_callbacks(client_config))  # type: ignore[return-value]
+
+    def producer(self, client_config: dict[str, Any]) -> Producer:
+        return KafkaProducer(self._with_callbacks(client_config))  # type: ignore[return-value]
+
+    def admin(self) -> Admin:
+        return KafkaAdmin(AdminClient(self._with_callbacks(self._admin_config())))
+
+    def _admin_config(self) -> dict[str, Any]:
+        # The admin client takes only the connection settings, not consumer or producer ones.
+        return {k: v for k, v in self._base.items() if not k.startswith(("group.", "enable."))}
+
+    def check_reachable(self, timeout: float) -> None:
+        quiet: dict[str, Any] = {"logger": _silent, "error_cb": lambda _e: None}
+        admin = AdminClient({**self._admin_config(), **quiet})
+        try:
+            admin.list_topics(timeout=timeout)
+        except KafkaException as error:
+            reason = error.args[0].str() if error.args else str(error)
+            raise BrokerUnavailable(
+                f"cannot reach Kafka at {self.bootstrap_servers} within {timeout:.0f} s "
+                f"({_short(reason)}); check KAFKA_URL and that the broker is up"
+            ) from None
+
+
+class KafkaAdmin:
+    def __init__(self, client: AdminClient) -> None:
+        self._client = client
+
+    def partition_counts(self, topics: Sequence[str], timeout: float) -> dict[str, int]:
+        metadata = self._client.list_topics(timeout=timeout)
+        counts = {}
+        for name in topics:
+            topic = metadata.topics.get(name)
+            if topic is not None and topic.error is None:
+                counts[name] = len(topic.partitions)
+        return counts
+
+    def create_topics(self, specs: Sequence[TopicSpec], timeout: float) -> None:
+        if not specs:
+            return
+        futures = self._client.create_topics(
+            [
+                NewTopic(
+                    spec.name,
+                    num_partitions=spec.partitions,
+                    replication_factor=spec.replication_factor,
+                    config=dict(spec.config or {}),
+                )
+                for spec in specs
+            ],
+            request_timeout=timeout,
+        )
+        for name, future in futures.items():
+            try:
+                future.result(timeout)
+            except KafkaException as error:
+                kafka_error = error.args[0]
+                if kafka_error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                    continue
+                raise BrokerUnavailable(
+                    f"cannot create topic {name!r}: {kafka_error.str()}"
+                ) from None
+        # Topic creation is asynchronous on the brokers: wait until metadata shows them.
+        deadline = time.monotonic() + timeout
+        wanted = [s.name for s in specs]
+        while time.monotonic() < deadline:
+            if len(self.partition_counts(wanted, timeout)) == len(wanted):
+                return
+            time.sleep(0.1)
+
+    def delete_topics(self, topics: Sequence[str], timeout: float) -> None:
+        if not topics:
+            return
+        for future in self._client.delete_topics(list(topics), request_timeout=timeout).values():
+            try:
+                future.result(timeout)
+            except KafkaException as error:
+                if error.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    raise
+
+
+class _Silent(logging.Logger):
+    def __init__(self) -> None:
+        super().__init__("topicflow.librdkafka.silent", level=logging.CRITICAL + 1)
+
+
+_silent = _Silent()
+
+
+def _short(reason: str) -> str:
+    return reason.split(": ", 1)[-1] if len(reason) > 120 else reason

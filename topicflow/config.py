@@ -1,0 +1,305 @@
+"""StreamsConfig: one config object, with Kafka Streams' names in snake_case.
+
+Defaults are Kafka Streams' own (`auto_offset_reset="earliest"`,
+`commit_interval_ms=30000`, one stream thread...), so a Kafka Streams user is
+never surprised; each service sets what it needs on top. Settings that are not
+Kafka Streams' go to librdkafka untouched through `client_config` (all
+clients), `consumer_config` and `producer_config`.
+
+`StreamsConfig.from_env()` reads Heroku's variables: `KAFKA_URL` (unset means
+the embedded broker), `KAFKA_PREFIX`, and the SSL certificates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from topicflow.errors import ConfigError
+from topicflow.serdes import Serde, Serdes
+
+ProcessingGuarantee = Literal["at_least_once", "exactly_once_v2"]
+DeserializationHandler = Literal["log_and_continue", "log_and_fail"]
+ProcessingHandler = Literal["log_and_continue", "log_and_fail"]
+OffsetReset = Literal["earliest", "latest"]
+
+# A timestamp extractor gets the record's own timestamp, key, value and the
+# partition's current stream time, and returns the event time in epoch ms
+# (Kafka Streams' `TimestampExtractor.extract(record, partitionTime)`).
+TimestampExtractor = Callable[[int, Any, Any, int], int]
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaUrl:
+    """A parsed `KAFKA_URL`: bootstrap servers and whether they speak SSL."""
+
+    bootstrap_servers: str
+    ssl: bool
+
+    @staticmethod
+    def parse(url: str, variable: str = "KAFKA_URL") -> KafkaUrl:
+        """Parse Heroku's form: comma-separated `kafka://host:port` or `kafka+ssl://host:port`."""
+        hosts: list[str] = []
+        schemes: set[str] = set()
+        for part in (p.strip() for p in url.split(",")):
+            if not part:
+                continue
+            split = urlsplit(part)
+            if split.scheme not in ("kafka", "kafka+ssl"):
+                shown = split.scheme or part.split(":", 1)[0]
+                raise ConfigError(
+                    f"{variable}: unknown scheme {shown!r}; use kafka://host:port "
+                    "or kafka+ssl://host:port, comma-separated"
+                )
+            try:
+                port = split.port
+            except ValueError:
+                port = None
+            if not split.hostname or port is None:
+                raise ConfigError(
+                    f"{variable}: {split.scheme}:// entry without host:port; "
+                    "expected e.g. kafka+ssl://broker1.example.com:9096"
+                )
+            schemes.add(split.scheme)
+            hosts.append(f"{split.hostname}:{port}")
+        if not hosts:
+            raise ConfigError(f"{variable} is empty; unset it to use the embedded broker")
+        if len(schemes) > 1:
+            raise ConfigError(f"{variable} mixes kafka:// and kafka+ssl:// entries; use one scheme")
+        return KafkaUrl(",".join(hosts), ssl=schemes == {"kafka+ssl"})
+
+
+@dataclass(frozen=True)
+class StreamsConfig:
+    """Configuration of a `KafkaStreams` application.
+
+    >>> StreamsConfig(application_id="text-processor-app", bootstrap_servers="localhost:9092")
+    """
+
+    application_id: str
+    # None: the embedded in-process broker.
+    bootstrap_servers: str | None = None
+    num_stream_threads: int = 1
+    commit_interval_ms: int = 30_000
+    processing_guarantee: ProcessingGuarantee = "at_least_once"
+    state_dir: str = field(default_factory=lambda: os.path.join(tempfile.gettempdir(), "topicflow"))
+    default_key_serde: Serde[Any] = field(default_factory=Serdes.Bytes)
+    default_value_serde: Serde[Any] = field(default_factory=Serdes.Bytes)
+    # None: the record's own timestamp (Kafka Streams' default extractor).
+    default_timestamp_extractor: TimestampExtractor | None = None
+    default_deserialization_exception_handler: DeserializationHandler = "log_and_continue"
+    processing_exception_handler: ProcessingHandler = "log_and_fail"
+    auto_offset_reset: OffsetReset = "earliest"
+    # Records per consume() call: Kafka Streams' max.poll.records default.
+    max_poll_records: int = 1000
+    poll_ms: int = 100
+    # Time to wait for the broker at start before failing with a clear error.
+    startup_timeout_ms: int = 15_000
+    session_timeout_ms: int = 45_000
+    client_id: str | None = None
+    # librdkafka settings: for every client, then per client kind.
+    client_config: Mapping[str, Any] = field(default_factory=dict)
+    consumer_config: Mapping[str, Any] = field(default_factory=dict)
+    producer_config: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.application_id or not isinstance(self.application_id, str):
+            raise ConfigError("application_id is required: it names the consumer group")
+        if any(c in self.application_id for c in " /\\,"):
+            raise ConfigError(
+                f"application_id {self.application_id!r} may contain only letters, digits, '.', "
+                "'_' and '-': it is part of internal topic names"
+            )
+        _check_positive("num_stream_threads", self.num_stream_threads)
+        _check_positive("commit_interval_ms", self.commit_interval_ms)
+        _check_positive("max_poll_records", self.max_poll_records)
+        _check_choice(
+            "processing_guarantee", self.processing_guarantee, ("at_least_once", "exactly_once_v2")
+        )
+        _check_choice(
+            "default_deserialization_exception_handler",
+            self.default_deserialization_exception_handler,
+            ("log_and_continue", "log_and_fail"),
+        )
+        _check_choice(
+            "processing_exception_handler",
+            self.processing_exception_handler,
+            ("log_and_continue", "log_and_fail"),
+        )
+        _check_choice("auto_offset_reset", self.auto_offset_reset, ("earliest", "latest"))
+        if self.processing_guarantee == "exactly_once_v2":
+            raise ConfigError(
+                "processing_guarantee='exactly_once_v2' is not available yet; use 'at_least_once'"
+            )
+
+    # -- construction -----------------------------------------------------------------
+
+    def with_overrides(self, **changes: Any) -> StreamsConfig:
+        return dataclasses.replace(self, **changes)
+
+    @staticmethod
+    def from_properties(properties: Mapping[str, Any]) -> StreamsConfig:
+        """Build from Kafka Streams property names (`application.id`, `num.stream.threads`...).
+
+        Names that are not Kafka Streams settings are passed to librdkafka.
+        """
+        known = {f.name for f in dataclasses.fields(StreamsConfig)}
+        kwargs: dict[str, Any] = {}
+        passthrough: dict[str, Any] = {}
+        for name, value in properties.items():
+            snake = name.replace(".", "_")
+            snake = _JAVA_ALIASES.get(snake, snake)
+            if snake in known:
+                kwargs[snake] = value
+            else:
+                passthrough[name] = value
+        if passthrough:
+            kwargs["client_config"] = {**kwargs.get("client_config", {}), **passthrough}
+        for serde_key in ("default_key_serde", "default_value_serde"):
+            if isinstance(kwargs.get(serde_key), str):
+                kwargs[serde_key] = Serdes.by_name(kwargs[serde_key])
+        for int_key in ("num_stream_threads", "commit_interval_ms", "max_poll_records"):
+            if isinstance(kwargs.get(int_key), str):
+                kwargs[int_key] = _parse_int(int_key, kwargs[int_key])
+        if "application_id" not in kwargs:
+            raise ConfigError("application.id is required: it names the consumer group")
+        return StreamsConfig(**kwargs)
+
+    @staticmethod
+    def from_env(
+        application_name: str,
+        environ: Mapping[str, str] | None = None,
+        **settings: Any,
+    ) -> StreamsConfig:
+        """A config from Heroku's variables; the application id is `{KAFKA_PREFIX}{name}`.
+
+        `KAFKA_URL` unset means the embedded broker. With `kafka+ssl://`, the
+        certificates come from `KAFKA_TRUSTED_CERT`, `KAFKA_CLIENT_CERT` and
+        `KAFKA_CLIENT_CERT_KEY` and are passed to librdkafka in memory.
+        """
+        kafka = KafkaEnv.read(environ if environ is not None else os.environ)
+        client_config = {**kafka.client_config(), **dict(settings.pop("client_config", {}))}
+        return StreamsConfig(
+            application_id=f"{kafka.prefix}{application_name}",
+            bootstrap_servers=kafka.url.bootstrap_servers if kafka.url else None,
+            client_config=client_config,
+            **settings,
+        )
+
+    # -- derived client configs ---------------------------------------------------------
+
+    def base_client_config(self) -> dict[str, Any]:
+        conf: dict[str, Any] = {}
+        if self.bootstrap_servers:
+            conf["bootstrap.servers"] = self.bootstrap_servers
+        conf["client.id"] = self.client_id or self.application_id
+        conf.update(self.client_config)
+        return conf
+
+    def consumer_client_config(self) -> dict[str, Any]:
+        conf = self.base_client_config()
+        conf.update(
+            {
+                "group.id": self.application_id,
+                "enable.auto.commit": False,
+                # Offsets are stored by the commit cycle, never by librdkafka behind our back.
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": self.auto_offset_reset,
+                "session.timeout.ms": self.session_timeout_ms,
+                # The range assignor gives one member the same partition number of
+                # every co-partitioned source topic, which a task needs.
+                "partition.assignment.strategy": "range",
+                # Fetch in large chunks: the worker consumes in batches anyway.
+                "fetch.wait.max.ms": 100,
+                "queued.min.messages": 100_000,
+            }
+        )
+        conf.update(self.consumer_config)
+        return conf
+
+    def producer_client_config(self) -> dict[str, Any]:
+        conf = self.base_client_config()
+        conf.update(
+            {
+                # Kafka's Java partitioner, so keys land where Java Kafka Streams puts them.
+                "partitioner": "murmur2_random",
+                "acks": "all",
+                # Kafka Streams' producer default: batch for up to 100 ms.
+                "linger.ms": 100,
+                "queue.buffering.max.messages": 1_000_000,
+                "queue.buffering.max.kbytes": 1_048_576,
+                # Only failed deliveries call back into Python: no per-record callback.
+                "delivery.report.only.error": True,
+            }
+        )
+        conf.update(self.producer_config)
+        return conf
+
+
+@dataclass(frozen=True)
+class KafkaEnv:
+    """What Heroku's Kafka add-on puts in the environment."""
+
+    url: KafkaUrl | None
+    prefix: str
+    trusted_cert: str | None
+    client_cert: str | None
+    client_cert_key: str | None
+
+    @staticmethod
+    def read(environ: Mapping[str, str], base: str = "KAFKA") -> KafkaEnv:
+        raw_url = environ.get(f"{base}_URL", "").strip()
+        url = KafkaUrl.parse(raw_url, f"{base}_URL") if raw_url else None
+        return KafkaEnv(
+            url=url,
+            prefix=environ.get(f"{base}_PREFIX", ""),
+            trusted_cert=environ.get(f"{base}_TRUSTED_CERT") or None,
+            client_cert=environ.get(f"{base}_CLIENT_CERT") or None,
+            client_cert_key=environ.get(f"{base}_CLIENT_CERT_KEY") or None,
+        )
+
+    def client_config(self) -> dict[str, Any]:
+        if self.url is None or not self.url.ssl:
+            return {}
+        conf: dict[str, Any] = {
+            "security.protocol": "ssl",
+            # Heroku's broker certificates carry no host names: verify the chain only.
+            "ssl.endpoint.identification.algorithm": "none",
+        }
+        if self.trusted_cert:
+            conf["ssl.ca.pem"] = self.trusted_cert
+        if self.client_cert:
+            conf["ssl.certificate.pem"] = self.client_cert
+        if self.client_cert_key:
+            conf["ssl.key.pem"] = self.client_cert_key
+        return conf
+
+
+_JAVA_ALIASES = {
+    "default_key_serde_class": "default_key_serde",
+    "default_value_serde_class": "default_value_serde",
+    "max_poll_records": "max_poll_records",
+    "default_deserialization_exception_handler": "default_deserialization_exception_handler",
+}
+
+
+def _check_positive(name: str, value: int) -> None:
+    if not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _parse_int(name: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {value!r}") from None

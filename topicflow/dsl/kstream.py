@@ -1,0 +1,253 @@
+"""KStream: a record stream, and the stateless operations on it.
+
+Each call adds one node to the builder's topology and returns the stream
+downstream of it, named as Kafka Streams names it (`KSTREAM-FILTER-0000000001`)
+unless `named` says otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from topicflow.dsl import operations as ops
+from topicflow.dsl.options import Branched, Named, Produced, Repartitioned
+from topicflow.errors import TopologyError
+from topicflow.processor.api import ProcessorSupplier
+from topicflow.topology.nodes import NodeFactory, ProcessorNode, SinkNode, TopicNameExtractor
+from topicflow.topology.topology import InternalTopic, _user_processor_factory
+
+if TYPE_CHECKING:
+    from topicflow.dsl.builder import StreamsBuilder
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class KStream(Generic[K, V]):
+    """An unbounded stream of key-value records downstream of one node."""
+
+    def __init__(self, builder: StreamsBuilder, node_name: str, key_changed: bool = False) -> None:
+        self._builder = builder
+        self._node = node_name
+        # True when an upstream operation may have changed the key: a later
+        # grouping must then repartition (Kafka Streams' repartitionRequired).
+        self._key_changed = key_changed
+
+    @property
+    def node_name(self) -> str:
+        return self._node
+
+    def _then(
+        self,
+        kind: str,
+        factory: NodeFactory,
+        named: Named | str | None,
+        key_changed: bool | None = None,
+    ) -> KStream[Any, Any]:
+        name = self._builder.node_name(kind, named)
+        self._builder.topology.add_node(ProcessorNode(name, factory, [self._node]))
+        changed = self._key_changed if key_changed is None else key_changed
+        return KStream(self._builder, name, changed)
+
+    # -- stateless operations ----------------------------------------------------------
+
+    def filter(
+        self, predicate: Callable[[K, V], bool], named: Named | str | None = None
+    ) -> KStream[K, V]:
+        return self._then("FILTER", ops.filter_node(predicate, keep_if=True), named)
+
+    def filter_not(
+        self, predicate: Callable[[K, V], bool], named: Named | str | None = None
+    ) -> KStream[K, V]:
+        return self._then("FILTER", ops.filter_node(predicate, keep_if=False), named)
+
+    def map(
+        self, mapper: Callable[[K, V], tuple[Any, Any]], named: Named | str | None = None
+    ) -> KStream[Any, Any]:
+        return self._then("MAP", ops.map_node(mapper), named, key_changed=True)
+
+    def map_values(
+        self,
+        mapper: Callable[..., Any],
+        named: Named | str | None = None,
+        *,
+        with_key: bool = False,
+    ) -> KStream[K, Any]:
+        """`mapper(value)`, or `mapper(key, value)` with `with_key=True` (ValueMapperWithKey)."""
+        return self._then("MAPVALUES", ops.map_values_node(mapper, with_key), named)
+
+    def flat_map(
+        self,
+        mapper: Callable[[K, V], Iterable[tuple[Any, Any]]],
+        named: Named | str | None = None,
+    ) -> KStream[Any, Any]:
+        return self._then("FLATMAP", ops.flat_map_node(mapper), named, key_changed=True)
+
+    def flat_map_values(
+        self,
+        mapper: Callable[..., Iterable[Any]],
+        named: Named | str | None = None,
+        *,
+        with_key: bool = False,
+    ) -> KStream[K, Any]:
+        """`mapper(value)`, or `mapper(key, value)` with `with_key=True`; one record per item."""
+        return self._then("FLATMAPVALUES", ops.flat_map_values_node(mapper, with_key), named)
+
+    def select_key(
+        self, selector: Callable[[K, V], Any], named: Named | str | None = None
+    ) -> KStream[Any, V]:
+        return self._then("KEY-SELECT", ops.select_key_node(selector), named, key_changed=True)
+
+    def peek(
+        self, action: Callable[[K, V], None], named: Named | str | None = None
+    ) -> KStream[K, V]:
+        return self._then("PEEK", ops.peek_node(action), named)
+
+    def foreach(self, action: Callable[[K, V], None], named: Named | str | None = None) -> None:
+        self._then("FOREACH", ops.foreach_node(action), named)
+
+    def merge(self, other: KStream[K, V], named: Named | str | None = None) -> KStream[K, V]:
+        if other._builder is not self._builder:
+            raise TopologyError("merge: both streams must come from the same StreamsBuilder")
+        name = self._builder.node_name("MERGE", named)
+        node = ProcessorNode(name, ops.pass_through_node(), [self._node, other._node])
+        self._builder.topology.add_node(node)
+        return KStream(self._builder, name, self._key_changed or other._key_changed)
+
+    def split(self, named: Named | str | None = None) -> BranchedKStream[K, V]:
+        """Start routing records to branches: `.branch(predicate, ...)...default_branch()`."""
+        name = self._builder.node_name("BRANCH", named)
+        prefix = _name_of(named) if named is not None else f"{name}-"
+        return BranchedKStream(self, name, prefix)
+
+    # -- leaving the stream ------------------------------------------------------------
+
+    def to(self, topic: str | TopicNameExtractor, produced: Produced | None = None) -> None:
+        """Write to a topic, or to the topic `topic(key, value, record_context)` names."""
+        produced = produced or Produced()
+        name = produced.name or self._builder.node_name("SINK", None)
+        extractor = None if isinstance(topic, str) else topic
+        sink = SinkNode(
+            name,
+            [self._node],
+            topic if isinstance(topic, str) else None,
+            extractor,
+            produced.key_serde,
+            produced.value_serde,
+            produced.partitioner,
+        )
+        self._builder.topology.add_node(sink)
+
+    def repartition(self, repartitioned: Repartitioned | None = None) -> KStream[K, V]:
+        """Write through an internal topic `{application_id}-{name}-repartition` and read it back.
+
+        Records are then partitioned by their current key, so downstream tasks
+        see every record of a key in one partition.
+        """
+        repartitioned = repartitioned or Repartitioned()
+        base = repartitioned.name or self._builder.node_name("REPARTITION", None)
+        return self._through_repartition_topic(
+            base,
+            repartitioned.key_serde,
+            repartitioned.value_serde,
+            repartitioned.number_of_partitions,
+            repartitioned.partitioner,
+        )
+
+    def _through_repartition_topic(
+        self,
+        base: str,
+        key_serde: Any,
+        value_serde: Any,
+        partitions: int | None,
+        partitioner: Any = None,
+    ) -> KStream[K, V]:
+        topic = f"{base}-repartition"
+        builder = self._builder
+        builder.topology.add_internal_topic(InternalTopic(topic, "repartition", partitions))
+        sink = SinkNode(
+            f"{topic}-sink", [self._node], topic, None, key_serde, value_serde, partitioner
+        )
+        builder.topology.add_node(sink)
+        source_name = f"{topic}-source"
+        builder.topology.add_source(
+            source_name, topic, key_serde=key_serde, value_serde=value_serde
+        )
+        return KStream(builder, source_name, key_changed=False)
+
+    def process(
+        self,
+        supplier: ProcessorSupplier,
+        *store_names: str,
+        named: Named | str | None = None,
+    ) -> KStream[Any, Any]:
+        """Run a user `Processor` (a fresh one per task from `supplier()`); returns its output."""
+        name = self._builder.node_name("PROCESSOR", named)
+        factory, closer = _user_processor_factory(name, supplier)
+        node = ProcessorNode(name, factory, [self._node], list(store_names), closer=closer)
+        self._builder.topology.add_node(node)
+        return KStream(self._builder, name, key_changed=True)
+
+
+class BranchedKStream(Generic[K, V]):
+    """The result of `split()`: add branches, then end with `default_branch()` or
+    `no_default_branch()`, which return the branches by name.
+
+    Branch names are the split's name (or `KSTREAM-BRANCH-0000000001-`) followed
+    by the branch's name, or by its number from 1; the default branch is `0`.
+    """
+
+    def __init__(self, stream: KStream[K, V], node_name: str, prefix: str) -> None:
+        self._stream = stream
+        self._node = node_name
+        self._prefix = prefix
+        self._predicates: list[Callable[[K, V], bool]] = []
+        self._branches: list[tuple[str, Branched]] = []
+        self._done = False
+
+    def branch(
+        self, predicate: Callable[[K, V], bool], branched: Branched | None = None
+    ) -> BranchedKStream[K, V]:
+        self._check_open()
+        branched = branched or Branched()
+        index = len(self._predicates) + 1
+        self._predicates.append(predicate)
+        self._branches.append((self._prefix + (branched.name or str(index)), branched))
+        return self
+
+    def default_branch(self, branched: Branched | None = None) -> dict[str, KStream[K, V]]:
+        self._check_open()
+        branched = branched or Branched()
+        self._branches.append((self._prefix + (branched.name or "0"), branched))
+        return self._finish(has_default=True)
+
+    def no_default_branch(self) -> dict[str, KStream[K, V]]:
+        self._check_open()
+        return self._finish(has_default=False)
+
+    def _check_open(self) -> None:
+        if self._done:
+            raise TopologyError("this split() is finished; start a new one with stream.split()")
+
+    def _finish(self, has_default: bool) -> dict[str, KStream[K, V]]:
+        self._done = True
+        builder = self._stream._builder
+        topology = builder.topology
+        factory = ops.branch_node(list(self._predicates), has_default)
+        topology.add_node(ProcessorNode(self._node, factory, [self._stream.node_name]))
+        result: dict[str, KStream[K, V]] = {}
+        for branch_name, branched in self._branches:
+            topology.add_node(ProcessorNode(branch_name, ops.pass_through_node(), [self._node]))
+            stream: KStream[K, V] = KStream(builder, branch_name, self._stream._key_changed)
+            if branched.chain is None:
+                result[branch_name] = stream
+            else:
+                chained = branched.chain(stream)
+                if chained is not None:
+                    result[branch_name] = chained
+        return result
+
+
+def _name_of(named: Named | str) -> str:
+    return named.name if isinstance(named, Named) else named

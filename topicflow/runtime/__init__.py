@@ -1,0 +1,1 @@
+"""The runtime: KafkaStreams, stream workers, tasks, the commit cycle."""

@@ -1,0 +1,268 @@
+"""KafkaStreams: runs a topology with `num_stream_threads` stream workers.
+
+    streams = KafkaStreams(builder.build(), config)
+    streams.start()
+    ...
+    streams.close()
+
+`start()` checks, before any worker runs, what would otherwise fail later and
+less clearly: the broker answers, the source topics exist, the internal topics
+exist or can be created. Then each worker joins the consumer group
+`application_id` and gets tasks as the group assigns partitions.
+
+States, as in Kafka Streams:
+
+    CREATED -> REBALANCING <-> RUNNING -> PENDING_SHUTDOWN -> NOT_RUNNING
+                         \\-> ERROR (a worker died) -> PENDING_SHUTDOWN -> NOT_RUNNING
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from topicflow.brokers.base import Admin, Broker, TopicSpec
+from topicflow.config import StreamsConfig
+from topicflow.errors import MissingSourceTopics, StreamsException, TopicflowError
+from topicflow.runtime.processing import WorkerMetrics
+from topicflow.runtime.stream_worker import StreamWorker, WorkerState
+from topicflow.topology.topology import SubTopology, Topology
+
+log = logging.getLogger(__name__)
+
+
+class State(enum.Enum):
+    CREATED = "CREATED"
+    REBALANCING = "REBALANCING"
+    RUNNING = "RUNNING"
+    PENDING_SHUTDOWN = "PENDING_SHUTDOWN"
+    NOT_RUNNING = "NOT_RUNNING"
+    ERROR = "ERROR"
+
+
+StateListener = Callable[[State, State], None]
+
+
+def broker_for(config: StreamsConfig) -> Broker:
+    """Apache Kafka when bootstrap servers are configured, else the embedded broker."""
+    if config.bootstrap_servers:
+        from topicflow.brokers.kafka import KafkaBroker
+
+        return KafkaBroker(config.base_client_config())
+    from topicflow.brokers.embedded import default_broker
+
+    return default_broker()
+
+
+class KafkaStreams:
+    def __init__(self, topology: Topology, config: StreamsConfig, broker: Broker | None = None):
+        topology.validate()
+        self._topology = topology
+        self._config = config
+        self._broker = broker
+        self._state = State.CREATED
+        self._lock = threading.RLock()
+        self._listeners: list[StateListener] = []
+        self._workers: list[StreamWorker] = []
+        self._stopped = threading.Event()
+
+    @property
+    def topology(self) -> Topology:
+        return self._topology
+
+    # -- state -------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    def set_state_listener(self, listener: StateListener) -> None:
+        """Called with (new_state, old_state) on every transition, from the thread causing it."""
+        self._listeners.append(listener)
+
+    def _transition(self, new: State) -> None:
+        with self._lock:
+            old = self._state
+            if old == new or old in (State.NOT_RUNNING,):
+                return
+            if old is State.ERROR and new not in (State.PENDING_SHUTDOWN, State.NOT_RUNNING):
+                return
+            if old is State.PENDING_SHUTDOWN and new not in (State.NOT_RUNNING,):
+                return
+            self._state = new
+        log.info("%s: state %s -> %s", self._config.application_id, old.value, new.value)
+        for listener in self._listeners:
+            listener(new, old)
+
+    def _on_worker_state(self, worker: StreamWorker, state: WorkerState) -> None:
+        if state is WorkerState.DEAD and worker.error is not None:
+            self._transition(State.ERROR)
+            self._stopped.set()
+            return
+        states = {w.state for w in self._workers if w.state is not WorkerState.DEAD}
+        if states and states == {WorkerState.RUNNING}:
+            self._transition(State.RUNNING)
+        elif states & {WorkerState.STARTING, WorkerState.PARTITIONS_REVOKED}:
+            self._transition(State.REBALANCING)
+
+    # -- start -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Check the broker and topics, then start the workers. Raises TopicflowError."""
+        with self._lock:
+            if self._state is not State.CREATED:
+                raise StreamsException(
+                    f"start() called in state {self._state.value}; a KafkaStreams starts once"
+                )
+        broker = self._broker or broker_for(self._config)
+        self._broker = broker
+        timeout = self._config.startup_timeout_ms / 1000
+        broker.check_reachable(timeout)
+        admin = broker.admin()
+        subtopologies = self._topology.subtopologies()
+        self._prepare_topics(admin, subtopologies, timeout)
+        self._transition(State.REBALANCING)
+        self._workers = [
+            StreamWorker(
+                i + 1,
+                subtopologies,
+                self._config,
+                broker,
+                self.resolve_topic,
+                self._on_worker_state,
+            )
+            for i in range(self._config.num_stream_threads)
+        ]
+        for worker in self._workers:
+            worker.start()
+
+    def resolve_topic(self, topic: str) -> str:
+        """Internal topics carry the application id (and so the Kafka prefix) in their name."""
+        if topic in self._topology.internal_topics:
+            return self._topology.internal_topics[topic].full_name(self._config.application_id)
+        return topic
+
+    def _prepare_topics(
+        self, admin: Admin, subtopologies: list[SubTopology], timeout: float
+    ) -> None:
+        internal = self._topology.internal_topics
+        external = sorted({t for s in subtopologies for t in s.source_topics if t not in internal})
+        counts = admin.partition_counts(external, timeout)
+        missing = [t for t in external if t not in counts]
+        if missing and self._broker is not None and self._broker.name == "embedded":
+            # Zero-setup: the embedded broker makes what the demo needs.
+            admin.create_topics([TopicSpec(t, 4) for t in missing], timeout)
+            counts.update(admin.partition_counts(missing, timeout))
+            missing = []
+        if missing:
+            raise MissingSourceTopics(
+                f"source topics missing: {', '.join(missing)}; create them (`topicflow topics "
+                "SERVICE --partitions N`, or your cluster's tooling) and start again"
+            )
+        specs = self._internal_topic_specs(subtopologies, counts)
+        existing = admin.partition_counts([s.name for s in specs], timeout)
+        to_create = [s for s in specs if s.name not in existing]
+        if to_create:
+            log.info("creating internal topics: %s", ", ".join(s.name for s in to_create))
+            try:
+                admin.create_topics(to_create, timeout)
+            except TopicflowError as error:
+                raise MissingSourceTopics(
+                    f"internal topics missing and not creatable ({error}); create them with "
+                    "`topicflow topics SERVICE` and start again"
+                ) from None
+
+    def _internal_topic_specs(
+        self, subtopologies: list[SubTopology], counts: dict[str, int]
+    ) -> list[TopicSpec]:
+        """Repartition topics get their configured partitions, else as many as their upstream
+        sub-topology's widest source topic (Kafka Streams' rule)."""
+        internal = self._topology.internal_topics
+        partitions: dict[str, int] = {}
+        for name, topic in internal.items():
+            if topic.partitions is not None:
+                partitions[name] = topic.partitions
+        # Upstream counts may themselves be internal: resolve until nothing changes.
+        changed = True
+        while changed:
+            changed = False
+            for sub in subtopologies:
+                widths = [counts.get(t) or partitions.get(t) for t in sub.source_topics]
+                if not widths or any(w is None for w in widths):
+                    continue
+                width = max(w for w in widths if w is not None)
+                for sink_topic in sub.sink_topics:
+                    if sink_topic in internal and sink_topic not in partitions:
+                        partitions[sink_topic] = width
+                        changed = True
+        specs = []
+        for name, topic in internal.items():
+            config = dict(topic.config)
+            if topic.kind == "repartition":
+                # Repartition records are consumed once; keep them only as long as needed.
+                config.setdefault("cleanup.policy", "delete")
+            specs.append(
+                TopicSpec(
+                    topic.full_name(self._config.application_id),
+                    partitions.get(name, 1),
+                    config=config,
+                )
+            )
+        return specs
+
+    # -- close -------------------------------------------------------------------
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Stop every worker after its current batch (commit, leave the group).
+
+        Returns True if all stopped within `timeout` seconds (None: wait for ever).
+        """
+        with self._lock:
+            if self._state is State.NOT_RUNNING:
+                return True
+        self._transition(State.PENDING_SHUTDOWN)
+        for worker in self._workers:
+            worker.shutdown()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        stopped = True
+        for worker in self._workers:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            stopped = worker.join(remaining) and stopped
+        if stopped:
+            self._transition(State.NOT_RUNNING)
+        self._stopped.set()
+        return stopped
+
+    def wait_until_stopped(self, timeout: float | None = None) -> bool:
+        """Block until close() or a worker failure; True if that happened within timeout."""
+        return self._stopped.wait(timeout)
+
+    # -- introspection -------------------------------------------------------------
+
+    @property
+    def error(self) -> BaseException | None:
+        """The error a failed worker died of, if any."""
+        for worker in self._workers:
+            if worker.error is not None:
+                return worker.error
+        return None
+
+    def metrics(self) -> dict[str, int]:
+        total = WorkerMetrics()
+        for worker in self._workers:
+            total.add(worker.metrics)
+        return total.as_dict()
+
+    def tasks(self) -> dict[str, list[str]]:
+        """Task ids per worker name: which partitions this instance processes now."""
+        return {w.name: sorted(str(t) for t in w.tasks) for w in self._workers}
+
+    def __enter__(self) -> KafkaStreams:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,153 @@
+"""The per-record path: from a consumed message to the task's nodes.
+
+`process_batch` is the one loop every record goes through, on Kafka, on the
+embedded broker and in the test driver. Per record it does: find the route of
+the message's partition, deserialize key and value, take the timestamp, set
+the task's record context, advance stream time, call the source node. Nothing
+is allocated here beyond what the user's functions allocate.
+
+Bad input never stops the loop unless configured to: a record that cannot be
+deserialized, or that has no valid timestamp, is logged, counted and skipped
+(`log_and_continue`); `log_and_fail` stops the worker instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, fields
+from typing import Any
+
+from topicflow.config import StreamsConfig
+from topicflow.errors import StreamsException
+from topicflow.runtime.task import SourceRoute
+
+log = logging.getLogger(__name__)
+
+# Routes by topic, then by partition: two dict lookups per record, no tuple keys.
+Routes = dict[str, dict[int, SourceRoute]]
+
+# Log at most one line per kind of skipped record this often: a stream of bad
+# records must not become a stream of log lines.
+LOG_EVERY_S = 5.0
+
+
+@dataclass
+class WorkerMetrics:
+    records_consumed: int = 0
+    deserialization_errors: int = 0
+    invalid_timestamps: int = 0
+    processing_errors: int = 0
+    consumer_errors: int = 0
+    records_produced: int = 0
+    commits: int = 0
+
+    def add(self, other: WorkerMetrics) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class BatchProcessor:
+    """Runs batches of consumed messages through their tasks."""
+
+    def __init__(self, config: StreamsConfig, metrics: WorkerMetrics) -> None:
+        self._fail_on_bad_record = (
+            config.default_deserialization_exception_handler == "log_and_fail"
+        )
+        self._fail_on_processing_error = config.processing_exception_handler == "log_and_fail"
+        self._metrics = metrics
+        self._last_log: dict[str, float] = {}
+
+    def process_batch(self, messages: list[Any], routes: Routes) -> None:
+        processed = 0
+        for message in messages:
+            if message.error() is not None:
+                self._consumer_error(message)
+                continue
+            route = routes[message.topic()][message.partition()]
+            try:
+                key = route.deserialize_key(message.key())
+                value = route.deserialize_value(message.value())
+            except Exception as error:
+                self._bad_record(route, message, "deserialization", error)
+                route.position = message.offset() + 1
+                continue
+            timestamp = message.timestamp()[1]
+            task = route.task
+            if route.extractor is not None:
+                timestamp = route.extractor(timestamp, key, value, task.stream_time)
+            if timestamp < 0:
+                self._bad_record(route, message, "timestamp", None)
+                route.position = message.offset() + 1
+                continue
+            rc = task.record_context
+            rc.message = message
+            rc.timestamp = timestamp
+            rc.headers = message.headers()
+            task.stream_time = max(task.stream_time, timestamp)
+            try:
+                route.process(key, value)
+            except Exception as error:
+                self._processing_error(route, message, error)
+            route.position = message.offset() + 1
+            processed += 1
+        self._metrics.records_consumed += processed
+
+    # -- the exceptional paths ------------------------------------------------------
+
+    def _bad_record(
+        self, route: SourceRoute, message: Any, kind: str, error: Exception | None
+    ) -> None:
+        where = f"{route.topic}[{route.partition}]@{message.offset()}"
+        if kind == "timestamp":
+            self._metrics.invalid_timestamps += 1
+            reason = f"invalid timestamp {message.timestamp()[1]}"
+        else:
+            self._metrics.deserialization_errors += 1
+            reason = f"cannot deserialize: {type(error).__name__}: {error}"
+        if self._fail_on_bad_record:
+            raise StreamsException(
+                f"record {where}: {reason}; default_deserialization_exception_handler is "
+                "log_and_fail (set log_and_continue to skip such records)"
+            ) from error
+        self._log_limited(
+            kind,
+            "skipping record %s: %s (%d %s errors so far)",
+            where,
+            reason,
+            self._metrics.deserialization_errors + self._metrics.invalid_timestamps,
+            kind,
+        )
+
+    def _processing_error(self, route: SourceRoute, message: Any, error: Exception) -> None:
+        self._metrics.processing_errors += 1
+        where = f"{route.topic}[{route.partition}]@{message.offset()}"
+        if self._fail_on_processing_error or isinstance(error, StreamsException):
+            raise StreamsException(
+                f"processing record {where} in task {route.task.id} failed: "
+                f"{type(error).__name__}: {error}"
+            ) from error
+        self._log_limited(
+            "processing",
+            "skipping record %s: processing failed: %s: %s (%d so far)",
+            where,
+            type(error).__name__,
+            error,
+            self._metrics.processing_errors,
+        )
+
+    def _consumer_error(self, message: Any) -> None:
+        error = message.error()
+        if getattr(error, "fatal", lambda: False)():
+            raise StreamsException(f"consumer failed: {error.str()}")
+        self._metrics.consumer_errors += 1
+        self._log_limited("consumer", "consumer error: %s", error.str())
+
+    def _log_limited(self, kind: str, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self._last_log.get(kind, -LOG_EVERY_S) >= LOG_EVERY_S:
+            self._last_log[kind] = now
+            log.warning(message, *args)

@@ -1,0 +1,129 @@
+"""RecordCollector: sends a worker's output records through its producer.
+
+Production is asynchronous: `send` hands the record to the producer's queue
+and returns. Delivery reports are served every `POLL_EVERY` records with
+`poll(0)` (librdkafka only calls back for failures, see the producer config),
+and `flush()` at commit time waits for every record to be acknowledged: a
+commit never covers input whose output might still be lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from topicflow.brokers.base import Headers, Producer
+from topicflow.errors import StreamsException
+
+log = logging.getLogger(__name__)
+
+# Serve delivery reports this often; rarer saves calls, but the reports of
+# failures must not pile up in librdkafka's queue.
+POLL_EVERY = 1000
+# A full producer queue means the broker is slower than we are: wait this long
+# for room before trying again (and say so every WARN_AFTER_S).
+QUEUE_FULL_WAIT_S = 0.05
+WARN_AFTER_S = 10.0
+
+
+class RecordCollector:
+    def __init__(self, producer: Producer, partition_counts: Callable[[str], int]) -> None:
+        self._producer = producer
+        self._produce = producer.produce
+        self._poll = producer.poll
+        self._partition_counts = partition_counts
+        self._partition_cache: dict[str, int] = {}
+        self._unpolled = 0
+        self._failures: list[str] = []
+        self.sent = 0
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        timestamp: int,
+        headers: Headers | None,
+        partition: int,
+    ) -> None:
+        try:
+            self._produce(
+                topic,
+                value,
+                key,
+                partition=partition,
+                on_delivery=self._on_delivery,
+                timestamp=timestamp,
+                headers=headers,
+            )
+        except BufferError:
+            self._send_when_room(topic, key, value, timestamp, headers, partition)
+        self.sent += 1
+        self._unpolled += 1
+        if self._unpolled >= POLL_EVERY:
+            self._unpolled = 0
+            self._poll(0)
+
+    def _send_when_room(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        timestamp: int,
+        headers: Headers | None,
+        partition: int,
+    ) -> None:
+        started = last_warning = time.monotonic()
+        while True:
+            self._poll(QUEUE_FULL_WAIT_S)
+            try:
+                self._produce(
+                    topic,
+                    value,
+                    key,
+                    partition=partition,
+                    on_delivery=self._on_delivery,
+                    timestamp=timestamp,
+                    headers=headers,
+                )
+                return
+            except BufferError:
+                now = time.monotonic()
+                if now - last_warning >= WARN_AFTER_S:
+                    last_warning = now
+                    log.warning(
+                        "producer queue full for %.0f s: the broker is not taking records; "
+                        "is it reachable?",
+                        now - started,
+                    )
+
+    def _on_delivery(self, error: Any, message: Any) -> None:
+        # Keep the first few reasons; one failure is enough to stop committing.
+        if error is not None and len(self._failures) < 5:
+            self._failures.append(f"{message.topic()}: {error.str()}")
+
+    def partition_count(self, topic: str) -> int:
+        count = self._partition_cache.get(topic)
+        if count is None:
+            count = self._partition_cache[topic] = self._partition_counts(topic)
+        return count
+
+    def flush(self, timeout_s: float) -> None:
+        """Wait until every sent record is acknowledged; raise if any failed or timed out."""
+        deadline = time.monotonic() + timeout_s
+        remaining = self._producer.flush(timeout_s)
+        while remaining and time.monotonic() < deadline:
+            remaining = self._producer.flush(max(0.0, deadline - time.monotonic()))
+        self._unpolled = 0
+        if self._failures:
+            failures, self._failures = self._failures, []
+            raise StreamsException(
+                f"could not produce {len(failures)}+ records ({failures[0]}); offsets not committed"
+            )
+        if remaining:
+            raise StreamsException(
+                f"{remaining} records not acknowledged by the broker within {timeout_s:.0f} s; "
+                "offsets not committed"
+            )

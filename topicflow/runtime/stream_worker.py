@@ -1,0 +1,276 @@
+"""StreamWorker: one consumer, one producer, and the tasks of their partitions.
+
+Kafka Streams calls it a StreamThread. Its loop tells the story of a batch:
+
+    poll  -> consume up to max_poll_records messages
+    task  -> each message through its task's nodes (runtime/processing.py)
+    time  -> fire due stream-time and wall-clock punctuators
+    commit-> every commit_interval_ms: see `commit` for the order
+
+Rebalances happen inside `consume()`: librdkafka calls `_on_revoke` (commit,
+then close the tasks) and `_on_assign` (create the tasks of the new partitions,
+which start from the group's committed offsets).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import TopicPartition
+
+from topicflow.brokers.base import Broker, Consumer
+from topicflow.config import StreamsConfig
+from topicflow.errors import StreamsException
+from topicflow.processor.api import PunctuationType
+from topicflow.runtime.processing import BatchProcessor, Routes, WorkerMetrics
+from topicflow.runtime.record_collector import RecordCollector
+from topicflow.runtime.task import StreamTask, TaskId
+from topicflow.topology.topology import SubTopology
+
+log = logging.getLogger(__name__)
+
+# How long a commit may wait for the producer to have every record acknowledged.
+FLUSH_TIMEOUT_S = 30.0
+
+
+class WorkerState(enum.Enum):
+    CREATED = "CREATED"
+    STARTING = "STARTING"
+    PARTITIONS_REVOKED = "PARTITIONS_REVOKED"
+    RUNNING = "RUNNING"
+    PENDING_SHUTDOWN = "PENDING_SHUTDOWN"
+    DEAD = "DEAD"
+
+
+class StreamWorker:
+    def __init__(
+        self,
+        index: int,
+        subtopologies: list[SubTopology],
+        config: StreamsConfig,
+        broker: Broker,
+        resolve_topic: Callable[[str], str],
+        on_state_change: Callable[[StreamWorker, WorkerState], None],
+    ) -> None:
+        self.index = index
+        self.name = f"{config.application_id}-StreamWorker-{index}"
+        self.state = WorkerState.CREATED
+        self.metrics = WorkerMetrics()
+        self.error: BaseException | None = None
+        self._config = config
+        self._broker = broker
+        self._resolve = resolve_topic
+        self._on_state_change = on_state_change
+        self._subtopology_of: dict[str, SubTopology] = {
+            resolve_topic(topic): sub for sub in subtopologies for topic in sub.source_topics
+        }
+        self._tasks: dict[TaskId, StreamTask] = {}
+        self._routes: Routes = {}
+        self._stop = threading.Event()
+        self._processor = BatchProcessor(config, self.metrics)
+        self._consumer: Consumer | None = None
+        self._collector: RecordCollector | None = None
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def shutdown(self) -> None:
+        """Ask the loop to stop after the current batch (it then commits and leaves)."""
+        self._stop.set()
+
+    def join(self, timeout: float | None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def tasks(self) -> dict[TaskId, StreamTask]:
+        return self._tasks
+
+    def _set_state(self, state: WorkerState) -> None:
+        self.state = state
+        self._on_state_change(self, state)
+
+    def _run(self) -> None:
+        self._set_state(WorkerState.STARTING)
+        try:
+            self._loop()
+        except BaseException as error:
+            self.error = error
+            log.error("%s stopped: %s", self.name, error)
+            self._close_clients(clean=False)
+        finally:
+            self._set_state(WorkerState.DEAD)
+
+    def _loop(self) -> None:
+        config = self._config
+        consumer_config = config.consumer_client_config()
+        consumer_config["client.id"] = f"{consumer_config['client.id']}-{self.index}-consumer"
+        producer_config = config.producer_client_config()
+        producer_config["client.id"] = f"{producer_config['client.id']}-{self.index}-producer"
+        admin = self._broker.admin()
+
+        def partition_count(topic: str) -> int:
+            counts = admin.partition_counts([topic], timeout=10.0)
+            if topic not in counts:
+                raise StreamsException(f"output topic {topic!r} does not exist; create it first")
+            return counts[topic]
+
+        self._consumer = consumer = self._broker.consumer(consumer_config)
+        self._collector = RecordCollector(self._broker.producer(producer_config), partition_count)
+        consumer.subscribe(
+            sorted(self._subtopology_of),
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+
+        max_records = config.max_poll_records
+        poll_timeout = config.poll_ms / 1000
+        commit_interval = config.commit_interval_ms / 1000
+        next_commit = time.monotonic() + commit_interval
+        process_batch = self._processor.process_batch
+        consume = consumer.consume
+
+        while not self._stop.is_set():
+            messages = consume(max_records, poll_timeout)
+            if messages:
+                process_batch(messages, self._routes)
+                self._punctuate(PunctuationType.STREAM_TIME)
+            self._punctuate(PunctuationType.WALL_CLOCK_TIME)
+            now = time.monotonic()
+            if now >= next_commit or self._commit_requested():
+                self.commit()
+                next_commit = now + commit_interval
+
+        self._set_state(WorkerState.PENDING_SHUTDOWN)
+        self._close_clients(clean=True)
+
+    # -- time ----------------------------------------------------------------------
+
+    def _punctuate(self, ptype: PunctuationType) -> None:
+        for task in self._tasks.values():
+            now = task.stream_time if ptype is PunctuationType.STREAM_TIME else task.wall_clock_ms()
+            if now >= 0:
+                task.punctuate(ptype, now)
+
+    def _commit_requested(self) -> bool:
+        return any([task.take_commit_request() for task in self._tasks.values()])
+
+    # -- the commit cycle ----------------------------------------------------------
+
+    def commit(self) -> None:
+        """Commit the progress of every task, in this order (at-least-once):
+
+        1. (state stores flush their caches and changelogs: stateful issue)
+        2. the producer flushes: every output of processed records is acknowledged;
+        3. the consumer commits each partition's position (the next offset to read).
+
+        If step 2 fails, nothing is committed and the records will be processed
+        again after a restart: output may repeat, but is never lost.
+        """
+        assert self._collector is not None and self._consumer is not None
+        self._collector.flush(FLUSH_TIMEOUT_S)
+        self.metrics.records_produced = self._collector.sent
+        offsets = [
+            TopicPartition(route.topic, route.partition, route.position)
+            for by_partition in self._routes.values()
+            for route in by_partition.values()
+            if route.position >= 0
+        ]
+        if not offsets:
+            return
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+        except Exception as error:
+            # A rebalance took the partitions: the new owner redoes what we did
+            # since the last commit. Output may repeat; nothing is lost.
+            log.warning(
+                "%s: commit failed (%s); records since the last commit will be processed again",
+                self.name,
+                error,
+            )
+            return
+        self.metrics.commits += 1
+
+    # -- rebalance callbacks (called inside consume()) ----------------------------
+
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        for tp in partitions:
+            sub = self._subtopology_of.get(tp.topic)
+            if sub is None:
+                continue
+            task_id = TaskId(sub.id, tp.partition)
+            task = self._tasks.get(task_id)
+            if task is None:
+                assert self._collector is not None
+                task = StreamTask(task_id, sub, self._config, self._collector, self._resolve)
+                self._tasks[task_id] = task
+            self._routes.setdefault(tp.topic, {})[tp.partition] = task.route(tp.topic, tp.partition)
+        log.info(
+            "%s assigned %d partitions, running tasks %s",
+            self.name,
+            len(partitions),
+            ", ".join(str(t) for t in sorted(self._tasks)) or "none",
+        )
+        self._set_state(WorkerState.RUNNING)
+
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        self._set_state(WorkerState.PARTITIONS_REVOKED)
+        if self._tasks:
+            try:
+                self.commit()
+            except StreamsException as error:
+                log.warning(
+                    "%s: could not commit before giving up partitions: %s", self.name, error
+                )
+        self._drop(partitions)
+
+    def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
+        # The partitions already belong to someone else: do not commit.
+        self._set_state(WorkerState.PARTITIONS_REVOKED)
+        self._drop(partitions)
+
+    def _drop(self, partitions: list[Any]) -> None:
+        for tp in partitions:
+            self._routes.get(tp.topic, {}).pop(tp.partition, None)
+        still_read = {
+            route.task.id
+            for by_partition in self._routes.values()
+            for route in by_partition.values()
+        }
+        for task_id in [t for t in self._tasks if t not in still_read]:
+            self._tasks.pop(task_id).close()
+
+    # -- shutdown ----------------------------------------------------------------
+
+    def _close_clients(self, clean: bool) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            return
+        try:
+            if clean:
+                self.commit()
+            else:
+                # After a failure, what was processed may not be in the producer:
+                # drop the positions so that closing does not commit them.
+                self._routes.clear()
+        finally:
+            # close() leaves the group at once, so the others take over without
+            # waiting for the session timeout. It runs on_revoke, which commits
+            # again: a no-op after the commit above.
+            try:
+                consumer.close()
+            finally:
+                self._consumer = None
+                for task in self._tasks.values():
+                    task.close()
+                self._tasks.clear()
+                self._routes.clear()

@@ -1,0 +1,309 @@
+"""StreamTask: one sub-topology instantiated for one partition number.
+
+A task owns the node instances of its sub-topology, the record context of the
+record in flight, its stream time (the largest timestamp it has seen), its
+punctuation schedules, and the position of each input partition it reads.
+The stream worker feeds it consumed messages through its `SourceRoute`s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from topicflow.config import StreamsConfig, TimestampExtractor
+from topicflow.errors import StreamsException, TopologyError
+from topicflow.processor.api import Cancellable, PunctuationType, Punctuator
+from topicflow.runtime.processor_context import system_time_ms
+from topicflow.serdes import Serde
+from topicflow.topology.nodes import (
+    Forward,
+    ProcessorNode,
+    RecordContext,
+    RecordSender,
+    SinkNode,
+    SourceNode,
+)
+from topicflow.topology.topology import SubTopology
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class TaskId:
+    subtopology: int
+    partition: int
+
+    def __str__(self) -> str:
+        return f"{self.subtopology}_{self.partition}"
+
+
+class SourceRoute:
+    """How a message of one input partition enters its task; one per topic-partition.
+
+    `position` is the offset of the next record to process: what the commit
+    cycle commits for this partition.
+    """
+
+    __slots__ = (
+        "deserialize_key",
+        "deserialize_value",
+        "extractor",
+        "partition",
+        "position",
+        "process",
+        "task",
+        "topic",
+    )
+
+    def __init__(
+        self,
+        task: StreamTask,
+        topic: str,
+        partition: int,
+        deserialize_key: Callable[[bytes | None], Any],
+        deserialize_value: Callable[[bytes | None], Any],
+        process: Forward,
+        extractor: TimestampExtractor | None,
+    ) -> None:
+        self.task = task
+        self.topic = topic
+        self.partition = partition
+        self.deserialize_key = deserialize_key
+        self.deserialize_value = deserialize_value
+        self.process = process
+        self.extractor = extractor
+        self.position = -1  # nothing processed yet
+
+
+class _Schedule:
+    __slots__ = ("callback", "cancelled", "interval", "next_time", "type")
+
+    def __init__(
+        self, interval: int, ptype: PunctuationType, callback: Punctuator, next_time: int
+    ) -> None:
+        self.interval = interval
+        self.type = ptype
+        self.callback = callback
+        self.next_time = next_time
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class StreamTask:
+    """Implements the `TaskContext` that node instances see."""
+
+    def __init__(
+        self,
+        task_id: TaskId,
+        subtopology: SubTopology,
+        config: StreamsConfig,
+        sender: RecordSender,
+        resolve_topic: Callable[[str], str],
+        clock: Callable[[], int] = system_time_ms,
+    ) -> None:
+        self.id = task_id
+        self._subtopology = subtopology
+        self._config = config
+        self._sender = sender
+        self._clock = clock
+        self._resolve = resolve_topic
+        # Plain attributes, not properties: the per-record path reads and writes them.
+        self.record_context = RecordContext()
+        self.stream_time = -1
+        self._schedules: list[_Schedule] = []
+        self._commit_requested = False
+        self._stores: dict[str, Any] = {}
+        self._instances: dict[str, Forward] = {}
+        self._closers: list[tuple[Callable[[Forward], None], Forward]] = []
+        self._sources: dict[str, tuple[SourceNode, Forward]] = {}
+        self._build()
+
+    # -- TaskContext -------------------------------------------------------------------
+
+    @property
+    def application_id(self) -> str:
+        return self._config.application_id
+
+    @property
+    def task_id(self) -> str:
+        return str(self.id)
+
+    @property
+    def sender(self) -> RecordSender:
+        return self._sender
+
+    def wall_clock_ms(self) -> int:
+        return self._clock()
+
+    def schedule(
+        self, interval_ms: int, punctuation_type: PunctuationType, callback: Punctuator
+    ) -> Cancellable:
+        if punctuation_type is PunctuationType.WALL_CLOCK_TIME:
+            first = self._clock() + interval_ms
+        else:
+            # Kafka Streams fires a stream-time punctuator at the first record
+            # at or after the scheduling time; with no stream time yet, at the first record.
+            first = self.stream_time if self.stream_time >= 0 else -1
+        schedule = _Schedule(interval_ms, punctuation_type, callback, first)
+        self._schedules.append(schedule)
+        return schedule
+
+    def request_commit(self) -> None:
+        self._commit_requested = True
+
+    def get_state_store(self, name: str) -> Any:
+        try:
+            return self._stores[name]
+        except KeyError:
+            raise TopologyError(
+                f"task {self.id} has no state store {name!r}; connect it to the processor "
+                "with stream.process(supplier, 'store-name')"
+            ) from None
+
+    # -- building ----------------------------------------------------------------------
+
+    def _build(self) -> None:
+        nodes = {n.name: n for n in self._subtopology.nodes}
+
+        def instance(name: str) -> Forward:
+            built = self._instances.get(name)
+            if built is not None:
+                return built
+            node = nodes[name]
+            if isinstance(node, SinkNode):
+                built = self._sink(node)
+            else:
+                children = {child: instance(child) for child in node.children}
+                if isinstance(node, SourceNode):
+                    from topicflow.dsl.operations import forward_to
+
+                    built = forward_to(children)
+                else:
+                    built = self._processor(node, children)
+            self._instances[name] = built
+            return built
+
+        for node in self._subtopology.nodes:
+            if isinstance(node, SourceNode):
+                process = instance(node.name)
+                for topic in node.topics:
+                    self._sources[self._resolve(topic)] = (node, process)
+
+    def _processor(self, node: ProcessorNode, children: dict[str, Forward]) -> Forward:
+        try:
+            built = node.factory(self, children)
+        except Exception as error:
+            raise StreamsException(
+                f"initializing processor {node.name!r} for task {self.id} failed: {error}"
+            ) from error
+        if node.closer is not None:
+            self._closers.append((node.closer, built))
+        return built
+
+    def _sink(self, node: SinkNode) -> Forward:
+        send = self._sender.send
+        serialize_key = (node.key_serde or self._config.default_key_serde).serialize
+        serialize_value = (node.value_serde or self._config.default_value_serde).serialize
+        rc = self.record_context
+        partitioner = node.partitioner
+        extractor = node.topic_extractor
+        resolve = self._resolve
+
+        if extractor is None and partitioner is None:
+            topic = resolve(node.topic or "")
+
+            def sink(key: Any, value: Any) -> None:
+                send(
+                    topic, serialize_key(key), serialize_value(value), rc.timestamp, rc.headers, -1
+                )
+
+            return sink
+
+        partition_count = self._sender.partition_count
+        static_topic = resolve(node.topic or "")
+
+        def routed_sink(key: Any, value: Any) -> None:
+            topic = static_topic if extractor is None else extractor(key, value, rc)
+            partition = -1
+            if partitioner is not None:
+                partition = partitioner(topic, key, value, partition_count(topic))
+            send(
+                topic,
+                serialize_key(key),
+                serialize_value(value),
+                rc.timestamp,
+                rc.headers,
+                partition,
+            )
+
+        return routed_sink
+
+    def route(self, topic: str, partition: int) -> SourceRoute:
+        """The entry of one input partition (`topic` resolved) into this task."""
+        try:
+            node, process = self._sources[topic]
+        except KeyError:
+            raise StreamsException(f"task {self.id} does not read topic {topic!r}") from None
+        key_serde: Serde[Any] = node.key_serde or self._config.default_key_serde
+        value_serde: Serde[Any] = node.value_serde or self._config.default_value_serde
+        extractor = node.timestamp_extractor or self._config.default_timestamp_extractor
+        return SourceRoute(
+            self,
+            topic,
+            partition,
+            key_serde.deserialize,
+            value_serde.deserialize,
+            process,
+            extractor,
+        )
+
+    @property
+    def source_topics(self) -> list[str]:
+        return list(self._sources)
+
+    # -- time ------------------------------------------------------------------------
+
+    def punctuate(self, ptype: PunctuationType, now: int) -> int:
+        """Fire due punctuators of one type; returns how many fired."""
+        fired = 0
+        if not self._schedules:
+            return 0
+        rc = self.record_context
+        for schedule in list(self._schedules):
+            if schedule.cancelled:
+                self._schedules.remove(schedule)
+                continue
+            if schedule.type is not ptype:
+                continue
+            if schedule.next_time < 0:  # a stream-time schedule made before any record
+                schedule.next_time = now
+            if now < schedule.next_time:
+                continue
+            rc.message, rc.timestamp, rc.headers = None, now, None
+            schedule.callback(now)
+            fired += 1
+            # As in Kafka Streams: one firing however many intervals were missed,
+            # then the next one a full interval after this one.
+            schedule.next_time += schedule.interval
+            if now >= schedule.next_time:
+                schedule.next_time = now + schedule.interval
+        return fired
+
+    def take_commit_request(self) -> bool:
+        requested, self._commit_requested = self._commit_requested, False
+        return requested
+
+    # -- closing ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        errors = []
+        for closer, instance in self._closers:
+            try:
+                closer(instance)
+            except Exception as error:  # close every processor, report the first failure
+                errors.append(error)
+        self._closers.clear()
+        if errors:
+            raise StreamsException(f"closing task {self.id} failed: {errors[0]}") from errors[0]

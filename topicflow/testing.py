@@ -1,0 +1,372 @@
+"""TopologyTestDriver: run a topology record by record, with no broker and no threads.
+
+    driver = TopologyTestDriver(builder.build(), config)
+    lines = driver.create_input_topic("textlines", Serdes.String(), Serdes.String())
+    words = driver.create_output_topic("words", Serdes.String(), Serdes.String())
+    lines.pipe_input("Hello world")
+    assert words.read_values_to_list() == ["hello", "world"]
+
+Each sub-topology runs as one task (partition 0) through the same task and
+per-record code as the real runtime. Records written to a topic the topology
+reads (repartition topics, or a user topic that is also a source) are
+processed right after the record that produced them, as in Kafka Streams'
+driver. Wall-clock time only moves with `advance_wall_clock_time`.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Generic, NamedTuple, TypeVar
+
+from topicflow.brokers.base import TIMESTAMP_CREATE_TIME, Headers
+from topicflow.config import StreamsConfig
+from topicflow.errors import TopologyError
+from topicflow.processor.api import PunctuationType
+from topicflow.runtime.processing import BatchProcessor, Routes, WorkerMetrics
+from topicflow.runtime.task import StreamTask, TaskId
+from topicflow.serdes import Serde
+from topicflow.topology.topology import Topology
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class KeyValue(NamedTuple):
+    key: Any
+    value: Any
+
+
+@dataclass(frozen=True)
+class TestRecord:
+    key: Any
+    value: Any
+    timestamp: int
+    headers: Headers | None = None
+
+
+class _DriverMessage:
+    """A consumed message with confluent-kafka's accessors."""
+
+    __slots__ = ("_headers", "_key", "_offset", "_partition", "_timestamp", "_topic", "_value")
+
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        timestamp: int,
+        headers: Headers | None,
+    ) -> None:
+        self._topic, self._partition, self._offset = topic, partition, offset
+        self._key, self._value, self._timestamp, self._headers = key, value, timestamp, headers
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def timestamp(self) -> tuple[int, int]:
+        return (TIMESTAMP_CREATE_TIME, self._timestamp)
+
+    def headers(self) -> Headers | None:
+        return self._headers
+
+    def error(self) -> None:
+        return None
+
+
+class _DriverSender:
+    """Captures what sinks send; feeds topics the topology reads back into it."""
+
+    def __init__(self, driver: TopologyTestDriver) -> None:
+        self._driver = driver
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        timestamp: int,
+        headers: Headers | None,
+        partition: int,
+    ) -> None:
+        self._driver._record_output(topic, key, value, timestamp, headers)
+
+    def partition_count(self, topic: str) -> int:
+        return 1
+
+
+class TopologyTestDriver:
+    __test__ = False  # not a pytest test class
+
+    def __init__(
+        self,
+        topology: Topology,
+        config: StreamsConfig | None = None,
+        initial_wall_clock_time_ms: int = 0,
+    ) -> None:
+        topology.validate()
+        self._config = config or StreamsConfig(application_id="topology-test-driver")
+        self._topology = topology
+        self._wall_clock = initial_wall_clock_time_ms
+        self._outputs: dict[str, collections.deque[TestRecord]] = collections.defaultdict(
+            collections.deque
+        )
+        self._offsets: dict[str, int] = collections.defaultdict(int)
+        self._pending: collections.deque[_DriverMessage] = collections.deque()
+        self._in_pipe = False
+        self.metrics = WorkerMetrics()
+        self._processor = BatchProcessor(self._config, self.metrics)
+        sender = _DriverSender(self)
+        self._tasks: list[StreamTask] = []
+        self._routes: Routes = {}
+        for sub in topology.subtopologies():
+            task = StreamTask(
+                TaskId(sub.id, 0), sub, self._config, sender, self._resolve, self._clock
+            )
+            self._tasks.append(task)
+            for topic in task.source_topics:
+                self._routes[topic] = {0: task.route(topic, 0)}
+
+    def _resolve(self, topic: str) -> str:
+        internal = self._topology.internal_topics
+        if topic in internal:
+            return internal[topic].full_name(self._config.application_id)
+        return topic
+
+    def _clock(self) -> int:
+        return self._wall_clock
+
+    # -- topics ------------------------------------------------------------------
+
+    def create_input_topic(
+        self,
+        topic: str,
+        key_serde: Serde[Any] | None = None,
+        value_serde: Serde[Any] | None = None,
+    ) -> TestInputTopic[Any, Any]:
+        if topic not in self._routes:
+            raise TopologyError(
+                f"the topology does not read {topic!r}; it reads {sorted(self._routes)}"
+            )
+        return TestInputTopic(
+            self,
+            topic,
+            key_serde or self._config.default_key_serde,
+            value_serde or self._config.default_value_serde,
+        )
+
+    def create_output_topic(
+        self,
+        topic: str,
+        key_serde: Serde[Any] | None = None,
+        value_serde: Serde[Any] | None = None,
+    ) -> TestOutputTopic[Any, Any]:
+        return TestOutputTopic(
+            self,
+            topic,
+            key_serde or self._config.default_key_serde,
+            value_serde or self._config.default_value_serde,
+        )
+
+    # -- time --------------------------------------------------------------------
+
+    def advance_wall_clock_time(self, advance: timedelta | int) -> None:
+        """Move the wall clock forward (ms or timedelta) and fire due wall-clock punctuators."""
+        ms = int(advance.total_seconds() * 1000) if isinstance(advance, timedelta) else advance
+        self._wall_clock += ms
+        for task in self._tasks:
+            task.punctuate(PunctuationType.WALL_CLOCK_TIME, self._wall_clock)
+        self._drain()
+
+    @property
+    def wall_clock_time_ms(self) -> int:
+        return self._wall_clock
+
+    # -- the record path ---------------------------------------------------------
+
+    def pipe_raw(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        timestamp: int,
+        headers: Headers | None = None,
+    ) -> None:
+        """Process one serialized record read from `topic`, then everything it caused."""
+        self._pending.append(self._message(topic, key, value, timestamp, headers))
+        self._drain()
+
+    def _message(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        timestamp: int,
+        headers: Headers | None,
+    ) -> _DriverMessage:
+        offset = self._offsets[topic]
+        self._offsets[topic] = offset + 1
+        return _DriverMessage(topic, 0, offset, key, value, timestamp, headers)
+
+    def _drain(self) -> None:
+        if self._in_pipe:  # a punctuator or record is already draining the queue
+            return
+        self._in_pipe = True
+        try:
+            while self._pending:
+                message = self._pending.popleft()
+                route = self._routes[message.topic()][0]
+                self._processor.process_batch([message], self._routes)
+                if route.task.stream_time >= 0:
+                    route.task.punctuate(PunctuationType.STREAM_TIME, route.task.stream_time)
+        finally:
+            self._in_pipe = False
+
+    def _record_output(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        timestamp: int,
+        headers: Headers | None,
+    ) -> None:
+        if topic in self._routes:
+            self._pending.append(self._message(topic, key, value, timestamp, headers))
+        internal_names = {self._resolve(t) for t in self._topology.internal_topics}
+        if topic not in internal_names:
+            self._outputs[topic].append(TestRecord(key, value, timestamp, headers))
+
+    def _read_raw(self, topic: str) -> TestRecord | None:
+        queue = self._outputs.get(topic)
+        return queue.popleft() if queue else None
+
+    def _queue_size(self, topic: str) -> int:
+        return len(self._outputs.get(topic, ()))
+
+    def producer_topics(self) -> list[str]:
+        """Names of the topics written so far."""
+        return sorted(self._outputs)
+
+    def close(self) -> None:
+        for task in self._tasks:
+            task.close()
+        self._tasks.clear()
+
+    def __enter__(self) -> TopologyTestDriver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class TestInputTopic(Generic[K, V]):
+    """Pipes records into one input topic. Timestamps default to the driver's wall clock."""
+
+    __test__ = False
+
+    def __init__(
+        self, driver: TopologyTestDriver, topic: str, key_serde: Serde[K], value_serde: Serde[V]
+    ) -> None:
+        self._driver = driver
+        self._topic = topic
+        self._key_serde = key_serde
+        self._value_serde = value_serde
+
+    def pipe_input(
+        self, *key_value: Any, timestamp: int | None = None, headers: Headers | None = None
+    ) -> None:
+        """`pipe_input(value)` or `pipe_input(key, value)`, as Kafka Streams' overloads."""
+        if len(key_value) == 1:
+            key, value = None, key_value[0]
+        elif len(key_value) == 2:
+            key, value = key_value
+        else:
+            raise TypeError("pipe_input takes (value) or (key, value)")
+        ts = self._driver.wall_clock_time_ms if timestamp is None else timestamp
+        self._driver.pipe_raw(
+            self._topic,
+            self._key_serde.serialize(key),
+            self._value_serde.serialize(value),
+            ts,
+            headers,
+        )
+
+    def pipe_value_list(self, values: Iterable[V], timestamp: int | None = None) -> None:
+        for value in values:
+            self.pipe_input(value, timestamp=timestamp)
+
+    def pipe_key_value_list(
+        self, pairs: Iterable[tuple[K, V]], timestamp: int | None = None
+    ) -> None:
+        for key, value in pairs:
+            self.pipe_input(key, value, timestamp=timestamp)
+
+
+class TestOutputTopic(Generic[K, V]):
+    """Reads what the topology wrote to one topic, oldest first."""
+
+    __test__ = False
+
+    def __init__(
+        self, driver: TopologyTestDriver, topic: str, key_serde: Serde[K], value_serde: Serde[V]
+    ) -> None:
+        self._driver = driver
+        self._topic = topic
+        self._key_serde = key_serde
+        self._value_serde = value_serde
+
+    def read_record(self) -> TestRecord:
+        raw = self._driver._read_raw(self._topic)
+        if raw is None:
+            raise IndexError(f"no record left in output topic {self._topic!r}")
+        return TestRecord(
+            self._key_serde.deserialize(raw.key),
+            self._value_serde.deserialize(raw.value),
+            raw.timestamp,
+            raw.headers,
+        )
+
+    def read_value(self) -> Any:
+        return self.read_record().value
+
+    def read_key_value(self) -> KeyValue:
+        record = self.read_record()
+        return KeyValue(record.key, record.value)
+
+    def read_records_to_list(self) -> list[TestRecord]:
+        records = []
+        while not self.is_empty():
+            records.append(self.read_record())
+        return records
+
+    def read_values_to_list(self) -> list[Any]:
+        return [r.value for r in self.read_records_to_list()]
+
+    def read_key_values_to_list(self) -> list[KeyValue]:
+        return [KeyValue(r.key, r.value) for r in self.read_records_to_list()]
+
+    def read_key_values_to_map(self) -> dict[Any, Any]:
+        """The latest value per key."""
+        return {r.key: r.value for r in self.read_records_to_list()}
+
+    def is_empty(self) -> bool:
+        return self._driver._queue_size(self._topic) == 0
+
+    def get_queue_size(self) -> int:
+        return self._driver._queue_size(self._topic)

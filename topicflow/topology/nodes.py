@@ -1,0 +1,147 @@
+"""The nodes of a processor graph, and what a node needs from the task that runs it.
+
+A node definition is static (built once by the DSL or `Topology.add_*`). Each
+task instantiates it into a plain function `process(key, value)` that calls
+its children's functions directly: one record flows through a chain of Python
+calls, with no queue, no per-record context object and no dispatch table.
+
+Record metadata (timestamp, headers, origin) travels beside the key and value
+in the task's one mutable `RecordContext`, set once per input record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from topicflow.brokers.base import Headers
+from topicflow.serdes import Serde
+
+if TYPE_CHECKING:
+    from topicflow.config import TimestampExtractor
+    from topicflow.processor.api import Cancellable, PunctuationType, Punctuator
+
+# What every instantiated node is: called with one key and value.
+Forward = Callable[[Any, Any], None]
+
+
+class RecordContext:
+    """The metadata of the record in flight in a task; one mutable object per task.
+
+    `message` is the consumed message the record derives from (None inside a
+    wall-clock punctuator); `timestamp` and `headers` are those of the record
+    as it is forwarded, which a processor may change.
+    """
+
+    __slots__ = ("headers", "message", "timestamp")
+
+    def __init__(self) -> None:
+        self.message: Any = None
+        self.timestamp: int = 0
+        self.headers: Headers | None = None
+
+    def topic(self) -> str | None:
+        return None if self.message is None else self.message.topic()
+
+    def partition(self) -> int | None:
+        return None if self.message is None else self.message.partition()
+
+    def offset(self) -> int | None:
+        return None if self.message is None else self.message.offset()
+
+
+class RecordSender(Protocol):
+    """Where sink nodes send serialized records: the producer, or the test driver."""
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        timestamp: int,
+        headers: Headers | None,
+        partition: int,
+    ) -> None: ...
+
+    def partition_count(self, topic: str) -> int: ...
+
+
+class TaskContext(Protocol):
+    """What an instantiated node may use from the task that runs it."""
+
+    @property
+    def application_id(self) -> str: ...
+
+    @property
+    def task_id(self) -> str: ...
+
+    @property
+    def record_context(self) -> RecordContext: ...
+
+    @property
+    def sender(self) -> RecordSender: ...
+
+    @property
+    def stream_time(self) -> int: ...
+
+    def wall_clock_ms(self) -> int: ...
+
+    def schedule(
+        self, interval_ms: int, punctuation_type: PunctuationType, callback: Punctuator
+    ) -> Cancellable: ...
+
+    def request_commit(self) -> None: ...
+
+    def get_state_store(self, name: str) -> Any: ...
+
+
+# Instantiates a processor node for one task: given the task and the node's
+# children (in order, by name), returns the node's process function.
+NodeFactory = Callable[[TaskContext, dict[str, Forward]], Forward]
+# Releases what a node instance holds when its task closes.
+Closer = Callable[[], None]
+
+# Kafka Streams' TopicNameExtractor: (key, value, record context) -> topic name.
+TopicNameExtractor = Callable[[Any, Any, RecordContext], str]
+# Kafka Streams' StreamPartitioner: (topic, key, value, partition count) -> partition.
+StreamPartitioner = Callable[[str, Any, Any, int], int]
+
+
+@dataclass(eq=False)
+class SourceNode:
+    name: str
+    topics: list[str]
+    key_serde: Serde[Any] | None = None
+    value_serde: Serde[Any] | None = None
+    timestamp_extractor: TimestampExtractor | None = None
+    children: list[str] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class ProcessorNode:
+    name: str
+    factory: NodeFactory
+    parents: list[str]
+    stores: list[str] = field(default_factory=list)
+    children: list[str] = field(default_factory=list)
+    # Called when a task closes, with what the factory returned, for user processors.
+    closer: Callable[[Forward], None] | None = None
+
+
+@dataclass(eq=False)
+class SinkNode:
+    name: str
+    parents: list[str]
+    topic: str | None = None
+    topic_extractor: TopicNameExtractor | None = None
+    key_serde: Serde[Any] | None = None
+    value_serde: Serde[Any] | None = None
+    partitioner: StreamPartitioner | None = None
+
+    @property
+    def children(self) -> list[str]:
+        return []
+
+
+Node = SourceNode | ProcessorNode | SinkNode
