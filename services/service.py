@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from topicflow import KafkaStreams, StreamsConfig, Topology
 from topicflow.config import KafkaEnv
-from topicflow.errors import ConfigError, TopicflowError
+from topicflow.errors import TopicflowError
 from topicflow.runtime.runner import EXIT_BAD_SETUP, configure_logging, run_until_signal
 
 
@@ -27,17 +28,10 @@ class Service:
     settings: Mapping[str, Any]
 
     def config(self, environ: Mapping[str, str] | None = None, **overrides: Any) -> StreamsConfig:
+        """The service's settings, then `TOPICFLOW_*` environment variables, then `overrides`."""
         environ = os.environ if environ is None else environ
-        settings = {**self.settings, **overrides}
-        threads = environ.get("NUM_STREAM_THREADS")
-        if threads and "num_stream_threads" not in overrides:
-            try:
-                settings["num_stream_threads"] = int(threads)
-            except ValueError:
-                raise ConfigError(
-                    f"NUM_STREAM_THREADS must be a whole number, got {threads!r}"
-                ) from None
-        return StreamsConfig.from_env(self.application_name, environ, **settings)
+        config = StreamsConfig.from_env(self.application_name, environ, **self.settings)
+        return config.with_overrides(**overrides) if overrides else config
 
     def prefix(self, environ: Mapping[str, str] | None = None) -> str:
         return KafkaEnv.read(os.environ if environ is None else environ).prefix
@@ -51,7 +45,7 @@ class Service:
             "--threads",
             type=int,
             default=None,
-            help="stream workers in this process (num_stream_threads; env NUM_STREAM_THREADS)",
+            help="stream workers in this process (num_stream_threads)",
         )
         parser.add_argument("--describe", action="store_true", help="print the topology and exit")
         args = parser.parse_args(argv)
@@ -64,6 +58,6 @@ class Service:
             overrides = {} if args.threads is None else {"num_stream_threads": args.threads}
             config = self.config(**overrides)
         except TopicflowError as error:
-            print(f"{self.name}: {error}", file=__import__("sys").stderr)
+            print(f"{self.name}: {error}", file=sys.stderr)
             return EXIT_BAD_SETUP
         return run_until_signal(self.name, lambda: KafkaStreams(topology, config))

@@ -181,9 +181,15 @@ class StreamsConfig:
         `KAFKA_URL` unset means the embedded broker. With `kafka+ssl://`, the
         certificates come from `KAFKA_TRUSTED_CERT`, `KAFKA_CLIENT_CERT` and
         `KAFKA_CLIENT_CERT_KEY` and are passed to librdkafka in memory.
+
+        Any numeric or text setting can be overridden by `TOPICFLOW_<NAME>`, e.g.
+        `TOPICFLOW_COMMIT_INTERVAL_MS=1000` or `TOPICFLOW_NUM_STREAM_THREADS=2`:
+        on Heroku, a config var changes it without a deploy.
         """
-        kafka = KafkaEnv.read(environ if environ is not None else os.environ)
+        environ = environ if environ is not None else os.environ
+        kafka = KafkaEnv.read(environ)
         client_config = {**kafka.client_config(), **dict(settings.pop("client_config", {}))}
+        settings.update(_settings_from_env(environ))
         return StreamsConfig(
             application_id=f"{kafka.prefix}{application_name}",
             bootstrap_servers=kafka.url.bootstrap_servers if kafka.url else None,
@@ -214,9 +220,10 @@ class StreamsConfig:
                 # The range assignor gives one member the same partition number of
                 # every co-partitioned source topic, which a task needs.
                 "partition.assignment.strategy": "range",
-                # Fetch in large chunks: the worker consumes in batches anyway.
+                # Prefetch enough to keep a batch ready, but bound it: librdkafka's
+                # default of 64 MB of queued messages dominates a worker's memory.
                 "fetch.wait.max.ms": 100,
-                "queued.min.messages": 100_000,
+                "queued.max.messages.kbytes": 16_384,
             }
         )
         conf.update(self.consumer_config)
@@ -278,6 +285,38 @@ class KafkaEnv:
         if self.client_cert_key:
             conf["ssl.key.pem"] = self.client_cert_key
         return conf
+
+
+# Settings that `TOPICFLOW_<NAME>` environment variables may set.
+_ENV_INT_SETTINGS = (
+    "num_stream_threads",
+    "commit_interval_ms",
+    "max_poll_records",
+    "poll_ms",
+    "startup_timeout_ms",
+    "session_timeout_ms",
+)
+_ENV_STR_SETTINGS = (
+    "state_dir",
+    "auto_offset_reset",
+    "processing_guarantee",
+    "default_deserialization_exception_handler",
+    "processing_exception_handler",
+    "client_id",
+)
+
+
+def _settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    for name in _ENV_INT_SETTINGS:
+        raw = environ.get(f"TOPICFLOW_{name.upper()}")
+        if raw:
+            settings[name] = _parse_int(f"TOPICFLOW_{name.upper()}", raw)
+    for name in _ENV_STR_SETTINGS:
+        raw = environ.get(f"TOPICFLOW_{name.upper()}")
+        if raw:
+            settings[name] = raw
+    return settings
 
 
 _JAVA_ALIASES = {

@@ -20,7 +20,7 @@ class BrokerUnavailable(TopicflowError):
 
 
 class MissingSourceTopics(TopicflowError):
-    """Topics the topology reads from do not exist."""
+    """Topics the topology reads from or writes to do not exist."""
 
 
 class TopologyError(TopicflowError):

@@ -417,7 +417,7 @@ def test_consume_wakes_when_a_record_arrives(broker: EmbeddedBroker) -> None:
 
 def test_one_producer_and_two_consumer_threads(broker: EmbeddedBroker) -> None:
     total = 5000
-    seen: list[list[bytes | None]] = [[], []]
+    seen: list[list[bytes]] = [[], []]
     progress = threading.Condition()
     stop = threading.Event()
     errors: list[BaseException] = []
@@ -435,7 +435,7 @@ def test_one_producer_and_two_consumer_threads(broker: EmbeddedBroker) -> None:
                 if batch:
                     c.commit(asynchronous=False)  # before any revoke: exactly once
                     with progress:
-                        seen[index].extend(m.value() for m in batch)
+                        seen[index].extend(m.value() or b"" for m in batch)
                         progress.notify()
             c.close()
         except BaseException as exc:  # reported by the assertion below
@@ -460,3 +460,51 @@ def test_one_producer_and_two_consumer_threads(broker: EmbeddedBroker) -> None:
     assert not errors
     assert sorted(seen[0] + seen[1]) == sorted(b"%d" % i for i in range(total))
     assert seen[0] and seen[1]  # both took part
+
+
+def test_deleting_and_recreating_a_topic_starts_it_afresh(broker: EmbeddedBroker) -> None:
+    produce_n(broker, 8)
+    c = consumer(broker)
+    c.subscribe(["t"])
+    assert len(drain(c, 1.0)) == 8
+    c.commit(asynchronous=False)
+    broker.delete_topics(["t"])
+    assert c.consume(10, 0) == [] and c.assignment() == []
+    assert broker.committed_offsets("g") == {}
+    broker.create_topics([TopicSpec("t", 2)])
+    broker.producer({}).produce("t", value=b"again", partition=1)
+    assert [m.value() for m in drain(c, 1.0)] == [b"again"]
+    assert assigned(c) == [0, 1]
+
+
+def test_unsubscribe_leaves_the_group(broker: EmbeddedBroker) -> None:
+    log: list[tuple[str, str, list[int]]] = []
+    c1, c2 = consumer(broker), consumer(broker)
+    join(c1, log, "c1")
+    join(c2, log, "c2")
+    c1.consume(1, 0)
+    c2.consume(1, 0)
+    c2.unsubscribe()
+    assert c2.assignment() == [] and c2.memberid() is None
+    c1.consume(1, 0)
+    assert log[-2:] == [("c1", "revoke", [0, 1]), ("c1", "assign", [0, 1, 2, 3])]
+    assert c2.consume(1, 0) == []
+
+
+def test_close_from_another_thread_ends_a_blocked_consume(broker: EmbeddedBroker) -> None:
+    c = consumer(broker)
+    c.subscribe(["t"])
+    c.consume(1, 0)
+    raised: list[BaseException] = []
+
+    def blocked() -> None:
+        try:
+            c.consume(1, -1)
+        except RuntimeError as exc:
+            raised.append(exc)
+
+    t = threading.Thread(target=blocked)
+    t.start()
+    c.close()
+    t.join(5.0)
+    assert not t.is_alive() and len(raised) == 1

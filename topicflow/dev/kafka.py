@@ -123,7 +123,8 @@ class Broker:
             return None
         for line in text.splitlines():
             if line.startswith("advertised.listeners="):
-                return int(line.rpartition(":")[2])
+                port = line.rpartition(":")[2]
+                return int(port) if port.isdigit() else None
         return None
 
     # -- start/stop ----------------------------------------------------------
@@ -177,13 +178,21 @@ class Broker:
             deadline = time.monotonic() + 5
             while _is_broker_process(pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
+        # A killed JVM can still hold its listening sockets for a moment after
+        # it looks gone; a start right after this stop must find them free.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and (_port_open(self.port) or _port_open(self.port + 1)):
+            time.sleep(0.1)
         self.pid_file.unlink(missing_ok=True)
         return True
 
     # -- steps ---------------------------------------------------------------
 
     def _fetch_jars(self) -> None:
-        if self.libs.is_dir() and any(self.libs.glob("kafka_*.jar")):
+        # libs/ keeps a copy of the pom it was fetched with: a bumped Kafka
+        # version in kafka-pom.xml fetches again instead of running old jars.
+        fetched_with = self.libs / POM.name
+        if fetched_with.exists() and fetched_with.read_bytes() == POM.read_bytes():
             return
         mvn = _require("mvn", "maven")
         # Fetch into a scratch folder and rename it at the end, so an
@@ -219,6 +228,7 @@ class Broker:
                 raise DevEnvError(
                     f"Maven could not fetch the Kafka jars (exit code {code}); see {maven_log}"
                 )
+            shutil.copyfile(POM, scratch / "libs" / POM.name)
             shutil.rmtree(self.libs, ignore_errors=True)
             (scratch / "libs").rename(self.libs)
             maven_log.unlink()

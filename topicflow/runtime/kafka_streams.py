@@ -150,18 +150,28 @@ class KafkaStreams:
         self, admin: Admin, subtopologies: list[SubTopology], timeout: float
     ) -> None:
         internal = self._topology.internal_topics
-        external = sorted({t for s in subtopologies for t in s.source_topics if t not in internal})
-        counts = admin.partition_counts(external, timeout)
-        missing = [t for t in external if t not in counts]
+        sources = sorted({t for s in subtopologies for t in s.source_topics if t not in internal})
+        # Sinks too: where topics are not auto-created (Heroku), producing to a
+        # missing one would only fail after librdkafka's metadata timeout.
+        sinks = sorted(
+            {t for s in subtopologies for t in s.sink_topics if t not in internal} - set(sources)
+        )
+        counts = admin.partition_counts([*sources, *sinks], timeout)
+        missing = [t for t in [*sources, *sinks] if t not in counts]
         if missing and self._broker is not None and self._broker.name == "embedded":
             # Zero-setup: the embedded broker makes what the demo needs.
             admin.create_topics([TopicSpec(t, 4) for t in missing], timeout)
             counts.update(admin.partition_counts(missing, timeout))
             missing = []
         if missing:
+            parts = [
+                f"{kind} topics missing: {', '.join(t for t in missing if t in names)}"
+                for kind, names in (("source", sources), ("sink", sinks))
+                if not set(missing).isdisjoint(names)
+            ]
             raise MissingSourceTopics(
-                f"source topics missing: {', '.join(missing)}; create them (`topicflow topics "
-                "SERVICE --partitions N`, or your cluster's tooling) and start again"
+                f"{'; '.join(parts)}; create them (`topicflow topics SERVICE --partitions N`, "
+                "or your cluster's tooling) and start again"
             )
         specs = self._internal_topic_specs(subtopologies, counts)
         existing = admin.partition_counts([s.name for s in specs], timeout)

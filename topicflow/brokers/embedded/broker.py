@@ -17,7 +17,7 @@ from typing import Any
 from topicflow.brokers.base import Headers, TopicSpec
 from topicflow.brokers.embedded.consumer import EmbeddedConsumer
 from topicflow.brokers.embedded.group import Group
-from topicflow.brokers.embedded.message import EmbeddedMessage
+from topicflow.brokers.embedded.log import PartitionLog, messages
 from topicflow.brokers.embedded.producer import EmbeddedProducer
 from topicflow.errors import ConfigError
 
@@ -26,14 +26,13 @@ __all__ = ["EmbeddedAdmin", "EmbeddedBroker", "default_broker"]
 # Kafka's rule for topic names.
 _TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 
-PartitionLog = list[EmbeddedMessage]
-
 
 class EmbeddedBroker:
     """An in-process stand-in for a Kafka cluster, shared by all threads of the process.
 
-    Each topic is a list of partition logs; a log is a list of `EmbeddedMessage`
-    whose index is the record's offset. Producing to a missing topic creates it
+    Its topic methods take the `Admin` signatures (the timeout is moot in-process).
+
+    Each topic is a list of `PartitionLog`s. Producing to a missing topic creates it
     with `default_partitions` partitions, like a development broker with
     `auto.create.topics.enable=true`.
     """
@@ -71,7 +70,7 @@ class EmbeddedBroker:
 
     # -- topics ----------------------------------------------------------------------------
 
-    def create_topics(self, specs: Sequence[TopicSpec]) -> None:
+    def create_topics(self, specs: Sequence[TopicSpec], timeout: float = -1) -> None:
         """Create topics; existing ones are left as they are (whatever their partition count)."""
         for spec in specs:
             _check_topic_name(spec.name)
@@ -82,7 +81,7 @@ class EmbeddedBroker:
                 if spec.name not in self._topics:
                     self._create_locked(spec.name, spec.partitions)
 
-    def delete_topics(self, topics: Sequence[str]) -> None:
+    def delete_topics(self, topics: Sequence[str], timeout: float = -1) -> None:
         """Delete topics with their records and committed offsets; missing ones are ignored."""
         with self._lock:
             for topic in topics:
@@ -99,7 +98,7 @@ class EmbeddedBroker:
                         group.rebalance(self._topics)
             self._wake_all_locked()
 
-    def partition_counts(self, topics: Sequence[str]) -> dict[str, int]:
+    def partition_counts(self, topics: Sequence[str], timeout: float = -1) -> dict[str, int]:
         """Partition count of each named topic that exists."""
         with self._lock:
             return {t: len(self._topics[t]) for t in topics if t in self._topics}
@@ -115,11 +114,11 @@ class EmbeddedBroker:
     ) -> list[tuple[int, int, bytes | None, bytes | None, int, Headers | None]]:
         """Every record of `topic` as (partition, offset, key, value, timestamp, headers)."""
         with self._lock:
-            logs = [list(log) for log in self._topics.get(topic, ())]
+            chunks = [log.slice(0, len(log)) for log in self._topics.get(topic, ())]
         return [
-            (m._partition, m._offset, m._key, m._value, m._timestamp, m._headers)
-            for log in logs
-            for m in log
+            (p, m._offset, m._key, m._value, m._timestamp, m._headers)
+            for p, chunk in enumerate(chunks)
+            for m in messages(topic, p, 0, chunk)
         ]
 
     def end_offsets(self, topic: str) -> list[int]:
@@ -149,7 +148,7 @@ class EmbeddedBroker:
             return parts
 
     def _create_locked(self, topic: str, partitions: int) -> list[PartitionLog]:
-        parts: list[PartitionLog] = [[] for _ in range(partitions)]
+        parts = [PartitionLog() for _ in range(partitions)]
         self._topics[topic] = parts
         for group in self._groups.values():
             if group.subscribes_to(topic):

@@ -24,7 +24,7 @@ from topicflow.brokers.base import (
 )
 from topicflow.brokers.embedded.config import flag, number
 from topicflow.brokers.embedded.group import Group, Member, TopicPartitionKey
-from topicflow.brokers.embedded.message import EmbeddedMessage
+from topicflow.brokers.embedded.log import Chunk, PartitionLog, messages
 from topicflow.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ class _Fetch:
 
     __slots__ = ("key", "log", "position", "stored")
 
-    def __init__(self, key: TopicPartitionKey, log: list[EmbeddedMessage], position: int) -> None:
+    def __init__(self, key: TopicPartitionKey, log: PartitionLog, position: int) -> None:
         self.key = key
         self.log = log
         self.position = position  # next offset consume() returns
@@ -132,6 +132,9 @@ class EmbeddedConsumer:
                 self._revoke(leaving=True)
         finally:
             self._closed = True
+            with self._broker._lock:
+                # A consume() blocked in another thread must see the close.
+                self._broker._wake_all_locked()
 
     def __enter__(self) -> EmbeddedConsumer:
         return self
@@ -185,6 +188,7 @@ class EmbeddedConsumer:
         while True:
             revoke = False
             assigned: list[TopicPartitionKey] | None = None
+            chunks: list[tuple[str, int, int, Chunk]] = []
             with broker._lock:
                 member, group = self._member, self._group
                 if member is not None and group is not None:
@@ -193,22 +197,25 @@ class EmbeddedConsumer:
                         assigned = group.take_assignment(member)
                 if not revoke and assigned is None:
                     if self._fetches and num_messages:
-                        out = self._fetch_locked(num_messages)
-                        if out:
-                            if self._auto_commit:
-                                self._auto_commit_locked()
-                            return out
-                    remaining = None if deadline is None else deadline - monotonic()
-                    if remaining is not None and remaining <= 0:
-                        if self._auto_commit:
-                            self._auto_commit_locked()
-                        return []
-                    keys = [f.key for f in self._fetches]
-                    broker._wait_locked(self._wakeup, keys, remaining)
-                    if self._closed:
-                        raise RuntimeError("Consumer closed")
-                    continue
-            # The callbacks run without the lock, on this thread.
+                        chunks = self._fetch_locked(num_messages)
+                    if self._auto_commit:
+                        self._auto_commit_locked()
+                    if not chunks:
+                        remaining = None if deadline is None else deadline - monotonic()
+                        if remaining is not None and remaining <= 0:
+                            return []
+                        keys = [f.key for f in self._fetches]
+                        broker._wait_locked(self._wakeup, keys, remaining)
+                        if self._closed:
+                            raise RuntimeError("Consumer closed")
+                        continue
+            if chunks:
+                # Messages are built without the lock: producers need not wait for it.
+                out: list[Any] = []
+                for topic, partition, start, chunk in chunks:
+                    out += messages(topic, partition, start, chunk)
+                return out
+            # The rebalance callbacks run without the lock too, on this thread.
             if revoke:
                 self._revoke(leaving=False)
             elif assigned is not None:
@@ -219,13 +226,14 @@ class EmbeddedConsumer:
         messages = self.consume(1, timeout)
         return messages[0] if messages else None
 
-    def _fetch_locked(self, limit: int) -> list[Any]:
+    def _fetch_locked(self, limit: int) -> list[tuple[str, int, int, Chunk]]:
+        """Take up to `limit` records: (topic, partition, first offset, records) per partition."""
         fetches = self._fetches
         count = len(fetches)
         start = self._cursor % count
         self._cursor = start + 1
         auto_store = self._auto_store
-        out: list[Any] = []
+        chunks: list[tuple[str, int, int, Chunk]] = []
         remaining = limit
         # Each partition with records gets an equal share; what some leave unused
         # goes round again to those that have more.
@@ -240,17 +248,17 @@ class EmbeddedConsumer:
                     continue
                 take = min(available, share, remaining)
                 end = position + take
-                out += f.log[position:end]
+                chunks.append((f.key[0], f.key[1], position, f.log.slice(position, end)))
                 f.position = end
                 if auto_store:
                     f.stored = end
                 remaining -= take
                 if not remaining:
-                    return out
+                    return chunks
                 if available > take:
                     more += 1
             if not more:
-                return out
+                return chunks
             share = max(1, remaining // more)
 
     # -- rebalance -------------------------------------------------------------------------

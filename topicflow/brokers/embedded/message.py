@@ -1,9 +1,8 @@
-"""The embedded broker's record: stored once, handed out as confluent's `Message`.
+"""The embedded broker's message: a record as confluent-kafka's `Message` shows it.
 
-A produced record is stored as an `EmbeddedMessage` and the very same object is
-returned by every consumer that reads it and passed to its delivery callback:
-it has confluent-kafka's accessors but no setters, so sharing it is safe, and
-consuming allocates nothing per record.
+Made when a record is handed to a consumer or to a delivery callback (the log
+stores records column-wise, not as messages). It has confluent's accessors but
+no setters.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ __all__ = ["EmbeddedMessage", "FailedMessage", "as_bytes", "normalize_headers"]
 
 
 class EmbeddedMessage:
-    """One record of a partition log, with confluent-kafka's `Message` accessors."""
+    """One record of a partition, with confluent-kafka's `Message` accessors."""
 
     __slots__ = ("_headers", "_key", "_offset", "_partition", "_timestamp", "_topic", "_value")
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["EmbeddedProducer"]
 
 DeliveryCallback = Callable[[Any, Any], None]
+HeadersArg = Headers | list[tuple[str, str | bytes | None]] | dict[str, str | bytes | None]
 
 
 class EmbeddedProducer:
@@ -49,18 +50,21 @@ class EmbeddedProducer:
     def produce(
         self,
         topic: str,
-        value: bytes | None = None,
-        key: bytes | None = None,
+        value: str | bytes | None = None,
+        key: str | bytes | None = None,
         partition: int = -1,
         on_delivery: DeliveryCallback | None = None,
         timestamp: int = 0,
-        headers: Headers | None = None,
+        headers: HeadersArg | None = None,
         callback: DeliveryCallback | None = None,
     ) -> None:
-        """Append a record; partition -1 picks one: murmur2 of the key, else round-robin."""
-        if value is not None and value.__class__ is not bytes:
+        """Append a record; partition -1 picks one: murmur2 of the key, else round-robin.
+
+        As confluent's: str keys and values are UTF-8 encoded, headers may be a dict.
+        """
+        if value is not None and type(value) is not bytes:
             value = as_bytes(value, "value")
-        if key is not None and key.__class__ is not bytes:
+        if key is not None and type(key) is not bytes:
             key = as_bytes(key, "key")
         if headers is not None:
             headers = normalize_headers(headers)
@@ -93,9 +97,7 @@ class EmbeddedProducer:
             with broker._lock:
                 # The topic may have been deleted (and re-created) since the lookup.
                 if topics.get(topic) is parts:
-                    log = parts[p]
-                    message = EmbeddedMessage(topic, p, len(log), key, value, timestamp, headers)
-                    log.append(message)
+                    offset = parts[p].append(key, value, timestamp, headers)
                     if broker._waiters:
                         broker._wake_locked((topic, p))
                     break
@@ -105,6 +107,7 @@ class EmbeddedProducer:
             failed = FailedMessage(error, topic, partition, key, value, timestamp, headers)
             self._queue(report, error, failed)
         elif not self._only_errors:
+            message = EmbeddedMessage(topic, p, offset, key, value, timestamp, headers)
             self._queue(report, None, message)
 
     def poll(self, timeout: float = -1) -> int:
@@ -117,7 +120,7 @@ class EmbeddedProducer:
             self._pollers += 1
             try:
                 if not self._reports:
-                    self._reported.wait(None if timeout < 0 else timeout)
+                    self._reported.wait(None if timeout is None or timeout < 0 else timeout)
             finally:
                 self._pollers -= 1
         return self._serve()

@@ -1,0 +1,160 @@
+"""Helpers for tests on the real broker: topics, producing, reading back, service processes."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+BIN = Path(sys.executable).parent
+
+
+def create_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics([NewTopic(n, partitions, 1) for n in names])
+    for future in futures.values():
+        future.result(30)
+    deadline = time.monotonic() + 30
+    wanted = set(names)
+    while time.monotonic() < deadline:
+        if wanted <= set(admin.list_topics(timeout=10).topics):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"topics {wanted} not visible after creation")
+
+
+def produce(
+    bootstrap: str,
+    topic: str,
+    values: Iterable[bytes | None],
+    rate: float = 0,
+    keys: Iterable[bytes | None] | None = None,
+) -> int:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    started = time.monotonic()
+    sent = 0
+    key_iter = iter(keys) if keys is not None else None
+    for value in values:
+        key = next(key_iter) if key_iter is not None else None
+        while True:
+            try:
+                producer.produce(topic, value, key)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        sent += 1
+        producer.poll(0)
+        if rate:
+            ahead = sent / rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+    assert producer.flush(30) == 0
+    return sent
+
+
+def end_offsets(bootstrap: str, topic: str) -> list[int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4()}"})
+    try:
+        metadata = consumer.list_topics(topic, timeout=10)
+        partitions = sorted(metadata.topics[topic].partitions)
+        return [
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in partitions
+        ]
+    finally:
+        consumer.close()
+
+
+def read_values(bootstrap: str, topic: str, at_least: int, timeout: float) -> list[bytes | None]:
+    """Every value of `topic` from the start, once at least `at_least` are there (or timeout),
+    and then until the topic is quiet for a second (so that extra records are seen too)."""
+    deadline = time.monotonic() + timeout
+    while sum(end_offsets(bootstrap, topic)) < at_least and time.monotonic() < deadline:
+        time.sleep(0.25)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{uuid.uuid4()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    values: list[bytes | None] = []
+    quiet_since = time.monotonic()
+    try:
+        while time.monotonic() < deadline + 5:
+            batch = consumer.consume(10_000, 0.2)
+            if batch:
+                quiet_since = time.monotonic()
+                for message in batch:
+                    assert message.error() is None, message.error()
+                    values.append(message.value())
+            elif len(values) >= at_least and time.monotonic() - quiet_since > 1.0:
+                break
+    finally:
+        consumer.close()
+    return values
+
+
+def committed_total(bootstrap: str, group: str, topic: str, partitions: int) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        return sum(max(tp.offset, 0) for tp in tps)
+    finally:
+        consumer.close()
+
+
+class ServiceProcess:
+    """A service's console command in its own process, its log in a file."""
+
+    def __init__(self, command: str, env: dict[str, str], log_dir: Path, name: str) -> None:
+        self.log_path = log_dir / f"{name}.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in wait()
+        self.process = subprocess.Popen(
+            [str(BIN / command)],
+            env={**os.environ, **env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, pattern: str, timeout: float, count: int = 1) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(re.findall(pattern, self.log())) >= count:
+                return
+            if self.process.poll() is not None:
+                raise AssertionError(f"process exited ({self.process.returncode}):\n{self.log()}")
+            time.sleep(0.1)
+        raise AssertionError(f"{pattern!r} not seen in {timeout} s:\n{self.log()}")
+
+    def terminate(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self._log.close()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.wait(10)
