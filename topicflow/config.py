@@ -2,7 +2,11 @@
 
 Defaults are Kafka Streams' own (`auto_offset_reset="earliest"`,
 `commit_interval_ms=30000`, one stream thread...), so a Kafka Streams user is
-never surprised; each service sets what it needs on top. Settings that are not
+never surprised; each service sets what it needs on top. Two deliberate
+exceptions, so that bad input never crash-loops a service: a record that cannot
+be deserialized, or has a negative timestamp, is logged, counted and skipped
+(Kafka Streams' defaults fail), unless `default_deserialization_exception_handler`
+is `log_and_fail`. Settings that are not
 Kafka Streams' go to librdkafka untouched through `client_config` (all
 clients), `consumer_config` and `producer_config`.
 
@@ -14,13 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from topicflow.errors import ConfigError
+from topicflow.errors import ConfigError, SerializationError
 from topicflow.serdes import Serde, Serdes
 
 ProcessingGuarantee = Literal["at_least_once", "exactly_once_v2"]
@@ -110,7 +115,7 @@ class StreamsConfig:
     def __post_init__(self) -> None:
         if not self.application_id or not isinstance(self.application_id, str):
             raise ConfigError("application_id is required: it names the consumer group")
-        if any(c in self.application_id for c in " /\\,"):
+        if not _LEGAL_ID.fullmatch(self.application_id):
             raise ConfigError(
                 f"application_id {self.application_id!r} may contain only letters, digits, '.', "
                 "'_' and '-': it is part of internal topic names"
@@ -137,6 +142,15 @@ class StreamsConfig:
                 "processing_guarantee='exactly_once_v2' is not available yet; use 'at_least_once'"
             )
 
+    def __repr__(self) -> str:
+        shown = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith("_config"):
+                value = redact(value)
+            shown.append(f"{f.name}={value!r}")
+        return f"StreamsConfig({', '.join(shown)})"
+
     # -- construction -----------------------------------------------------------------
 
     def with_overrides(self, **changes: Any) -> StreamsConfig:
@@ -162,10 +176,13 @@ class StreamsConfig:
             kwargs["client_config"] = {**kwargs.get("client_config", {}), **passthrough}
         for serde_key in ("default_key_serde", "default_value_serde"):
             if isinstance(kwargs.get(serde_key), str):
-                kwargs[serde_key] = Serdes.by_name(kwargs[serde_key])
-        for int_key in ("num_stream_threads", "commit_interval_ms", "max_poll_records"):
+                try:
+                    kwargs[serde_key] = Serdes.by_name(kwargs[serde_key])
+                except SerializationError as error:
+                    raise ConfigError(f"{serde_key.replace('_', '.')}: {error}") from None
+        for int_key in _ENV_INT_SETTINGS:
             if isinstance(kwargs.get(int_key), str):
-                kwargs[int_key] = _parse_int(int_key, kwargs[int_key])
+                kwargs[int_key] = _parse_int(int_key.replace("_", "."), kwargs[int_key])
         if "application_id" not in kwargs:
             raise ConfigError("application.id is required: it names the consumer group")
         return StreamsConfig(**kwargs)
@@ -285,6 +302,21 @@ class KafkaEnv:
         if self.client_cert_key:
             conf["ssl.key.pem"] = self.client_cert_key
         return conf
+
+
+# Internal topic names are `{application_id}-...`: only Kafka's legal topic characters.
+_LEGAL_ID = re.compile(r"[A-Za-z0-9._-]+")
+
+# librdkafka settings whose values are secrets: never shown by repr() or in errors.
+_SECRET_MARKERS = ("password", "secret", ".pem", "key", "token", "sasl.jaas")
+
+
+def redact(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of librdkafka settings with secret values replaced by `***`."""
+    return {
+        name: "***" if any(marker in name.lower() for marker in _SECRET_MARKERS) else value
+        for name, value in settings.items()
+    }
 
 
 # Settings that `TOPICFLOW_<NAME>` environment variables may set.

@@ -37,3 +37,12 @@ class SerializationError(TopicflowError):
 
 class DevEnvError(TopicflowError):
     """The development services (`topicflow dev`) could not be started or stopped."""
+
+
+class RetriableError(TopicflowError):
+    """Not done yet, try again later: e.g. an external system is down.
+
+    Raised by `Processor.flush()`: the stream worker then skips the commit,
+    pauses its input and retries with backoff, so nothing is lost and nothing
+    crash-loops.
+    """

@@ -55,7 +55,12 @@ def _struct_serde(name: str, packer: struct.Struct) -> Serde[Any]:
     pack, unpack, size = packer.pack, packer.unpack, packer.size
 
     def serialize(obj: Any) -> bytes | None:
-        return None if obj is None else pack(obj)
+        if obj is None:
+            return None
+        try:
+            return pack(obj)
+        except struct.error as error:
+            raise SerializationError(f"{name} serializer cannot encode {obj!r}: {error}") from None
 
     def deserialize(data: bytes | None) -> Any:
         if data is None:

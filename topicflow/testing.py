@@ -41,6 +41,8 @@ class KeyValue(NamedTuple):
 
 @dataclass(frozen=True)
 class TestRecord:
+    __test__ = False  # not a pytest test class
+
     key: Any
     value: Any
     timestamp: int

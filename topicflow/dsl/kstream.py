@@ -15,7 +15,7 @@ from topicflow.dsl.options import Branched, Named, Produced, Repartitioned
 from topicflow.errors import TopologyError
 from topicflow.processor.api import ProcessorSupplier
 from topicflow.topology.nodes import NodeFactory, ProcessorNode, SinkNode, TopicNameExtractor
-from topicflow.topology.topology import InternalTopic, _user_processor_factory
+from topicflow.topology.topology import InternalTopic, user_processor_factory
 
 if TYPE_CHECKING:
     from topicflow.dsl.builder import StreamsBuilder
@@ -118,8 +118,7 @@ class KStream(Generic[K, V]):
     def split(self, named: Named | str | None = None) -> BranchedKStream[K, V]:
         """Start routing records to branches: `.branch(predicate, ...)...default_branch()`."""
         name = self._builder.node_name("BRANCH", named)
-        prefix = _name_of(named) if named is not None else f"{name}-"
-        return BranchedKStream(self, name, prefix)
+        return BranchedKStream(self, name, name)
 
     # -- leaving the stream ------------------------------------------------------------
 
@@ -184,8 +183,8 @@ class KStream(Generic[K, V]):
     ) -> KStream[Any, Any]:
         """Run a user `Processor` (a fresh one per task from `supplier()`); returns its output."""
         name = self._builder.node_name("PROCESSOR", named)
-        factory, closer = _user_processor_factory(name, supplier)
-        node = ProcessorNode(name, factory, [self._node], list(store_names), closer=closer)
+        factory = user_processor_factory(name, supplier)
+        node = ProcessorNode(name, factory, [self._node], list(store_names))
         self._builder.topology.add_node(node)
         return KStream(self._builder, name, key_changed=True)
 
@@ -194,7 +193,7 @@ class BranchedKStream(Generic[K, V]):
     """The result of `split()`: add branches, then end with `default_branch()` or
     `no_default_branch()`, which return the branches by name.
 
-    Branch names are the split's name (or `KSTREAM-BRANCH-0000000001-`) followed
+    Branch names are the split's name (or `KSTREAM-BRANCH-0000000001`) followed
     by the branch's name, or by its number from 1; the default branch is `0`.
     """
 
@@ -213,18 +212,24 @@ class BranchedKStream(Generic[K, V]):
         branched = branched or Branched()
         index = len(self._predicates) + 1
         self._predicates.append(predicate)
-        self._branches.append((self._prefix + (branched.name or str(index)), branched))
+        self._branches.append((self._branch_name(branched, str(index)), branched))
         return self
 
     def default_branch(self, branched: Branched | None = None) -> dict[str, KStream[K, V]]:
         self._check_open()
         branched = branched or Branched()
-        self._branches.append((self._prefix + (branched.name or "0"), branched))
+        self._branches.append((self._branch_name(branched, "0"), branched))
         return self._finish(has_default=True)
 
     def no_default_branch(self) -> dict[str, KStream[K, V]]:
         self._check_open()
         return self._finish(has_default=False)
+
+    def _branch_name(self, branched: Branched, suffix: str) -> str:
+        # Kafka Streams spends a generated index on every branch, named or not.
+        if branched.name is None:
+            self._stream._builder.node_name("BRANCH", None)
+        return self._prefix + (branched.name or suffix)
 
     def _check_open(self) -> None:
         if self._done:
@@ -247,7 +252,3 @@ class BranchedKStream(Generic[K, V]):
                 if chained is not None:
                     result[branch_name] = chained
         return result
-
-
-def _name_of(named: Named | str) -> str:
-    return named.name if isinstance(named, Named) else named

@@ -68,6 +68,9 @@ class Produced:
     def with_stream_partitioner(self, partitioner: StreamPartitioner) -> Produced:
         return dataclasses.replace(self, partitioner=partitioner)
 
+    def with_name(self, name: str) -> Produced:
+        return dataclasses.replace(self, name=name)
+
 
 @dataclass(frozen=True, slots=True)
 class Repartitioned:
@@ -96,6 +99,9 @@ class Repartitioned:
 
     def with_stream_partitioner(self, partitioner: StreamPartitioner) -> Repartitioned:
         return dataclasses.replace(self, partitioner=partitioner)
+
+    def with_name(self, name: str) -> Repartitioned:
+        return dataclasses.replace(self, name=name)
 
 
 @dataclass(frozen=True, slots=True)

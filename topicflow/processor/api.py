@@ -160,6 +160,17 @@ class Processor(Generic[KIn, VIn, KOut, VOut]):
     def process(self, record: Record[KIn, VIn]) -> None:
         raise NotImplementedError
 
+    def flush(self) -> None:
+        """Called at every commit, before the producer is flushed and offsets are committed.
+
+        A processor that writes to an external system in batches writes them
+        here: once it returns, the input records behind them may be committed.
+        Raise `topicflow.errors.RetriableError` when the system is unavailable:
+        the commit is skipped, input is paused, and `flush` is called again
+        after a backoff.
+        """
+        return None
+
     def close(self) -> None:
         return None
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from topicflow.config import StreamsConfig
-from topicflow.errors import StreamsException
+from topicflow.errors import StreamsException, TopologyError
 from topicflow.runtime.task import SourceRoute
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,9 @@ class BatchProcessor:
     def _processing_error(self, route: SourceRoute, message: Any, error: Exception) -> None:
         self._metrics.processing_errors += 1
         where = f"{route.topic}[{route.partition}]@{message.offset()}"
-        if self._fail_on_processing_error or isinstance(error, StreamsException):
+        # A TopologyError is a programming error (e.g. forwarding to a child that
+        # does not exist): skipping it would hide the bug behind a counter.
+        if self._fail_on_processing_error or isinstance(error, (StreamsException, TopologyError)):
             raise StreamsException(
                 f"processing record {where} in task {route.task.id} failed: "
                 f"{type(error).__name__}: {error}"

@@ -25,7 +25,7 @@ from confluent_kafka import TopicPartition
 
 from topicflow.brokers.base import Broker, Consumer
 from topicflow.config import StreamsConfig
-from topicflow.errors import StreamsException
+from topicflow.errors import RetriableError, StreamsException
 from topicflow.processor.api import PunctuationType
 from topicflow.runtime.processing import BatchProcessor, Routes, WorkerMetrics
 from topicflow.runtime.record_collector import RecordCollector
@@ -36,6 +36,11 @@ log = logging.getLogger(__name__)
 
 # How long a commit may wait for the producer to have every record acknowledged.
 FLUSH_TIMEOUT_S = 30.0
+# Backoff when a task cannot flush (an external system is down): first retry
+# after the minimum, doubling up to the maximum, so a long outage costs one
+# log line and one attempt per half minute.
+RETRY_BACKOFF_MIN_S = 0.5
+RETRY_BACKOFF_MAX_S = 30.0
 
 
 class WorkerState(enum.Enum):
@@ -76,6 +81,9 @@ class StreamWorker:
         self._consumer: Consumer | None = None
         self._collector: RecordCollector | None = None
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        # Set while a commit waits for a task that could not flush: input is paused.
+        self._retry_at: float | None = None
+        self._backoff = RETRY_BACKOFF_MIN_S
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -146,7 +154,10 @@ class StreamWorker:
                 self._punctuate(PunctuationType.STREAM_TIME)
             self._punctuate(PunctuationType.WALL_CLOCK_TIME)
             now = time.monotonic()
-            if now >= next_commit or self._commit_requested():
+            if self._retry_at is not None:
+                if now >= self._retry_at:
+                    self.commit()
+            elif now >= next_commit or self._commit_requested():
                 self.commit()
                 next_commit = now + commit_interval
 
@@ -166,19 +177,36 @@ class StreamWorker:
 
     # -- the commit cycle ----------------------------------------------------------
 
-    def commit(self) -> None:
+    def commit(self) -> bool:
         """Commit the progress of every task, in this order (at-least-once):
 
-        1. (state stores flush their caches and changelogs: stateful issue)
-        2. the producer flushes: every output of processed records is acknowledged;
+        1. each task flushes, upstream nodes first: state stores write their
+           caches through (forwarding the results downstream) and their
+           changelogs; sinks write their batches to external systems;
+        2. the producer flushes: every output and changelog record of the
+           processed input is acknowledged by the broker;
         3. the consumer commits each partition's position (the next offset to read).
 
-        If step 2 fails, nothing is committed and the records will be processed
-        again after a restart: output may repeat, but is never lost.
+        If a sink cannot write (RetriableError), nothing is committed: input is
+        paused and the commit retried with backoff. If step 2 fails, nothing is
+        committed and the worker stops. Either way records processed since the
+        last commit are processed again, so output may repeat but is never lost.
+        Returns True when the offsets were committed.
         """
         assert self._collector is not None and self._consumer is not None
+        try:
+            for task in self._tasks.values():
+                task.flush()
+        except RetriableError as error:
+            self._postpone_commit(error)
+            return False
         self._collector.flush(FLUSH_TIMEOUT_S)
         self.metrics.records_produced = self._collector.sent
+        if self._retry_at is not None:
+            log.info("%s: flushed after %s; resuming input", self.name, "a retry")
+            self._retry_at = None
+            self._backoff = RETRY_BACKOFF_MIN_S
+            self._consumer.resume(self._consumer.assignment())
         offsets = [
             TopicPartition(route.topic, route.partition, route.position)
             for by_partition in self._routes.values()
@@ -186,7 +214,7 @@ class StreamWorker:
             if route.position >= 0
         ]
         if not offsets:
-            return
+            return True
         try:
             self._consumer.commit(offsets=offsets, asynchronous=False)
         except Exception as error:
@@ -197,8 +225,22 @@ class StreamWorker:
                 self.name,
                 error,
             )
-            return
+            return False
         self.metrics.commits += 1
+        return True
+
+    def _postpone_commit(self, error: RetriableError) -> None:
+        assert self._consumer is not None
+        if self._retry_at is None:
+            self._consumer.pause(self._consumer.assignment())
+        log.warning(
+            "%s: commit postponed, input paused: %s; retrying in %.1f s",
+            self.name,
+            error,
+            self._backoff,
+        )
+        self._retry_at = time.monotonic() + self._backoff
+        self._backoff = min(self._backoff * 2, RETRY_BACKOFF_MAX_S)
 
     # -- rebalance callbacks (called inside consume()) ----------------------------
 

@@ -116,7 +116,10 @@ class StreamTask:
         self._commit_requested = False
         self._stores: dict[str, Any] = {}
         self._instances: dict[str, Forward] = {}
-        self._closers: list[tuple[Callable[[Forward], None], Forward]] = []
+        # Commit and close listeners with the position of the node that registered them.
+        self._commit_listeners: list[tuple[int, Callable[[], None]]] = []
+        self._close_listeners: list[tuple[int, Callable[[], None]]] = []
+        self._building = 0
         self._sources: dict[str, tuple[SourceNode, Forward]] = {}
         self._build()
 
@@ -143,15 +146,21 @@ class StreamTask:
         if punctuation_type is PunctuationType.WALL_CLOCK_TIME:
             first = self._clock() + interval_ms
         else:
-            # Kafka Streams fires a stream-time punctuator at the first record
-            # at or after the scheduling time; with no stream time yet, at the first record.
-            first = self.stream_time if self.stream_time >= 0 else -1
+            # As Kafka Streams: a stream-time schedule starts at 0, so it fires at
+            # the first record, then at multiples of the interval.
+            first = 0
         schedule = _Schedule(interval_ms, punctuation_type, callback, first)
         self._schedules.append(schedule)
         return schedule
 
     def request_commit(self) -> None:
         self._commit_requested = True
+
+    def on_commit(self, flush: Callable[[], None]) -> None:
+        self._commit_listeners.append((self._building, flush))
+
+    def on_close(self, close: Callable[[], None]) -> None:
+        self._close_listeners.append((self._building, close))
 
     def get_state_store(self, name: str) -> Any:
         try:
@@ -166,6 +175,7 @@ class StreamTask:
 
     def _build(self) -> None:
         nodes = {n.name: n for n in self._subtopology.nodes}
+        position = {n.name: i for i, n in enumerate(self._subtopology.nodes)}
 
         def instance(name: str) -> Forward:
             built = self._instances.get(name)
@@ -181,6 +191,7 @@ class StreamTask:
 
                     built = forward_to(children)
                 else:
+                    self._building = position[name]
                     built = self._processor(node, children)
             self._instances[name] = built
             return built
@@ -190,6 +201,9 @@ class StreamTask:
                 process = instance(node.name)
                 for topic in node.topics:
                     self._sources[self._resolve(topic)] = (node, process)
+        # Upstream first; stable, so one node's listeners keep their order.
+        self._commit_listeners.sort(key=lambda listener: listener[0])
+        self._close_listeners.sort(key=lambda listener: listener[0])
 
     def _processor(self, node: ProcessorNode, children: dict[str, Forward]) -> Forward:
         try:
@@ -198,8 +212,6 @@ class StreamTask:
             raise StreamsException(
                 f"initializing processor {node.name!r} for task {self.id} failed: {error}"
             ) from error
-        if node.closer is not None:
-            self._closers.append((node.closer, built))
         return built
 
     def _sink(self, node: SinkNode) -> Forward:
@@ -277,8 +289,6 @@ class StreamTask:
                 continue
             if schedule.type is not ptype:
                 continue
-            if schedule.next_time < 0:  # a stream-time schedule made before any record
-                schedule.next_time = now
             if now < schedule.next_time:
                 continue
             rc.message, rc.timestamp, rc.headers = None, now, None
@@ -297,13 +307,23 @@ class StreamTask:
 
     # -- closing ---------------------------------------------------------------------
 
+    def flush(self) -> None:
+        """Run the commit listeners: stores' caches and changelogs, sinks' batches.
+
+        May raise RetriableError (an external system is down): the caller must
+        then not commit, and call flush again later.
+        """
+        for _position, flush in self._commit_listeners:
+            flush()
+
     def close(self) -> None:
         errors = []
-        for closer, instance in self._closers:
+        for _position, close in self._close_listeners:
             try:
-                closer(instance)
-            except Exception as error:  # close every processor, report the first failure
+                close()
+            except Exception as error:  # close everything, report the first failure
                 errors.append(error)
-        self._closers.clear()
+        self._close_listeners.clear()
+        self._commit_listeners.clear()
         if errors:
             raise StreamsException(f"closing task {self.id} failed: {errors[0]}") from errors[0]

@@ -95,13 +95,22 @@ class TaskContext(Protocol):
 
     def get_state_store(self, name: str) -> Any: ...
 
+    def on_commit(self, flush: Callable[[], None]) -> None:
+        """Call `flush` at every commit, before the producer flush and the offset commit.
+
+        Listeners run upstream first (in the order of the nodes that registered
+        them), so what a store's cache forwards reaches a sink before the sink flushes.
+        """
+        ...
+
+    def on_close(self, close: Callable[[], None]) -> None:
+        """Call `close` when the task closes (rebalance or shutdown)."""
+        ...
+
 
 # Instantiates a processor node for one task: given the task and the node's
 # children (in order, by name), returns the node's process function.
 NodeFactory = Callable[[TaskContext, dict[str, Forward]], Forward]
-# Releases what a node instance holds when its task closes.
-Closer = Callable[[], None]
-
 # Kafka Streams' TopicNameExtractor: (key, value, record context) -> topic name.
 TopicNameExtractor = Callable[[Any, Any, RecordContext], str]
 # Kafka Streams' StreamPartitioner: (topic, key, value, partition count) -> partition.
@@ -125,8 +134,6 @@ class ProcessorNode:
     parents: list[str]
     stores: list[str] = field(default_factory=list)
     children: list[str] = field(default_factory=list)
-    # Called when a task closes, with what the factory returned, for user processors.
-    closer: Callable[[Forward], None] | None = None
 
 
 @dataclass(eq=False)

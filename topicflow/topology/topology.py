@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from topicflow.errors import TopologyError
-from topicflow.processor.api import Processor, ProcessorSupplier, Record
+from topicflow.processor.api import ProcessorSupplier, Record
 from topicflow.serdes import Serde
 from topicflow.topology.nodes import (
     Forward,
@@ -51,7 +51,7 @@ class SubTopology:
     sink_topics: list[str]
 
     def describe(self) -> str:
-        lines = [f"   Sub-topology: {self.id}"]
+        lines = [f"Sub-topology: {self.id}"]
         for node in self.nodes:
             if isinstance(node, SourceNode):
                 lines.append(f"    Source: {node.name} (topics: [{', '.join(node.topics)}])")
@@ -64,7 +64,7 @@ class SubTopology:
                 lines.append(f"      --> {', '.join(node.children) or 'none'}")
             if not isinstance(node, SourceNode):
                 lines.append(f"      <-- {', '.join(node.parents)}")
-        return "\n".join(lines)
+        return "\n".join(lines) + "\n"
 
 
 class TopologyDescription:
@@ -72,9 +72,9 @@ class TopologyDescription:
         self.subtopologies = subtopologies
 
     def __str__(self) -> str:
-        parts = ["Topologies:"]
-        parts.extend(s.describe() for s in self.subtopologies)
-        return "\n".join(parts) + "\n"
+        # Kafka Streams' exact layout: the first sub-topology indented by three
+        # spaces, the next ones by two after a blank line, a blank line after each.
+        return "Topologies:\n " + "".join(f"  {s.describe()}\n" for s in self.subtopologies)
 
 
 class Topology:
@@ -110,10 +110,8 @@ class Topology:
         self, name: str, supplier: ProcessorSupplier, *parent_names: str, stores: Iterable[str] = ()
     ) -> Topology:
         """Add a user processor; `supplier()` is called once per task."""
-        factory, closer = _user_processor_factory(name, supplier)
-        return self.add_node(
-            ProcessorNode(name, factory, list(parent_names), list(stores), closer=closer)
-        )
+        factory = user_processor_factory(name, supplier)
+        return self.add_node(ProcessorNode(name, factory, list(parent_names), list(stores)))
 
     def add_sink(
         self,
@@ -227,21 +225,21 @@ def _describe_order(nodes: list[Node]) -> list[Node]:
     return placed
 
 
-def _user_processor_factory(name: str, supplier: ProcessorSupplier) -> tuple[NodeFactory, Any]:
+def user_processor_factory(name: str, supplier: ProcessorSupplier) -> NodeFactory:
     """Wrap a user `Processor` into a node: one instance per task, a `Record` per input."""
     from topicflow.runtime.processor_context import ProcessorContextImpl
 
-    instances: dict[int, Processor[Any, Any, Any, Any]] = {}
-
     def factory(task: TaskContext, children: dict[str, Forward]) -> Forward:
         processor = supplier()
-        if not isinstance(processor, Processor) and not hasattr(processor, "process"):
+        if not hasattr(processor, "process"):
             raise TopologyError(
                 f"processor supplier of {name!r} returned {type(processor).__name__}, "
                 "which has no process(record) method"
             )
-        context = ProcessorContextImpl(task, name, children)
-        processor.init(context)
+        processor.init(ProcessorContextImpl(task, name, children))
+        if hasattr(processor, "flush"):
+            task.on_commit(processor.flush)
+        task.on_close(processor.close)
         rc = task.record_context
         process_record = processor.process
 
@@ -262,12 +260,6 @@ def _user_processor_factory(name: str, supplier: ProcessorSupplier) -> tuple[Nod
                     )
                 )
 
-        instances[id(process)] = processor
         return process
 
-    def closer(instance: Forward) -> None:
-        processor = instances.pop(id(instance), None)
-        if processor is not None:
-            processor.close()
-
-    return factory, closer
+    return factory
