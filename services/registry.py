@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from services import text_processor
+from services import aggregator, text_processor
 from services.service import Service
 
-SERVICES: dict[str, Service] = {service.name: service for service in (text_processor.SERVICE,)}
+SERVICES: dict[str, Service] = {
+    service.name: service for service in (text_processor.SERVICE, aggregator.SERVICE)
+}

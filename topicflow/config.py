@@ -100,6 +100,9 @@ class StreamsConfig:
     default_deserialization_exception_handler: DeserializationHandler = "log_and_continue"
     processing_exception_handler: ProcessingHandler = "log_and_fail"
     auto_offset_reset: OffsetReset = "earliest"
+    # Kafka Streams' statestore.cache.max.bytes: per store, updates to a key
+    # between commits are collapsed into one; 0 emits every update.
+    statestore_cache_max_bytes: int = 10 * 1024 * 1024
     # Records per consume() call: Kafka Streams' max.poll.records default.
     max_poll_records: int = 1000
     poll_ms: int = 100
@@ -322,6 +325,7 @@ def redact(settings: Mapping[str, Any]) -> dict[str, Any]:
 # Settings that `TOPICFLOW_<NAME>` environment variables may set.
 _ENV_INT_SETTINGS = (
     "num_stream_threads",
+    "statestore_cache_max_bytes",
     "commit_interval_ms",
     "max_poll_records",
     "poll_ms",

@@ -121,6 +121,7 @@ class TopologyTestDriver:
         topology: Topology,
         config: StreamsConfig | None = None,
         initial_wall_clock_time_ms: int = 0,
+        commit_every_record: bool = True,
     ) -> None:
         topology.validate()
         self._config = config or StreamsConfig(application_id="topology-test-driver")
@@ -132,6 +133,7 @@ class TopologyTestDriver:
         self._offsets: dict[str, int] = collections.defaultdict(int)
         self._pending: collections.deque[_DriverMessage] = collections.deque()
         self._in_pipe = False
+        self._commit_every_record = commit_every_record
         self.metrics = WorkerMetrics()
         self._processor = BatchProcessor(self._config, self.metrics)
         sender = _DriverSender(self)
@@ -139,7 +141,14 @@ class TopologyTestDriver:
         self._routes: Routes = {}
         for sub in topology.subtopologies():
             task = StreamTask(
-                TaskId(sub.id, 0), sub, self._config, sender, self._resolve, self._clock
+                TaskId(sub.id, 0),
+                sub,
+                self._config,
+                sender,
+                self._resolve,
+                self._clock,
+                self.metrics,
+                topology.state_stores,
             )
             self._tasks.append(task)
             for topic in task.source_topics:
@@ -237,6 +246,9 @@ class TopologyTestDriver:
                 self._processor.process_batch([message], self._routes)
                 if route.task.stream_time >= 0:
                     route.task.punctuate(PunctuationType.STREAM_TIME, route.task.stream_time)
+                if self._commit_every_record and not self._pending:
+                    for task in self._tasks:
+                        task.flush()
         finally:
             self._in_pipe = False
 
@@ -260,6 +272,40 @@ class TopologyTestDriver:
 
     def _queue_size(self, topic: str) -> int:
         return len(self._outputs.get(topic, ()))
+
+    # -- stores and commits --------------------------------------------------------
+
+    def get_state_store(self, name: str) -> Any:
+        """The store `name` as its processors see it (caches included)."""
+        for task in self._tasks:
+            if name in task.state.stores:
+                return task.state.stores[name]
+        raise TopologyError(f"no state store {name!r}; the stores are {self._store_names()}")
+
+    def get_key_value_store(self, name: str) -> Any:
+        store = self.get_state_store(name)
+        if store.spec.kind != "key_value":
+            raise TopologyError(f"{name!r} is a {store.spec.kind} store, not a key-value store")
+        return store
+
+    def get_window_store(self, name: str) -> Any:
+        store = self.get_state_store(name)
+        if store.spec.kind != "window":
+            raise TopologyError(f"{name!r} is a {store.spec.kind} store, not a window store")
+        return store
+
+    def _store_names(self) -> list[str]:
+        return sorted(n for task in self._tasks for n in task.state.stores)
+
+    def commit(self) -> None:
+        """What a commit does to the tasks: flush every cache (forwarding downstream) and sink.
+
+        The driver commits after every piped record unless `commit_every_record`
+        is False, as Kafka Streams' driver does (so caching is invisible by default).
+        """
+        for task in self._tasks:
+            task.flush()
+        self._drain()
 
     def producer_topics(self) -> list[str]:
         """Names of the topics written so far."""

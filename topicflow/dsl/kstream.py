@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from topicflow.dsl import operations as ops
-from topicflow.dsl.options import Branched, Named, Produced, Repartitioned
+from topicflow.dsl.options import Branched, Grouped, Named, Produced, Repartitioned
 from topicflow.errors import TopologyError
 from topicflow.processor.api import ProcessorSupplier
 from topicflow.topology.nodes import NodeFactory, ProcessorNode, SinkNode, TopicNameExtractor
@@ -19,6 +19,7 @@ from topicflow.topology.topology import InternalTopic, user_processor_factory
 
 if TYPE_CHECKING:
     from topicflow.dsl.builder import StreamsBuilder
+    from topicflow.dsl.kgrouped import KGroupedStream
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -161,12 +162,20 @@ class KStream(Generic[K, V]):
         value_serde: Any,
         partitions: int | None,
         partitioner: Any = None,
+        drop_null_keys: bool = False,
     ) -> KStream[K, V]:
         topic = f"{base}-repartition"
         builder = self._builder
         builder.topology.add_internal_topic(InternalTopic(topic, "repartition", partitions))
+        upstream = self._node
+        if drop_null_keys:
+            # A grouping cannot place a null key: drop it before the topic (Kafka does too).
+            upstream = f"{topic}-filter"
+            builder.topology.add_node(
+                ProcessorNode(upstream, ops.filter_node(_has_key, keep_if=True), [self._node])
+            )
         sink = SinkNode(
-            f"{topic}-sink", [self._node], topic, None, key_serde, value_serde, partitioner
+            f"{topic}-sink", [upstream], topic, None, key_serde, value_serde, partitioner
         )
         builder.topology.add_node(sink)
         source_name = f"{topic}-source"
@@ -174,6 +183,25 @@ class KStream(Generic[K, V]):
             source_name, topic, key_serde=key_serde, value_serde=value_serde
         )
         return KStream(builder, source_name, key_changed=False)
+
+    # -- grouping ----------------------------------------------------------------------
+
+    def group_by_key(self, grouped: Grouped | None = None) -> KGroupedStream:
+        """Group by the current key; repartitions first if the key may have changed."""
+        from topicflow.dsl.kgrouped import KGroupedStream
+
+        return KGroupedStream(self, grouped or Grouped())
+
+    def group_by(
+        self, selector: Callable[[K, V], Any], grouped: Grouped | None = None
+    ) -> KGroupedStream:
+        """Group by `selector(key, value)`: always through a repartition topic."""
+        from topicflow.dsl.kgrouped import KGroupedStream
+
+        keyed = self._then("KEY-SELECT", ops.select_key_node(selector), None, key_changed=True)
+        return KGroupedStream(keyed, grouped or Grouped())
+
+    # -- processors ---------------------------------------------------------------------
 
     def process(
         self,
@@ -184,8 +212,12 @@ class KStream(Generic[K, V]):
         """Run a user `Processor` (a fresh one per task from `supplier()`); returns its output."""
         name = self._builder.node_name("PROCESSOR", named)
         factory = user_processor_factory(name, supplier)
-        node = ProcessorNode(name, factory, [self._node], list(store_names))
+        node = ProcessorNode(name, factory, [self._node])
         self._builder.topology.add_node(node)
+        if store_names:
+            self._builder.topology.connect_processor_and_state_stores(
+                name, stores=list(store_names)
+            )
         return KStream(self._builder, name, key_changed=True)
 
 
@@ -252,3 +284,7 @@ class BranchedKStream(Generic[K, V]):
                 if chained is not None:
                     result[branch_name] = chained
         return result
+
+
+def _has_key(key: Any, _value: Any) -> bool:
+    return key is not None

@@ -138,3 +138,96 @@ class Branched:
             consumer(stream)
 
         return Branched(name=name, chain=chain)
+
+
+@dataclass(frozen=True, slots=True)
+class Grouped:
+    """Serdes and name of a grouping; the name also names its repartition topic."""
+
+    key_serde: Serde[Any] | None = None
+    value_serde: Serde[Any] | None = None
+    name: str | None = None
+
+    @staticmethod
+    def with_(key_serde: Serde[Any] | None, value_serde: Serde[Any] | None) -> Grouped:
+        return Grouped(key_serde, value_serde)
+
+    @staticmethod
+    def as_(name: str) -> Grouped:
+        return Grouped(name=name)
+
+    def with_key_serde(self, serde: Serde[Any]) -> Grouped:
+        return dataclasses.replace(self, key_serde=serde)
+
+    def with_value_serde(self, serde: Serde[Any]) -> Grouped:
+        return dataclasses.replace(self, value_serde=serde)
+
+    def with_name(self, name: str) -> Grouped:
+        return dataclasses.replace(self, name=name)
+
+
+@dataclass(frozen=True, slots=True)
+class Materialized:
+    """How an aggregation's store is named and built.
+
+    The store name also names its changelog `{application_id}-{name}-changelog`
+    and, when the aggregation needs one, the repartition topic before it.
+    """
+
+    store_name: str | None = None
+    key_serde: Serde[Any] | None = None
+    value_serde: Serde[Any] | None = None
+    persistent: bool = False
+    logging: bool = True
+    caching: bool = True
+    retention_ms: int | None = None
+
+    @staticmethod
+    def as_(store_name: str) -> Materialized:
+        return Materialized(store_name)
+
+    @staticmethod
+    def with_(key_serde: Serde[Any] | None, value_serde: Serde[Any] | None) -> Materialized:
+        return Materialized(None, key_serde, value_serde)
+
+    def with_key_serde(self, serde: Serde[Any]) -> Materialized:
+        return dataclasses.replace(self, key_serde=serde)
+
+    def with_value_serde(self, serde: Serde[Any]) -> Materialized:
+        return dataclasses.replace(self, value_serde=serde)
+
+    def with_retention(self, retention: Any) -> Materialized:
+        from topicflow.dsl.windows import to_ms
+
+        return dataclasses.replace(self, retention_ms=to_ms(retention))
+
+    def with_logging_disabled(self) -> Materialized:
+        return dataclasses.replace(self, logging=False)
+
+    def with_caching_disabled(self) -> Materialized:
+        return dataclasses.replace(self, caching=False)
+
+    def with_caching_enabled(self) -> Materialized:
+        return dataclasses.replace(self, caching=True)
+
+    def persistent_store(self) -> Materialized:
+        """Keep the store in RocksDB under `state_dir` instead of memory."""
+        return dataclasses.replace(self, persistent=True)
+
+    def in_memory_store(self) -> Materialized:
+        return dataclasses.replace(self, persistent=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Suppressed:
+    """What `KTable.suppress` holds back. Only `until_window_closes` is supported:
+    one final result per window, once stream time passes the window end plus grace."""
+
+    name: str | None = None
+
+    @staticmethod
+    def until_window_closes(name: str | None = None) -> Suppressed:
+        return Suppressed(name)
+
+    def with_name(self, name: str) -> Suppressed:
+        return dataclasses.replace(self, name=name)

@@ -134,6 +134,7 @@ class KafkaStreams:
                 broker,
                 self.resolve_topic,
                 self._on_worker_state,
+                self._topology.state_stores,
             )
             for i in range(self._config.num_stream_threads)
         ]
@@ -205,9 +206,15 @@ class KafkaStreams:
                 if not widths or any(w is None for w in widths):
                     continue
                 width = max(w for w in widths if w is not None)
-                for sink_topic in sub.sink_topics:
-                    if sink_topic in internal and sink_topic not in partitions:
-                        partitions[sink_topic] = width
+                # A store's changelog has one partition per task of the sub-topology using it.
+                changelogs = [
+                    f"{store}-changelog"
+                    for node in sub.nodes
+                    for store in getattr(node, "stores", ())
+                ]
+                for topic_name in [*sub.sink_topics, *changelogs]:
+                    if topic_name in internal and topic_name not in partitions:
+                        partitions[topic_name] = width
                         changed = True
         specs = []
         for name, topic in internal.items():

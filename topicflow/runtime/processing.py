@@ -41,6 +41,9 @@ class WorkerMetrics:
     consumer_errors: int = 0
     records_produced: int = 0
     commits: int = 0
+    dropped_records: int = 0
+    late_records: int = 0
+    restored_records: int = 0
 
     def add(self, other: WorkerMetrics) -> None:
         for f in fields(self):

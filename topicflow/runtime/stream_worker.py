@@ -25,11 +25,12 @@ from confluent_kafka import TopicPartition
 
 from topicflow.brokers.base import Broker, Consumer
 from topicflow.config import StreamsConfig
-from topicflow.errors import RetriableError, StreamsException
+from topicflow.errors import RetriableError, StreamsException, TopicflowError
 from topicflow.processor.api import PunctuationType
 from topicflow.runtime.processing import BatchProcessor, Routes, WorkerMetrics
 from topicflow.runtime.record_collector import RecordCollector
 from topicflow.runtime.task import StreamTask, TaskId
+from topicflow.state.stores import StoreSpec
 from topicflow.topology.topology import SubTopology
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class StreamWorker:
         broker: Broker,
         resolve_topic: Callable[[str], str],
         on_state_change: Callable[[StreamWorker, WorkerState], None],
+        store_specs: dict[str, StoreSpec] | None = None,
     ) -> None:
         self.index = index
         self.name = f"{config.application_id}-StreamWorker-{index}"
@@ -84,6 +86,13 @@ class StreamWorker:
         # Set while a commit waits for a task that could not flush: input is paused.
         self._retry_at: float | None = None
         self._backoff = RETRY_BACKOFF_MIN_S
+        # Tasks created by the last assignment whose stores are not restored yet.
+        self._to_restore: list[StreamTask] = []
+        # Revoked tasks, kept until the rebalance ends in case they come back.
+        self._suspended: dict[TaskId, StreamTask] = {}
+        self._callback_error: BaseException | None = None
+        self._restore_consumer: Consumer | None = None
+        self._store_specs = store_specs
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -112,7 +121,14 @@ class StreamWorker:
             self._loop()
         except BaseException as error:
             self.error = error
-            log.error("%s stopped: %s", self.name, error)
+            # Our own errors explain themselves in one line; anything else is a bug
+            # (ours or a library's) and needs its traceback.
+            log.error(
+                "%s stopped: %s",
+                self.name,
+                error,
+                exc_info=not isinstance(error, TopicflowError),
+            )
             self._close_clients(clean=False)
         finally:
             self._set_state(WorkerState.DEAD)
@@ -135,9 +151,9 @@ class StreamWorker:
         self._collector = RecordCollector(self._broker.producer(producer_config), partition_count)
         consumer.subscribe(
             sorted(self._subtopology_of),
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_lost,
+            on_assign=self._guarded(self._on_assign),
+            on_revoke=self._guarded(self._on_revoke),
+            on_lost=self._guarded(self._on_lost),
         )
 
         max_records = config.max_poll_records
@@ -149,6 +165,11 @@ class StreamWorker:
 
         while not self._stop.is_set():
             messages = consume(max_records, poll_timeout)
+            if self._callback_error is not None:
+                raise self._callback_error
+            if self._to_restore:
+                # Before any record of a new task: its stores must hold their changelog.
+                self._restore()
             if messages:
                 process_batch(messages, self._routes)
                 self._punctuate(PunctuationType.STREAM_TIME)
@@ -163,6 +184,35 @@ class StreamWorker:
 
         self._set_state(WorkerState.PENDING_SHUTDOWN)
         self._close_clients(clean=True)
+
+    # -- restore -------------------------------------------------------------------
+
+    def _restore(self) -> None:
+        """Restore the stores of newly assigned tasks from their changelogs (blocking).
+
+        Runs in the poll loop, not in the rebalance callback; librdkafka keeps the
+        group membership alive meanwhile (heartbeats run on its own thread), and
+        messages of these tasks already consumed wait until restore is done.
+        """
+        tasks, self._to_restore = self._to_restore, []
+        if self._restore_consumer is None:
+            config = self._config.base_client_config()
+            config.update(
+                {
+                    # Never subscribed and never committing: only assign() is used.
+                    "group.id": f"{self._config.application_id}-restore",
+                    "enable.auto.commit": False,
+                    "client.id": f"{config['client.id']}-{self.index}-restore-consumer",
+                    # Large fetches: restore is bulk reading.
+                    "fetch.max.bytes": 64 * 1024 * 1024,
+                    "max.partition.fetch.bytes": 16 * 1024 * 1024,
+                    "queued.max.messages.kbytes": 65536,
+                }
+            )
+            self._restore_consumer = self._broker.consumer(config)
+        for task in tasks:
+            if task.id in self._tasks and task.state.needs_restore:
+                self.metrics.restored_records += task.state.restore(self._restore_consumer)
 
     # -- time ----------------------------------------------------------------------
 
@@ -244,6 +294,20 @@ class StreamWorker:
 
     # -- rebalance callbacks (called inside consume()) ----------------------------
 
+    def _guarded(
+        self, callback: Callable[[Any, list[Any]], None]
+    ) -> Callable[[Any, list[Any]], None]:
+        """An exception raised inside a librdkafka callback does not reach the caller of
+        consume() intact: keep it, and let the poll loop raise it."""
+
+        def guarded(consumer: Any, partitions: list[Any]) -> None:
+            try:
+                callback(consumer, partitions)
+            except BaseException as error:
+                self._callback_error = error
+
+        return guarded
+
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         for tp in partitions:
             sub = self._subtopology_of.get(tp.topic)
@@ -252,10 +316,26 @@ class StreamWorker:
             task_id = TaskId(sub.id, tp.partition)
             task = self._tasks.get(task_id)
             if task is None:
+                task = self._suspended.pop(task_id, None)
+                if task is not None:
+                    self._tasks[task_id] = task  # ours before the rebalance: state intact
+            if task is None:
                 assert self._collector is not None
-                task = StreamTask(task_id, sub, self._config, self._collector, self._resolve)
+                task = StreamTask(
+                    task_id,
+                    sub,
+                    self._config,
+                    self._collector,
+                    self._resolve,
+                    metrics=self.metrics,
+                    store_specs=self._store_specs,
+                )
                 self._tasks[task_id] = task
+                self._to_restore.append(task)
             self._routes.setdefault(tp.topic, {})[tp.partition] = task.route(tp.topic, tp.partition)
+        # Suspended tasks that did not come back belong to another member now.
+        self._close_tasks(list(self._suspended.values()))
+        self._suspended.clear()
         log.info(
             "%s assigned %d partitions, running tasks %s",
             self.name,
@@ -268,28 +348,43 @@ class StreamWorker:
         self._set_state(WorkerState.PARTITIONS_REVOKED)
         if self._tasks:
             try:
-                self.commit()
+                if not self.commit():
+                    log.warning("%s: giving up partitions without committing", self.name)
             except StreamsException as error:
                 log.warning(
                     "%s: could not commit before giving up partitions: %s", self.name, error
                 )
-        self._drop(partitions)
+            self._retry_at = None
+            self._backoff = RETRY_BACKOFF_MIN_S
+        # Suspend rather than close: a task assigned back to us at the end of this
+        # rebalance resumes without restoring its stores (Kafka Streams does the same).
+        revoked = {(tp.topic, tp.partition) for tp in partitions}
+        for topic, by_partition in self._routes.items():
+            for partition in [p for p in by_partition if (topic, p) in revoked]:
+                del by_partition[partition]
+        still_read = {r.task.id for by_p in self._routes.values() for r in by_p.values()}
+        for task_id in [t for t in self._tasks if t not in still_read]:
+            self._suspended[task_id] = self._tasks.pop(task_id)
+        self._to_restore = [t for t in self._to_restore if t.id in self._tasks]
 
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
-        # The partitions already belong to someone else: do not commit.
+        # The partitions already belong to someone else: do not commit, do not resume.
         self._set_state(WorkerState.PARTITIONS_REVOKED)
-        self._drop(partitions)
+        lost = {(tp.topic, tp.partition) for tp in partitions}
+        for topic, by_partition in self._routes.items():
+            for partition in [p for p in by_partition if (topic, p) in lost]:
+                del by_partition[partition]
+        still_read = {r.task.id for by_p in self._routes.values() for r in by_p.values()}
+        self._close_tasks([t for t in self._tasks.values() if t.id not in still_read])
+        self._tasks = {i: t for i, t in self._tasks.items() if i in still_read}
+        self._to_restore = [t for t in self._to_restore if t.id in self._tasks]
 
-    def _drop(self, partitions: list[Any]) -> None:
-        for tp in partitions:
-            self._routes.get(tp.topic, {}).pop(tp.partition, None)
-        still_read = {
-            route.task.id
-            for by_partition in self._routes.values()
-            for route in by_partition.values()
-        }
-        for task_id in [t for t in self._tasks if t not in still_read]:
-            self._tasks.pop(task_id).close()
+    def _close_tasks(self, tasks: list[StreamTask]) -> None:
+        for task in tasks:
+            try:
+                task.close()
+            except StreamsException as error:
+                log.warning("%s: %s", self.name, error)
 
     # -- shutdown ----------------------------------------------------------------
 
@@ -310,9 +405,12 @@ class StreamWorker:
             # again: a no-op after the commit above.
             try:
                 consumer.close()
+                if self._restore_consumer is not None:
+                    self._restore_consumer.close()
             finally:
                 self._consumer = None
-                for task in self._tasks.values():
-                    task.close()
+                self._restore_consumer = None
+                self._close_tasks([*self._tasks.values(), *self._suspended.values()])
                 self._tasks.clear()
+                self._suspended.clear()
                 self._routes.clear()

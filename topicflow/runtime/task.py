@@ -17,6 +17,8 @@ from topicflow.errors import StreamsException, TopologyError
 from topicflow.processor.api import Cancellable, PunctuationType, Punctuator
 from topicflow.runtime.processor_context import system_time_ms
 from topicflow.serdes import Serde
+from topicflow.state.manager import StateManager
+from topicflow.state.stores import StoreSpec
 from topicflow.topology.nodes import (
     Forward,
     ProcessorNode,
@@ -24,6 +26,7 @@ from topicflow.topology.nodes import (
     RecordSender,
     SinkNode,
     SourceNode,
+    TaskMetrics,
 )
 from topicflow.topology.topology import SubTopology
 
@@ -102,8 +105,11 @@ class StreamTask:
         sender: RecordSender,
         resolve_topic: Callable[[str], str],
         clock: Callable[[], int] = system_time_ms,
+        metrics: TaskMetrics | None = None,
+        store_specs: dict[str, StoreSpec] | None = None,
     ) -> None:
         self.id = task_id
+        self.metrics: TaskMetrics = metrics if metrics is not None else _Counters()
         self._subtopology = subtopology
         self._config = config
         self._sender = sender
@@ -114,13 +120,24 @@ class StreamTask:
         self.stream_time = -1
         self._schedules: list[_Schedule] = []
         self._commit_requested = False
-        self._stores: dict[str, Any] = {}
         self._instances: dict[str, Forward] = {}
         # Commit and close listeners with the position of the node that registered them.
         self._commit_listeners: list[tuple[int, Callable[[], None]]] = []
         self._close_listeners: list[tuple[int, Callable[[], None]]] = []
         self._building = 0
         self._sources: dict[str, tuple[SourceNode, Forward]] = {}
+        used = [
+            store for n in subtopology.nodes if isinstance(n, ProcessorNode) for store in n.stores
+        ]
+        specs = store_specs or {}
+        self.state = StateManager(
+            str(task_id),
+            task_id.partition,
+            [specs[name] for name in dict.fromkeys(used)],
+            config,
+            sender,
+            self.record_context,
+        )
         self._build()
 
     # -- TaskContext -------------------------------------------------------------------
@@ -164,7 +181,7 @@ class StreamTask:
 
     def get_state_store(self, name: str) -> Any:
         try:
-            return self._stores[name]
+            return self.state.stores[name]
         except KeyError:
             raise TopologyError(
                 f"task {self.id} has no state store {name!r}; connect it to the processor "
@@ -176,6 +193,7 @@ class StreamTask:
     def _build(self) -> None:
         nodes = {n.name: n for n in self._subtopology.nodes}
         position = {n.name: i for i, n in enumerate(self._subtopology.nodes)}
+        flushed: set[str] = set()
 
         def instance(name: str) -> Forward:
             built = self._instances.get(name)
@@ -192,6 +210,12 @@ class StreamTask:
                     built = forward_to(children)
                 else:
                     self._building = position[name]
+                    for store in node.stores:
+                        if store not in flushed:
+                            # A store flushes at its first user's place: before whatever
+                            # its cache forwards to.
+                            flushed.add(store)
+                            self.on_commit(self.state.stores[store].flush)
                     built = self._processor(node, children)
             self._instances[name] = built
             return built
@@ -318,7 +342,7 @@ class StreamTask:
 
     def close(self) -> None:
         errors = []
-        for _position, close in self._close_listeners:
+        for _position, close in [*self._close_listeners, (0, self.state.close)]:
             try:
                 close()
             except Exception as error:  # close everything, report the first failure
@@ -327,3 +351,11 @@ class StreamTask:
         self._commit_listeners.clear()
         if errors:
             raise StreamsException(f"closing task {self.id} failed: {errors[0]}") from errors[0]
+
+
+class _Counters:
+    """Metrics of a task run outside a stream worker."""
+
+    def __init__(self) -> None:
+        self.dropped_records = 0
+        self.late_records = 0

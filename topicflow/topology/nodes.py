@@ -67,8 +67,18 @@ class RecordSender(Protocol):
     def partition_count(self, topic: str) -> int: ...
 
 
+class TaskMetrics(Protocol):
+    """The counters nodes update (a stream worker's metrics)."""
+
+    dropped_records: int  # null keys or values an aggregation cannot use
+    late_records: int  # records for windows already closed
+
+
 class TaskContext(Protocol):
     """What an instantiated node may use from the task that runs it."""
+
+    @property
+    def metrics(self) -> TaskMetrics: ...
 
     @property
     def application_id(self) -> str: ...

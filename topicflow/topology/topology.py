@@ -17,6 +17,7 @@ from typing import Any
 from topicflow.errors import TopologyError
 from topicflow.processor.api import ProcessorSupplier, Record
 from topicflow.serdes import Serde
+from topicflow.state.stores import StoreSpec
 from topicflow.topology.nodes import (
     Forward,
     Node,
@@ -83,6 +84,7 @@ class Topology:
     def __init__(self) -> None:
         self._nodes: dict[str, Node] = {}
         self._internal_topics: dict[str, InternalTopic] = {}
+        self._stores: dict[str, StoreSpec] = {}
 
     # -- Processor API -----------------------------------------------------------------
 
@@ -147,6 +149,40 @@ class Topology:
             self._nodes[parent].children.append(node.name)
         return self
 
+    def add_state_store(self, spec: StoreSpec, *processor_names: str) -> Topology:
+        """Declare a store, connected to the named processors (Kafka's addStateStore)."""
+        if spec.name in self._stores:
+            raise TopologyError(f"a state store named {spec.name!r} exists already")
+        self._stores[spec.name] = spec
+        if spec.logging:
+            self.add_internal_topic(
+                InternalTopic(
+                    f"{spec.name}-changelog", "changelog", None, dict(spec.changelog_config)
+                )
+            )
+        self.connect_processor_and_state_stores(*processor_names, stores=[spec.name])
+        return self
+
+    def connect_processor_and_state_stores(self, *processor_names: str, stores: list[str]) -> None:
+        for name in processor_names:
+            node = self._nodes.get(name)
+            if not isinstance(node, ProcessorNode):
+                raise TopologyError(f"cannot connect stores to {name!r}: not a processor")
+            for store in stores:
+                if store not in self._stores:
+                    raise TopologyError(f"unknown state store {store!r}; add it first")
+                if store not in node.stores:
+                    node.stores.append(store)
+
+    def replace_factory(self, name: str, factory: NodeFactory) -> None:
+        node = self._nodes[name]
+        assert isinstance(node, ProcessorNode)
+        node.factory = factory
+
+    @property
+    def state_stores(self) -> dict[str, StoreSpec]:
+        return self._stores
+
     def add_internal_topic(self, topic: InternalTopic) -> None:
         self._internal_topics[topic.name] = topic
 
@@ -204,6 +240,14 @@ class Topology:
     def validate(self) -> None:
         if not any(isinstance(n, SourceNode) for n in self._nodes.values()):
             raise TopologyError("the topology has no source: call builder.stream(topic) first")
+        for node in self._nodes.values():
+            if isinstance(node, ProcessorNode):
+                for store in node.stores:
+                    if store not in self._stores:
+                        raise TopologyError(
+                            f"processor {node.name!r} uses state store {store!r}, which was "
+                            "never added (builder.add_state_store)"
+                        )
 
 
 def _describe_order(nodes: list[Node]) -> list[Node]:

@@ -2,6 +2,9 @@
 
 One lock guards every topic log and group; the condition built on it wakes
 consumers blocked in `consume()` when records arrive or their group changes.
+Memory stays bounded as in Kafka: each topic's cleanup.policy (delete: retention
+by record count and age; compact: the latest record per key) applies as its
+partitions roll segments (see `log.py`).
 Clients (`EmbeddedProducer`, `EmbeddedConsumer`) imitate confluent-kafka's so
 the stream worker runs unchanged on this broker and on Apache Kafka.
 """
@@ -15,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from topicflow.brokers.base import Headers, TopicSpec
+from topicflow.brokers.embedded.config import LogConfig
 from topicflow.brokers.embedded.consumer import EmbeddedConsumer
 from topicflow.brokers.embedded.group import Group
 from topicflow.brokers.embedded.log import PartitionLog, messages
@@ -35,14 +39,35 @@ class EmbeddedBroker:
     Each topic is a list of `PartitionLog`s. Producing to a missing topic creates it
     with `default_partitions` partitions, like a development broker with
     `auto.create.topics.enable=true`.
+
+    Broker-wide defaults of the topic configs (a topic's `TopicSpec.config`
+    overrides them): with the delete policy, the default, a partition keeps at
+    least `retention_records` records and at most a tenth more (None:
+    unlimited), and drops segments whose records are all older than
+    `retention_ms` (None: never). `segment_records` and `min_compaction_records`
+    tune how often retention and compaction run (see `LogConfig`).
     """
 
     name = "embedded"
 
-    def __init__(self, default_partitions: int = 4) -> None:
+    def __init__(
+        self,
+        default_partitions: int = 4,
+        *,
+        retention_records: int | None = 1_000_000,
+        retention_ms: int | None = None,
+        segment_records: int = 10_000,
+        min_compaction_records: int = 10_000,
+    ) -> None:
         if default_partitions < 1:
             raise ValueError(f"default_partitions must be >= 1, not {default_partitions}")
         self.default_partitions = default_partitions
+        self.log_config = LogConfig(
+            retention_records=retention_records,
+            retention_ms=retention_ms,
+            segment_records=segment_records,
+            min_compaction_records=min_compaction_records,
+        ).for_topic("", None)
         self._lock = threading.Lock()
         # Consumers blocked in consume(), each on its own condition (over `_lock`),
         # indexed by the partitions they wait for: a record wakes only the consumer
@@ -71,15 +96,17 @@ class EmbeddedBroker:
     # -- topics ----------------------------------------------------------------------------
 
     def create_topics(self, specs: Sequence[TopicSpec], timeout: float = -1) -> None:
-        """Create topics; existing ones are left as they are (whatever their partition count)."""
+        """Create topics; existing ones are left as they are (partitions and configs)."""
+        configs = []
         for spec in specs:
             _check_topic_name(spec.name)
             if spec.partitions < 1:
                 raise ConfigError(f"topic {spec.name!r}: partitions must be >= 1")
+            configs.append(self.log_config.for_topic(spec.name, spec.config))
         with self._lock:
-            for spec in specs:
+            for spec, config in zip(specs, configs, strict=True):
                 if spec.name not in self._topics:
-                    self._create_locked(spec.name, spec.partitions)
+                    self._create_locked(spec.name, spec.partitions, config)
 
     def delete_topics(self, topics: Sequence[str], timeout: float = -1) -> None:
         """Delete topics with their records and committed offsets; missing ones are ignored."""
@@ -112,19 +139,33 @@ class EmbeddedBroker:
     def read_all(
         self, topic: str
     ) -> list[tuple[int, int, bytes | None, bytes | None, int, Headers | None]]:
-        """Every record of `topic` as (partition, offset, key, value, timestamp, headers)."""
+        """Each retained record of `topic`: (partition, offset, key, value, timestamp, headers)."""
         with self._lock:
-            chunks = [log.slice(0, len(log)) for log in self._topics.get(topic, ())]
+            chunks = [
+                (p, chunk)
+                for p, log in enumerate(self._topics.get(topic, ()))
+                for chunk in log.chunks()
+            ]
         return [
             (p, m._offset, m._key, m._value, m._timestamp, m._headers)
-            for p, chunk in enumerate(chunks)
-            for m in messages(topic, p, 0, chunk)
+            for p, chunk in chunks
+            for m in messages(topic, p, chunk)
         ]
 
     def end_offsets(self, topic: str) -> list[int]:
         """The next offset of each partition of `topic` (empty when it does not exist)."""
         with self._lock:
-            return [len(log) for log in self._topics.get(topic, ())]
+            return [log.end for log in self._topics.get(topic, ())]
+
+    def start_offsets(self, topic: str) -> list[int]:
+        """The log start offset (low watermark) of each partition of `topic`."""
+        with self._lock:
+            return [log.start for log in self._topics.get(topic, ())]
+
+    def retained(self, topic: str) -> list[int]:
+        """How many records each partition of `topic` holds now."""
+        with self._lock:
+            return [log.records for log in self._topics.get(topic, ())]
 
     def committed_offsets(self, group_id: str) -> dict[tuple[str, int], int]:
         """The committed offsets of a consumer group, by (topic, partition)."""
@@ -144,11 +185,11 @@ class EmbeddedBroker:
         with self._lock:
             parts = self._topics.get(topic)
             if parts is None:
-                parts = self._create_locked(topic, self.default_partitions)
+                parts = self._create_locked(topic, self.default_partitions, self.log_config)
             return parts
 
-    def _create_locked(self, topic: str, partitions: int) -> list[PartitionLog]:
-        parts = [PartitionLog() for _ in range(partitions)]
+    def _create_locked(self, topic: str, partitions: int, config: LogConfig) -> list[PartitionLog]:
+        parts = [PartitionLog(config) for _ in range(partitions)]
         self._topics[topic] = parts
         for group in self._groups.values():
             if group.subscribes_to(topic):

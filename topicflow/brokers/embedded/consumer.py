@@ -1,13 +1,24 @@
-"""The embedded broker's consumer, imitating confluent-kafka's `Consumer` in a group.
+"""The embedded broker's consumer, imitating confluent-kafka's `Consumer`.
+
+A consumer either subscribes (joins its group) or is assigned partitions by
+hand with `assign()`, outside any group (e.g. to restore state stores from
+changelogs), as in Kafka; mixing the two raises KafkaException(_STATE).
 
 Group membership follows the eager protocol with the range assignor (see
 `group.py`). As with librdkafka, a member learns of a rebalance inside its own
 `consume()`: `on_revoke` then `on_assign` run there, on the member's thread,
 and never with the broker's lock held, so callbacks may commit.
+
+Paused partitions return nothing from `consume()`; pausing lasts until
+`resume()` or until the partition is revoked (a new assignment starts unpaused).
+A position below the log start offset (retention dropped the records) is reset
+per auto.offset.reset, as Kafka's OFFSET_OUT_OF_RANGE; a position in a gap left
+by compaction reads on from the next retained record.
 """
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -42,13 +53,14 @@ _LATEST = frozenset({"latest", "largest", "end"})
 class _Fetch:
     """Fetch state of one assigned partition."""
 
-    __slots__ = ("key", "log", "position", "stored")
+    __slots__ = ("key", "log", "paused", "position", "stored")
 
     def __init__(self, key: TopicPartitionKey, log: PartitionLog, position: int) -> None:
         self.key = key
         self.log = log
         self.position = position  # next offset consume() returns
         self.stored = OFFSET_INVALID  # what commit() without arguments commits
+        self.paused = False
 
 
 class EmbeddedConsumer:
@@ -84,6 +96,8 @@ class EmbeddedConsumer:
         self._assigned: list[TopicPartitionKey] = []
         self._fetches: list[_Fetch] = []
         self._fetch_by_key: dict[TopicPartitionKey, _Fetch] = {}
+        self._active: list[_Fetch] = []  # the fetches not paused
+        self._manual = False  # partitions assigned with assign(), outside the group
         self._cursor = 0  # rotates the partition served first, for fairness
         self._in_callback = ""  # "assign"/"revoke" while that callback runs
         self._assign_offsets: dict[TopicPartitionKey, int] | None = None
@@ -102,6 +116,11 @@ class EmbeddedConsumer:
         self._check_open()
         if isinstance(topics, str) or not all(isinstance(t, str) for t in topics):
             raise TypeError("subscribe() expects a list of topic names")
+        if self._manual:
+            raise _state_error(
+                "subscribe() on a consumer with partitions assigned by assign(): "
+                "a consumer either subscribes or assigns; unassign() first"
+            )
         self._on_assign, self._on_revoke, self._on_lost = on_assign, on_revoke, on_lost
         broker = self._broker
         with broker._lock:
@@ -130,6 +149,8 @@ class EmbeddedConsumer:
         try:
             if self._member is not None:
                 self._revoke(leaving=True)
+            elif self._manual:
+                self._unassign()
         finally:
             self._closed = True
             with self._broker._lock:
@@ -146,29 +167,114 @@ class EmbeddedConsumer:
         return self._member.member_id if self._member is not None else None
 
     def assignment(self) -> list[TopicPartition]:
+        """The partitions assigned: by the group, or by assign()."""
         self._check_open()
         return [TopicPartition(t, p) for t, p in self._assigned]
 
     def assign(self, partitions: list[TopicPartition]) -> None:
-        """Only inside on_assign: start the assigned partitions at these offsets."""
-        if self._in_callback != "assign":
-            raise KafkaException(
-                KafkaError(
-                    KafkaError._NOT_IMPLEMENTED,
-                    "embedded broker: assign() is only supported inside on_assign",
-                )
+        """Read exactly these partitions, replacing any previous assign(), outside the group.
+
+        Each starts at its offset: a concrete one, OFFSET_BEGINNING (the log
+        start), OFFSET_END, or OFFSET_STORED/OFFSET_INVALID (the group's committed
+        offset); none committed, or out of range: auto.offset.reset. Partitions
+        that do not exist are assigned but never return records.
+
+        Inside on_assign (subscribed), it sets the start offsets of the group's
+        assignment instead. Elsewhere on a subscribed consumer it raises
+        KafkaException(_STATE): a consumer either subscribes or assigns.
+        """
+        self._check_open()
+        if not isinstance(partitions, list):
+            raise TypeError("assign() expects a list of TopicPartition")
+        if self._in_callback == "assign":
+            self._assign_offsets = {(tp.topic, tp.partition): tp.offset for tp in partitions}
+            return
+        if self._member is not None or self._in_callback:
+            raise _state_error(
+                "assign() on a subscribed consumer (allowed only inside on_assign): "
+                "a consumer either subscribes or assigns; unsubscribe() first"
             )
-        self._assign_offsets = {(tp.topic, tp.partition): tp.offset for tp in partitions}
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        if len(set(keys)) != len(keys):
+            raise KafkaException(
+                KafkaError(KafkaError._INVALID_ARG, "assign(): duplicate partitions")
+            )
+        broker = self._broker
+        with broker._lock:
+            group = broker._groups.get(self._group_id)
+            committed = group.committed if group is not None else {}
+            fetches = []
+            for key, tp in zip(keys, partitions, strict=True):
+                parts = broker._topics.get(key[0])
+                if parts is None or not 0 <= key[1] < len(parts):
+                    continue
+                log = parts[key[1]]
+                offset = tp.offset
+                if offset in (OFFSET_INVALID, OFFSET_STORED):
+                    offset = committed.get(key, OFFSET_INVALID)
+                fetches.append(_Fetch(key, log, self._resolve(offset, log)))
+            self._assigned = keys
+            self._set_fetches_locked(fetches)
+            self._manual = bool(keys)
+            # A consume() blocked in another thread waits for the old partitions.
+            self._wakeup.notify_all()
 
     def unassign(self) -> None:
-        """Only inside on_revoke, where it is what happens anyway."""
-        if self._in_callback != "revoke":
-            raise KafkaException(
-                KafkaError(
-                    KafkaError._NOT_IMPLEMENTED,
-                    "embedded broker: unassign() is only supported inside on_revoke",
-                )
+        """Drop the partitions assigned by assign().
+
+        Inside on_revoke it is what happens anyway; elsewhere on a subscribed
+        consumer it raises KafkaException(_STATE): use unsubscribe().
+        """
+        self._check_open()
+        if self._in_callback == "revoke":
+            return
+        if self._member is not None or self._in_callback:
+            raise _state_error(
+                "unassign() on a subscribed consumer (allowed only inside on_revoke): "
+                "unsubscribe() leaves the group"
             )
+        self._unassign()
+
+    def _unassign(self) -> None:
+        with self._broker._lock:
+            # As librdkafka: auto-commit what was consumed before the partitions go.
+            if self._auto_commit and self._fetches:
+                self._commit_locked(None)
+            self._assigned = []
+            self._set_fetches_locked([])
+            self._manual = False
+            self._wakeup.notify_all()
+
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        """Stop returning records of these partitions until resume(); the member stays.
+
+        Partitions not assigned are ignored, as librdkafka's per-partition
+        errors are by confluent-kafka. A revoked partition forgets its pause.
+        """
+        self._set_paused(partitions, True)
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        """Return records of these partitions again, from where consume() left off."""
+        self._set_paused(partitions, False)
+
+    def _set_paused(self, partitions: list[TopicPartition], paused: bool) -> None:
+        self._check_open()
+        if not isinstance(partitions, list):
+            raise TypeError("expected a list of TopicPartition")
+        with self._broker._lock:
+            by_key = self._fetch_by_key
+            for tp in partitions:
+                fetch = by_key.get((tp.topic, tp.partition))
+                if fetch is not None:
+                    fetch.paused = paused
+            self._active = [f for f in self._fetches if not f.paused]
+            # A consume() blocked in another thread waits for the old set.
+            self._wakeup.notify_all()
+
+    def _set_fetches_locked(self, fetches: list[_Fetch]) -> None:
+        self._fetches = fetches
+        self._fetch_by_key = {f.key: f for f in fetches}
+        self._active = list(fetches)
 
     # -- consuming -------------------------------------------------------------------------
 
@@ -188,7 +294,7 @@ class EmbeddedConsumer:
         while True:
             revoke = False
             assigned: list[TopicPartitionKey] | None = None
-            chunks: list[tuple[str, int, int, Chunk]] = []
+            chunks: list[tuple[TopicPartitionKey, Chunk]] = []
             with broker._lock:
                 member, group = self._member, self._group
                 if member is not None and group is not None:
@@ -196,7 +302,7 @@ class EmbeddedConsumer:
                     if not revoke:
                         assigned = group.take_assignment(member)
                 if not revoke and assigned is None:
-                    if self._fetches and num_messages:
+                    if self._active and num_messages:
                         chunks = self._fetch_locked(num_messages)
                     if self._auto_commit:
                         self._auto_commit_locked()
@@ -204,17 +310,14 @@ class EmbeddedConsumer:
                         remaining = None if deadline is None else deadline - monotonic()
                         if remaining is not None and remaining <= 0:
                             return []
-                        keys = [f.key for f in self._fetches]
+                        keys = [f.key for f in self._active]
                         broker._wait_locked(self._wakeup, keys, remaining)
                         if self._closed:
                             raise RuntimeError("Consumer closed")
                         continue
             if chunks:
                 # Messages are built without the lock: producers need not wait for it.
-                out: list[Any] = []
-                for topic, partition, start, chunk in chunks:
-                    out += messages(topic, partition, start, chunk)
-                return out
+                return _messages(chunks)
             # The rebalance callbacks run without the lock too, on this thread.
             if revoke:
                 self._revoke(leaving=False)
@@ -226,14 +329,14 @@ class EmbeddedConsumer:
         messages = self.consume(1, timeout)
         return messages[0] if messages else None
 
-    def _fetch_locked(self, limit: int) -> list[tuple[str, int, int, Chunk]]:
-        """Take up to `limit` records: (topic, partition, first offset, records) per partition."""
-        fetches = self._fetches
+    def _fetch_locked(self, limit: int) -> list[tuple[TopicPartitionKey, Chunk]]:
+        """Take up to `limit` records of the partitions not paused, per partition."""
+        fetches = self._active
         count = len(fetches)
         start = self._cursor % count
         self._cursor = start + 1
         auto_store = self._auto_store
-        chunks: list[tuple[str, int, int, Chunk]] = []
+        chunks: list[tuple[TopicPartitionKey, Chunk]] = []
         remaining = limit
         # Each partition with records gets an equal share; what some leave unused
         # goes round again to those that have more.
@@ -242,20 +345,24 @@ class EmbeddedConsumer:
             more = 0
             for i in range(count):
                 f = fetches[(start + i) % count]
+                log = f.log
                 position = f.position
-                available = len(f.log) - position
-                if available <= 0:
+                if position < log.start:
+                    # Kafka's OFFSET_OUT_OF_RANGE: retention dropped the records.
+                    position = f.position = log.start if self._earliest else log.end
+                chunk = log.read(position, share if share < remaining else remaining)
+                if chunk is None:
                     continue
-                take = min(available, share, remaining)
-                end = position + take
-                chunks.append((f.key[0], f.key[1], position, f.log.slice(position, end)))
+                offsets = chunk.offsets
+                end = offsets[-1] + 1
+                chunks.append((f.key, chunk))
                 f.position = end
                 if auto_store:
                     f.stored = end
-                remaining -= take
+                remaining -= len(offsets)
                 if not remaining:
                     return chunks
-                if available > take:
+                if end < log.end:
                     more += 1
             if not more:
                 return chunks
@@ -280,7 +387,8 @@ class EmbeddedConsumer:
                 # As librdkafka: auto-commit what was consumed before the partitions go.
                 if self._auto_commit:
                     self._commit_locked(None)
-                self._assigned, self._fetches, self._fetch_by_key = [], [], {}
+                self._assigned = []
+                self._set_fetches_locked([])
                 if leaving:
                     group.leave(member, broker._topics)
                     self._member = self._group = None
@@ -319,19 +427,20 @@ class EmbeddedConsumer:
             offset = overrides.get(key, OFFSET_INVALID)
             if offset in (OFFSET_INVALID, OFFSET_STORED):
                 offset = committed.get(key, OFFSET_INVALID)
-            fetches.append(_Fetch(key, log, self._resolve(offset, len(log))))
+            fetches.append(_Fetch(key, log, self._resolve(offset, log)))
         self._assigned = list(assigned)
-        self._fetches = fetches
-        self._fetch_by_key = {f.key: f for f in fetches}
+        self._set_fetches_locked(fetches)
 
-    def _resolve(self, offset: int, end: int) -> int:
+    def _resolve(self, offset: int, log: PartitionLog) -> int:
+        """A start position: offset, or a logical one, or auto.offset.reset."""
+        start, end = log.start, log.end
         if offset == OFFSET_BEGINNING:
-            return 0
+            return start
         if offset == OFFSET_END:
             return end
-        if 0 <= offset <= end:
+        if start <= offset <= end:
             return offset
-        return 0 if self._earliest else end  # none, or out of range: auto.offset.reset
+        return start if self._earliest else end  # none, or out of range: auto.offset.reset
 
     # -- offsets ---------------------------------------------------------------------------
 
@@ -370,6 +479,8 @@ class EmbeddedConsumer:
         self, entries: list[tuple[str, int, int]] | None
     ) -> tuple[KafkaError | None, list[tuple[str, int, int]]]:
         member, group = self._member, self._group
+        if group is None:
+            group = self._broker._groups.get(self._group_id)
         if entries is None:
             committed = group.committed if group is not None else {}
             entries = [
@@ -381,8 +492,17 @@ class EmbeddedConsumer:
             entries = [e for e in entries if e[2] >= 0]  # logical offsets are not committed
         if not entries:
             return KafkaError(KafkaError._NO_OFFSET), []
-        if member is None or group is None:
-            return KafkaError(KafkaError.UNKNOWN_MEMBER_ID, "not a member of the group"), []
+        if member is None:
+            # As Kafka's coordinator: a consumer outside the group (assign()) may
+            # commit for it only while the group has no members.
+            if group is not None and group.members:
+                reason = f"not a member of group {self._group_id!r}, which has members"
+                return KafkaError(KafkaError.UNKNOWN_MEMBER_ID, reason), []
+            group = self._broker._group_locked(self._group_id)
+            for topic, partition, offset in entries:
+                group.committed[(topic, partition)] = offset
+            return None, entries
+        assert group is not None
         for topic, partition, _ in entries:
             if (topic, partition) not in member.owned:
                 reason = (
@@ -466,20 +586,61 @@ class EmbeddedConsumer:
                         f"{partition.topic}[{partition.partition}] is not assigned",
                     )
                 )
-            fetch.position = self._resolve(partition.offset, len(fetch.log))
+            fetch.position = self._resolve(partition.offset, fetch.log)
 
     def get_watermark_offsets(
-        self, partition: TopicPartition, timeout: float = -1, cached: bool = False
+        self, partition: TopicPartition, timeout: float | None = -1, cached: bool = False
     ) -> tuple[int, int]:
-        """(low, high): 0 (nothing is ever deleted) and the next offset to be written."""
+        """(low, high): the log start offset and the offset the next record gets.
+
+        As confluent-kafka: an unknown topic or partition raises KafkaException
+        (UNKNOWN_TOPIC_OR_PART; with `cached`, _UNKNOWN_PARTITION), and `cached`
+        answers (OFFSET_INVALID, OFFSET_INVALID) for a partition this consumer
+        does not fetch (librdkafka has no cached watermarks for it).
+        """
         self._check_open()
         broker = self._broker
+        topic, number = partition.topic, partition.partition
         with broker._lock:
-            parts = broker._topics.get(partition.topic)
-            if parts is None or not 0 <= partition.partition < len(parts):
-                raise KafkaException(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART))
-            return 0, len(parts[partition.partition])
+            parts = broker._topics.get(topic)
+            if parts is None or not 0 <= number < len(parts):
+                code = KafkaError._UNKNOWN_PARTITION if cached else KafkaError.UNKNOWN_TOPIC_OR_PART
+                reason = f"Failed to get watermark offsets: {KafkaError(code).str()}"
+                raise KafkaException(KafkaError(code, reason))
+            if cached and (topic, number) not in self._fetch_by_key:
+                return OFFSET_INVALID, OFFSET_INVALID
+            log = parts[number]
+            return log.start, log.end
 
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("Consumer closed")
+
+
+def _messages(chunks: list[tuple[TopicPartitionKey, Chunk]]) -> list[Any]:
+    """The messages of the chunks, built with the cyclic GC paused.
+
+    A batch is thousands of GC-tracked objects alive at once: built with the GC
+    on, its messages survive the young collections that their own allocation
+    triggers and get promoted, so a batch cost as much in GC as in building it
+    (~160 ns a message, half of the restore loop). Built with the GC paused,
+    the previous batch, freed meanwhile, pays for them: young collections stay
+    rare and short. It is a process-wide switch, restored at once; it is left
+    alone when the application disabled the GC itself.
+    """
+    out: list[Any] = []
+    if not gc.isenabled():
+        for (topic, partition), chunk in chunks:
+            out += messages(topic, partition, chunk)
+        return out
+    gc.disable()
+    try:
+        for (topic, partition), chunk in chunks:
+            out += messages(topic, partition, chunk)
+    finally:
+        gc.enable()
+    return out
+
+
+def _state_error(reason: str) -> KafkaException:
+    return KafkaException(KafkaError(KafkaError._STATE, reason))

@@ -1,73 +1,349 @@
-"""A partition's log: the records of one partition, offsets counted from 0.
+"""A partition's log: the records of one partition, in segments, with Kafka's retention.
 
-Stored column-wise in parallel lists (and an int64 array for timestamps), so a
-record costs three slots and no container object. Above all, no tuple or message
-object per stored record means nothing for Python's cyclic GC to traverse: with
-a million messages stored as objects, GC passes more than halved the produce
-rate. Message objects are made on the way out, by `messages()`, one per record
-handed to a consumer, outside the broker's lock.
+Stored column-wise (parallel sequences, and an int64 array for timestamps), so a
+record costs a few slots and no container object of its own. Above all, no tuple
+or message object per stored record means nothing for Python's cyclic GC to
+traverse: with a million messages stored as objects, GC passes more than halved
+the produce rate. Message objects are made on the way out, by `messages()`, one
+per record handed to a consumer, outside the broker's lock.
+
+As in Kafka the log is a list of segments. The newest, active one takes the
+appends, in lists; when it is full it is sealed into tuples. Tuples holding only
+bytes and None are untracked by the GC after its first look at them, so a full
+collection no longer walks every stored record (it did walk the lists: ~7 ns a
+slot, paid by every thread of the process), and retention drops whole segments
+from the head in O(1).
+
+Offsets never change. Retention advances the log start offset (the low
+watermark); compaction keeps only the latest record of each key, at its
+original offset, so a compacted segment is sparse and carries its offsets.
 """
 
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterator
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterator, Sequence
 from itertools import repeat
+from time import time_ns
 from typing import NamedTuple
 
 from topicflow.brokers.base import Headers
+from topicflow.brokers.embedded.config import LogConfig
 from topicflow.brokers.embedded.message import EmbeddedMessage
 
-__all__ = ["Chunk", "PartitionLog", "messages"]
+__all__ = ["Chunk", "PartitionLog", "Segment", "messages"]
 
 
 class Chunk(NamedTuple):
-    """Consecutive records of one partition, column-wise."""
+    """Records of one partition, column-wise, in offset order."""
 
-    keys: list[bytes | None]
-    values: list[bytes | None]
+    offsets: Sequence[int]  # a range when consecutive, else an array of offsets
+    keys: Sequence[bytes | None]
+    values: Sequence[bytes | None]
     timestamps: array[int]
     headers: list[Headers | None] | None  # None: no record has headers
 
 
+class Segment:
+    """Sealed, immutable records covering offsets up to `end` (exclusive).
+
+    Dense (`offsets` None) when its records have the consecutive offsets
+    base, base+1, ...; after compaction, `offsets` lists them.
+    """
+
+    __slots__ = (
+        "base",
+        "end",
+        "headers",
+        "keys",
+        "max_timestamp",
+        "offsets",
+        "timestamps",
+        "values",
+    )
+
+    def __init__(
+        self,
+        base: int,
+        end: int,
+        offsets: array[int] | None,
+        keys: tuple[bytes | None, ...],
+        values: tuple[bytes | None, ...],
+        timestamps: array[int],
+        headers: dict[int, Headers] | None,
+        max_timestamp: int,
+    ) -> None:
+        self.base = base  # offset of the first record
+        self.end = end
+        self.offsets = offsets
+        self.keys = keys
+        self.values = values
+        self.timestamps = timestamps
+        self.headers = headers  # by offset; None: none has headers
+        self.max_timestamp = max_timestamp  # for retention.ms (0 when not tracked)
+
+    def offset_list(self) -> Sequence[int]:
+        offsets = self.offsets
+        return range(self.base, self.base + len(self.values)) if offsets is None else offsets
+
+    def read(self, position: int, limit: int) -> Chunk | None:
+        """Up to `limit` records from the first at or after `position`."""
+        offsets = self.offsets
+        count = len(self.values)
+        # Dense: by arithmetic; sparse (compacted): by binary search.
+        i = max(position - self.base, 0) if offsets is None else bisect_left(offsets, position)
+        if i >= count:
+            return None
+        j = min(i + limit, count)
+        if offsets is None:
+            chosen: Sequence[int] = range(self.base + i, self.base + j)
+        else:
+            chosen = offsets[i:j]
+        headers = self.headers
+        return Chunk(
+            chosen,
+            self.keys[i:j],
+            self.values[i:j],
+            self.timestamps[i:j],
+            list(map(headers.get, chosen)) if headers else None,
+        )
+
+
 class PartitionLog:
-    """Append-only records of one partition; the caller holds the broker's lock."""
+    """Records of one partition; the caller holds the broker's lock.
 
-    __slots__ = ("headers", "keys", "timestamps", "values")
+    `start` is the log start offset (the low watermark), `end` the offset the
+    next record gets (the high watermark). Records between them may be missing
+    where compaction removed them.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = (
+        "base",
+        "clean_count",
+        "cleaned_end",
+        "config",
+        "ends",
+        "headers",
+        "keys",
+        "last_slot",
+        "sealed",
+        "segments",
+        "start",
+        "timestamps",
+        "values",
+    )
+
+    def __init__(self, config: LogConfig | None = None) -> None:
+        self.config = config = config if config is not None else LogConfig()
+        self.start = 0
+        # The active segment: dense, records base, base+1, ...
+        self.base = 0
         self.keys: list[bytes | None] = []
         self.values: list[bytes | None] = []
         self.timestamps = array("q")
-        # Sparse: most records have no headers.
-        self.headers: dict[int, Headers] = {}
+        self.headers: dict[int, Headers] = {}  # sparse: most records have none
+        # The active segment is sealed when its last slot is filled.
+        self.last_slot = config.segment_records - 1
+        self.segments: list[Segment] = []
+        self.ends: list[int] = []  # segments[i].end, to bisect
+        self.sealed = 0  # records in `segments`
+        # Compaction: offsets below `cleaned_end` have been compacted, and the
+        # last compaction kept `clean_count` records.
+        self.cleaned_end = 0
+        self.clean_count = 0
 
-    def __len__(self) -> int:
-        """The end offset: the offset the next record gets."""
-        return len(self.values)
+    @property
+    def end(self) -> int:
+        """The high watermark: the offset the next record gets."""
+        return self.base + len(self.values)
+
+    @property
+    def records(self) -> int:
+        """How many records are retained."""
+        return self.sealed + len(self.values)
 
     def append(
         self, key: bytes | None, value: bytes | None, timestamp: int, headers: Headers | None
-    ) -> int:
-        """Append a record; returns its offset."""
-        offset = len(self.values)
+    ) -> None:
+        """Append a record: its offset is then `end - 1` (a roll leaves that true)."""
+        values = self.values
         # First: the only append that can fail (OverflowError outside int64).
         self.timestamps.append(timestamp)
         self.keys.append(key)
-        self.values.append(value)
+        values.append(value)
         if headers is not None:
-            self.headers[offset] = headers
-        return offset
+            self.headers[self.base + len(values) - 1] = headers
+        if len(values) > self.last_slot:
+            self.roll()
 
-    def slice(self, start: int, end: int) -> Chunk:
-        """A copy of records start..end-1 (which must exist), to read without the lock."""
-        headers = self.headers
-        return Chunk(
-            self.keys[start:end],
-            self.values[start:end],
-            self.timestamps[start:end],
-            list(map(headers.get, range(start, end))) if headers else None,
-        )
+    def read(self, position: int, limit: int) -> Chunk | None:
+        """Up to `limit` (>= 1) records from the first retained at or after `position`.
+
+        None when there is none. The caller resets positions below `start`
+        first (auto.offset.reset); here they read from the first retained record.
+        """
+        base = self.base
+        if position >= base:
+            values = self.values
+            i = position - base
+            count = len(values)
+            if i >= count:
+                return None
+            j = min(i + limit, count)
+            offsets = range(position, base + j)
+            headers = self.headers
+            return Chunk(
+                offsets,
+                self.keys[i:j],
+                values[i:j],
+                self.timestamps[i:j],
+                list(map(headers.get, offsets)) if headers else None,
+            )
+        segments = self.segments
+        # The segment whose range holds `position`; after a gap, the next ones.
+        for k in range(bisect_right(self.ends, position), len(segments)):
+            chunk = segments[k].read(position, limit)
+            if chunk is not None:
+                return chunk
+        return self.read(base, limit)
+
+    def chunks(self) -> Iterator[Chunk]:
+        """Every retained record, a segment at a time."""
+        for segment in self.segments:
+            chunk = segment.read(0, len(segment.values))
+            if chunk is not None:
+                yield chunk
+        if self.values:
+            chunk = self.read(self.base, len(self.values))
+            if chunk is not None:
+                yield chunk
+
+    # -- segments, retention and compaction ----------------------------------------------
+
+    def roll(self) -> None:
+        """Seal the active segment, then apply the topic's cleanup policy."""
+        count = len(self.values)
+        if count:
+            config = self.config
+            base = self.base
+            timestamps = self.timestamps
+            segment = Segment(
+                base,
+                base + count,
+                None,
+                tuple(self.keys),
+                tuple(self.values),
+                timestamps,
+                self.headers or None,
+                max(timestamps) if config.retention_ms is not None else 0,
+            )
+            self.segments.append(segment)
+            self.ends.append(segment.end)
+            self.sealed += count
+            self.base = segment.end
+            self.keys, self.values, self.timestamps, self.headers = [], [], array("q"), {}
+        self.clean()
+
+    def clean(self) -> None:
+        """Compact (when enough is dirty), then drop the head beyond retention."""
+        config = self.config
+        if config.compact:
+            dirty = self.end - max(self.cleaned_end, self.start)
+            if dirty >= max(config.min_compaction_records, self.clean_count):
+                self.compact()
+        if not config.delete:
+            return
+        segments = self.segments
+        limit = config.retention_records
+        if limit is not None:
+            # As Kafka's retention.bytes: a segment goes only if what remains is
+            # still at least the limit, so a partition keeps between `limit` and
+            # `limit` + one segment (a tenth of it) records.
+            active = len(self.values)
+            while segments and self.sealed + active - len(segments[0].values) >= limit:
+                self._drop_head()
+        if config.retention_ms is not None:
+            # As Kafka: a segment goes once its newest record is older than retention.ms.
+            horizon = time_ns() // 1_000_000 - config.retention_ms
+            while segments and segments[0].max_timestamp < horizon:
+                self._drop_head()
+
+    def _drop_head(self) -> None:
+        segment = self.segments.pop(0)
+        self.ends.pop(0)
+        count = len(segment.values)
+        self.sealed -= count
+        self.start = segment.end
+        if segment.base < self.cleaned_end:
+            self.clean_count = max(0, self.clean_count - count)
+
+    def compact(self) -> None:
+        """Keep the latest record of each key in the sealed segments, at its offset.
+
+        A tombstone (null value) is kept by the compaction that first sees it and
+        dropped by the next one, as Kafka drops tombstones once cleaned and
+        delete.retention.ms has passed. The active segment is left alone, as
+        Kafka leaves its active segment.
+        """
+        segments = self.segments
+        if not segments:
+            return
+        keys: list[bytes | None] = []
+        values: list[bytes | None] = []
+        offsets = array("q")
+        timestamps = array("q")
+        headers: dict[int, Headers] = {}
+        for segment in segments:
+            keys += segment.keys
+            values += segment.values
+            if segment.offsets is None:
+                offsets.extend(range(segment.base, segment.base + len(segment.values)))
+            else:
+                offsets += segment.offsets
+            timestamps += segment.timestamps
+            if segment.headers:
+                headers.update(segment.headers)
+        # Later records overwrite earlier ones: the index of the latest of each key.
+        keep = sorted(dict(zip(keys, range(len(keys)), strict=True)).values())
+        kept_values = list(map(values.__getitem__, keep))
+        if None in kept_values:
+            cleaned_end = self.cleaned_end
+            keep = [i for i in keep if values[i] is not None or offsets[i] >= cleaned_end]
+            kept_values = list(map(values.__getitem__, keep))
+        kept_keys = list(map(keys.__getitem__, keep))
+        kept_offsets = array("q", map(offsets.__getitem__, keep))
+        kept_timestamps = array("q", map(timestamps.__getitem__, keep))
+        config = self.config
+        size = config.segment_records
+        track_time = config.retention_ms is not None
+        end = self.base  # the sealed segments cover offsets up to the active one
+        compacted: list[Segment] = []
+        total = len(keep)
+        for i in range(0, total, size):
+            j = min(total, i + size)
+            seg_offsets = kept_offsets[i:j]
+            first, last = seg_offsets[0], seg_offsets[-1]
+            seg_timestamps = kept_timestamps[i:j]
+            seg_headers = None
+            if headers:
+                seg_headers = {o: headers[o] for o in seg_offsets if o in headers} or None
+            compacted.append(
+                Segment(
+                    first,
+                    end if j == total else last + 1,
+                    None if last - first + 1 == j - i else seg_offsets,  # dense, or sparse
+                    tuple(kept_keys[i:j]),
+                    tuple(kept_values[i:j]),
+                    seg_timestamps,
+                    seg_headers,
+                    max(seg_timestamps) if track_time else 0,
+                )
+            )
+        self.segments = compacted
+        self.ends = [segment.end for segment in compacted]
+        self.sealed = self.clean_count = total
+        self.cleaned_end = end
 
     def clear(self) -> None:
         """Free the records (the topic was deleted)."""
@@ -75,17 +351,20 @@ class PartitionLog:
         self.values.clear()
         del self.timestamps[:]
         self.headers.clear()
+        self.segments.clear()
+        self.ends.clear()
+        self.sealed = 0
 
 
-def messages(topic: str, partition: int, start: int, chunk: Chunk) -> Iterator[EmbeddedMessage]:
-    """The messages of a chunk whose first record has offset `start`."""
+def messages(topic: str, partition: int, chunk: Chunk) -> Iterator[EmbeddedMessage]:
+    """The messages of a chunk."""
     count = len(chunk.values)
     # map() over the columns builds the messages in C, without a Python-level loop.
     return map(
         EmbeddedMessage,
         repeat(topic, count),
         repeat(partition, count),
-        range(start, start + count),
+        chunk.offsets,
         chunk.keys,
         chunk.values,
         chunk.timestamps,

@@ -97,9 +97,21 @@ class EmbeddedProducer:
             with broker._lock:
                 # The topic may have been deleted (and re-created) since the lookup.
                 if topics.get(topic) is parts:
-                    offset = parts[p].append(key, value, timestamp, headers)
+                    log = parts[p]
+                    if key is None and log.config.compact:
+                        # Kafka's broker rejects these: compaction keeps a record per key.
+                        reason = (
+                            "Compacted topic cannot accept message without key "
+                            f"in topic partition {topic}-{p}."
+                        )
+                        error = KafkaError(KafkaError.INVALID_RECORD, reason)
+                        partition = p
+                        break
+                    log.append(key, value, timestamp, headers)
                     if broker._waiters:
                         broker._wake_locked((topic, p))
+                    if report is not None and not self._only_errors:
+                        offset = log.end - 1
                     break
         if report is None:
             return

@@ -1,0 +1,177 @@
+"""Aggregation nodes: count, reduce, aggregate; per key, or per key and time window.
+
+Each node reads and writes its store through the record cache. What it
+forwards downstream depends on the emission mode:
+
+- on update (Kafka Streams' default): the store's flush listener forwards the
+  latest value of each updated key when the cache flushes (every commit, or
+  when full; at once without a cache);
+- on window close (`suppress(Suppressed.until_window_closes())`): nothing on
+  update; once stream time passes a window's end plus grace, every key of that
+  window is forwarded once and the window is dropped from the store, since no
+  later record may change it.
+
+Records with a null key or value are dropped and counted (Kafka Streams does
+the same); so are records for windows already closed (late records).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from topicflow.dsl.operations import forward_to
+from topicflow.dsl.windows import TimeWindow, TimeWindows, Windowed
+from topicflow.topology.nodes import Forward, NodeFactory, RecordContext, TaskContext
+
+# aggregator(key, value, aggregate) -> new aggregate
+Aggregator = Callable[[Any, Any, Any], Any]
+Initializer = Callable[[], Any]
+
+
+def count_aggregator(_key: Any, _value: Any, aggregate: int) -> int:
+    return aggregate + 1
+
+
+def reducer_aggregator(reducer: Callable[[Any, Any], Any]) -> tuple[Initializer, Aggregator]:
+    """Kafka Streams' reduce: the first value is the aggregate, then reducer(aggregate, value)."""
+    missing = object()
+
+    def initializer() -> Any:
+        return missing
+
+    def aggregate(_key: Any, value: Any, aggregate: Any) -> Any:
+        return value if aggregate is missing else reducer(aggregate, value)
+
+    return initializer, aggregate
+
+
+def _forward_at(rc: RecordContext, forward: Forward) -> Callable[[Any, Any, int], None]:
+    """Forward with the timestamp of the update, whenever the cache flushes it."""
+
+    def forward_update(key: Any, value: Any, timestamp: int) -> None:
+        saved_timestamp, saved_headers = rc.timestamp, rc.headers
+        rc.timestamp, rc.headers = timestamp, None
+        try:
+            forward(key, value)
+        finally:
+            rc.timestamp, rc.headers = saved_timestamp, saved_headers
+
+    return forward_update
+
+
+def aggregate_node(
+    store_name: str, initializer: Initializer, aggregator: Aggregator
+) -> NodeFactory:
+    def factory(task: TaskContext, children: dict[str, Forward]) -> Forward:
+        store = task.get_state_store(store_name)
+        store.set_flush_listener(_forward_at(task.record_context, forward_to(children)))
+        get, put = store.get, store.put
+        metrics = task.metrics
+
+        def aggregate(key: Any, value: Any) -> None:
+            if key is None or value is None:
+                metrics.dropped_records += 1
+                return
+            old = get(key)
+            put(key, aggregator(key, value, initializer() if old is None else old))
+
+        return aggregate
+
+    return factory
+
+
+def window_aggregate_node(
+    store_name: str,
+    windows: TimeWindows,
+    initializer: Initializer,
+    aggregator: Aggregator,
+    emit_on_window_close: bool,
+) -> NodeFactory:
+    size, advance, grace = windows.size_ms, windows.advance_ms, windows.grace_ms
+    tumbling = advance == size
+
+    def factory(task: TaskContext, children: dict[str, Forward]) -> Forward:
+        store = task.get_state_store(store_name)
+        rc = task.record_context
+        forward = forward_to(children)
+        metrics = task.metrics
+        fetch, put = store.fetch, store.put
+        observe = store.observe_stream_time
+        if not emit_on_window_close:
+            forward_update = _forward_at(rc, forward)
+
+            def on_flush(key: Any, start: int, value: Any, timestamp: int) -> None:
+                forward_update(Windowed(key, TimeWindow(start, start + size)), value, timestamp)
+
+            store.set_flush_listener(on_flush)
+        # Window end up to which final results were emitted (emit on window close).
+        emitted = _EmitFrontier(size, advance)
+
+        def emit_closed(close_time: int) -> None:
+            """Forward, once, every window whose end is at or before `close_time`."""
+            first_start = emitted.close_time - size + 1 if emitted.close_time >= 0 else 0
+            last_start = close_time - size
+            closed = list(store.fetch_all(first_start, last_start))
+            saved_timestamp, saved_headers = rc.timestamp, rc.headers
+            try:
+                for key, start, value in closed:
+                    rc.timestamp, rc.headers = start + size - 1, None
+                    forward(Windowed(key, TimeWindow(start, start + size)), value)
+                    put(key, None, start)
+            finally:
+                rc.timestamp, rc.headers = saved_timestamp, saved_headers
+            emitted.advance_to(close_time)
+
+        def aggregate(key: Any, value: Any) -> None:
+            if key is None or value is None:
+                metrics.dropped_records += 1
+                return
+            timestamp = rc.timestamp
+            stream_time = task.stream_time
+            observe(stream_time)
+            close_time = stream_time - grace
+            if tumbling:
+                start = timestamp - timestamp % size
+                if start + size <= close_time:
+                    metrics.late_records += 1
+                else:
+                    old = fetch(key, start)
+                    put(key, aggregator(key, value, initializer() if old is None else old), start)
+            else:
+                accepted = False
+                for start in windows.windows_for(timestamp):
+                    if start + size <= close_time:
+                        continue
+                    accepted = True
+                    old = fetch(key, start)
+                    put(key, aggregator(key, value, initializer() if old is None else old), start)
+                if not accepted:
+                    metrics.late_records += 1
+            if emit_on_window_close and close_time >= emitted.next_close:
+                emit_closed(close_time)
+
+        return aggregate
+
+    return factory
+
+
+class _EmitFrontier:
+    """The close time up to which windows were emitted, and the next window end after it."""
+
+    __slots__ = ("_advance", "_size", "close_time", "next_close")
+
+    def __init__(self, size: int, advance: int) -> None:
+        self._size = size
+        self._advance = advance
+        self.close_time = -1
+        # Nothing emitted yet: the first emission happens at the first window end,
+        # and scans from the oldest window the store holds (after a restore, too).
+        self.next_close = 0
+
+    def advance_to(self, close_time: int) -> None:
+        self.close_time = close_time
+        # Window ends are start + size with start a multiple of advance.
+        last_start = close_time - self._size
+        next_start = (last_start // self._advance + 1) * self._advance
+        self.next_close = next_start + self._size

@@ -1,0 +1,212 @@
+"""Grouped streams and their aggregations: `group_by(...).windowed_by(...).count(...)`.
+
+Grouping after an operation that may have changed the key (`select_key`,
+`map`, `flat_map`, `group_by`, `process`) writes the records through a
+repartition topic `{application_id}-{name}-repartition`, partitioned by the
+new key, so that every key is aggregated by exactly one task however many
+instances run. The name comes from `Grouped`, else from the store's name, as
+in Kafka Streams.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from topicflow.dsl import aggregations as agg
+from topicflow.dsl.ktable import KTable
+from topicflow.dsl.options import Grouped, Materialized, Named
+from topicflow.dsl.windows import SessionWindows, SlidingWindows, TimeWindows
+from topicflow.errors import TopologyError
+from topicflow.serdes import Serdes
+from topicflow.state.stores import StoreSpec
+from topicflow.topology.nodes import ProcessorNode
+
+if TYPE_CHECKING:
+    from topicflow.dsl.kstream import KStream
+
+
+class KGroupedStream:
+    def __init__(self, stream: KStream[Any, Any], grouped: Grouped) -> None:
+        self._stream = stream
+        self._grouped = grouped
+
+    def windowed_by(
+        self, windows: TimeWindows | SlidingWindows | SessionWindows
+    ) -> TimeWindowedKStream:
+        if not isinstance(windows, TimeWindows):
+            raise TopologyError(
+                f"{type(windows).__name__} are not supported yet; use TimeWindows "
+                "(tumbling or hopping)"
+            )
+        return TimeWindowedKStream(self, windows)
+
+    def count(
+        self, materialized: Materialized | None = None, named: Named | str | None = None
+    ) -> KTable:
+        materialized = _count_serdes(materialized or Materialized())
+        return self._aggregate(lambda: 0, agg.count_aggregator, materialized, named, "AGGREGATE")
+
+    def reduce(
+        self,
+        reducer: Callable[[Any, Any], Any],
+        materialized: Materialized | None = None,
+        named: Named | str | None = None,
+    ) -> KTable:
+        initializer, aggregator = agg.reducer_aggregator(reducer)
+        return self._aggregate(
+            initializer, aggregator, materialized or Materialized(), named, "REDUCE"
+        )
+
+    def aggregate(
+        self,
+        initializer: Callable[[], Any],
+        aggregator: Callable[[Any, Any, Any], Any],
+        materialized: Materialized | None = None,
+        named: Named | str | None = None,
+    ) -> KTable:
+        return self._aggregate(
+            initializer, aggregator, materialized or Materialized(), named, "AGGREGATE"
+        )
+
+    def _aggregate(
+        self,
+        initializer: Callable[[], Any],
+        aggregator: Callable[[Any, Any, Any], Any],
+        materialized: Materialized,
+        named: Named | str | None,
+        kind: str,
+    ) -> KTable:
+        builder = self._stream._builder
+        store = materialized.store_name or builder.node_name(f"{kind}-STATE-STORE", None)
+        parent = self.source_for_aggregation(store)
+        name = builder.node_name(kind, named)
+        spec = _store_spec(store, "key_value", materialized, self._grouped)
+        builder.topology.add_node(
+            ProcessorNode(name, agg.aggregate_node(store, initializer, aggregator), [parent])
+        )
+        builder.topology.add_state_store(spec, name)
+        return KTable(builder, name, store_name=store)
+
+    def source_for_aggregation(self, store_name: str) -> str:
+        """The node aggregations hang from: the stream itself, or a repartition topic's source."""
+        stream = self._stream
+        if not stream._key_changed:
+            return stream.node_name
+        base = self._grouped.name or store_name
+        repartitioned = stream._through_repartition_topic(
+            base, self._grouped.key_serde, self._grouped.value_serde, None, drop_null_keys=True
+        )
+        return repartitioned.node_name
+
+    @property
+    def grouped(self) -> Grouped:
+        return self._grouped
+
+
+class TimeWindowedKStream:
+    """A grouped stream cut into fixed-size windows, tumbling or hopping."""
+
+    def __init__(self, grouped: KGroupedStream, windows: TimeWindows) -> None:
+        self._grouped = grouped
+        self._windows = windows
+
+    def count(
+        self, materialized: Materialized | None = None, named: Named | str | None = None
+    ) -> KTable:
+        materialized = _count_serdes(materialized or Materialized())
+        return self._aggregate(lambda: 0, agg.count_aggregator, materialized, named, "AGGREGATE")
+
+    def reduce(
+        self,
+        reducer: Callable[[Any, Any], Any],
+        materialized: Materialized | None = None,
+        named: Named | str | None = None,
+    ) -> KTable:
+        initializer, aggregator = agg.reducer_aggregator(reducer)
+        return self._aggregate(
+            initializer, aggregator, materialized or Materialized(), named, "REDUCE"
+        )
+
+    def aggregate(
+        self,
+        initializer: Callable[[], Any],
+        aggregator: Callable[[Any, Any, Any], Any],
+        materialized: Materialized | None = None,
+        named: Named | str | None = None,
+    ) -> KTable:
+        return self._aggregate(
+            initializer, aggregator, materialized or Materialized(), named, "AGGREGATE"
+        )
+
+    def _aggregate(
+        self,
+        initializer: Callable[[], Any],
+        aggregator: Callable[[Any, Any, Any], Any],
+        materialized: Materialized,
+        named: Named | str | None,
+        kind: str,
+    ) -> KTable:
+        builder = self._grouped._stream._builder
+        store = materialized.store_name or builder.node_name(f"{kind}-STATE-STORE", None)
+        parent = self._grouped.source_for_aggregation(store)
+        name = builder.node_name(kind, named)
+        windows = self._windows
+        retention = materialized.retention_ms or windows.retention_ms()
+        if retention < windows.size_ms + windows.grace_ms:
+            raise TopologyError(
+                f"store {store!r}: retention ({retention} ms) must be at least window size "
+                f"plus grace ({windows.size_ms + windows.grace_ms} ms)"
+            )
+        spec = _store_spec(store, "window", materialized, self._grouped.grouped, retention, windows)
+        table = KTable(builder, name, store_name=store, windows=windows)
+
+        def make_node(emit_on_close: bool) -> ProcessorNode:
+            return ProcessorNode(
+                name,
+                agg.window_aggregate_node(store, windows, initializer, aggregator, emit_on_close),
+                [parent],
+            )
+
+        builder.topology.add_node(make_node(False))
+        builder.topology.add_state_store(spec, name)
+        table._switch_to_emit_final = lambda: builder.topology.replace_factory(
+            name, make_node(True).factory
+        )
+        return table
+
+
+def _count_serdes(materialized: Materialized) -> Materialized:
+    # A count is a Long whatever the default value serde, as in Kafka Streams.
+    if materialized.value_serde is None:
+        return materialized.with_value_serde(Serdes.Long())
+    return materialized
+
+
+def _store_spec(
+    name: str,
+    kind: Any,
+    materialized: Materialized,
+    grouped: Grouped,
+    retention_ms: int = 0,
+    windows: TimeWindows | None = None,
+) -> StoreSpec:
+    changelog_config = {"cleanup.policy": "compact"}
+    if kind == "window":
+        # Kafka Streams keeps a windowed changelog one day past the store's retention.
+        changelog_config = {
+            "cleanup.policy": "compact,delete",
+            "retention.ms": str(retention_ms + 24 * 3600 * 1000),
+        }
+    return StoreSpec(
+        name=name,
+        kind=kind,
+        key_serde=materialized.key_serde or grouped.key_serde,
+        value_serde=materialized.value_serde or grouped.value_serde,
+        persistent=materialized.persistent,
+        logging=materialized.logging,
+        caching=materialized.caching,
+        retention_ms=retention_ms,
+        window_size_ms=windows.size_ms if windows else 0,
+        changelog_config=changelog_config,
+    )

@@ -1,0 +1,36 @@
+"""Sinks to external systems: processors that write their batches at every commit.
+
+    from topicflow.sinks import WindowedCountSink
+
+    counts.to_stream().process(WindowedCountSink.from_env())
+
+`WindowedCountSink.from_env()` writes to PostgreSQL when `DATABASE_URL` (or a
+single `HEROKU_POSTGRESQL_*_URL`) is set, else to a SQLite file
+(`$TOPICFLOW_SQLITE_PATH`, default `windowed_counts.sqlite3`). See
+`topicflow.sinks.windowed_counts` for the table and the delivery guarantees.
+"""
+
+from topicflow.sinks.database_url import DatabaseUrl, redacted
+from topicflow.sinks.postgres import PostgresSink
+from topicflow.sinks.sqlite import SqliteSink
+from topicflow.sinks.windowed_counts import (
+    DEFAULT_SQLITE_PATH,
+    DEFAULT_TABLE,
+    WindowedCountProcessor,
+    WindowedCountSink,
+    database_url_from_env,
+    windowed_count_sink_from_env,
+)
+
+__all__ = [
+    "DEFAULT_SQLITE_PATH",
+    "DEFAULT_TABLE",
+    "DatabaseUrl",
+    "PostgresSink",
+    "SqliteSink",
+    "WindowedCountProcessor",
+    "WindowedCountSink",
+    "database_url_from_env",
+    "redacted",
+    "windowed_count_sink_from_env",
+]

@@ -1,0 +1,248 @@
+"""The store a processor sees: an inner store behind a record cache and a changelog.
+
+Writes go to the cache (Python objects, one entry per key) and reach the inner
+store, the changelog topic and the flush listener (which forwards the new value
+downstream, for DSL aggregations) only when the cache is flushed: at every
+commit, or when it is full. Repeated updates to a key between commits therefore
+cost one serialization, one changelog record and one downstream record, as with
+Kafka Streams' `statestore.cache.max.bytes`. Without a cache (size 0), every
+write goes through at once.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from topicflow.state.stores import InMemoryWindowStore, StoreSpec
+from topicflow.topology.nodes import RecordContext, RecordSender
+
+# (key, value, timestamp) of a change that reached the store, for the listener.
+FlushListener = Callable[[Any, Any, int], None]
+WindowFlushListener = Callable[[Any, int, Any, int], None]
+
+# Window changelog keys, as Kafka Streams' WindowKeySchema: key bytes, then the
+# window start (8 bytes) and a sequence number (4 bytes), big-endian.
+_WINDOW_SUFFIX = struct.Struct(">qi")
+
+
+def window_changelog_key(key_bytes: bytes, window_start: int) -> bytes:
+    return key_bytes + _WINDOW_SUFFIX.pack(window_start, 0)
+
+
+def split_window_changelog_key(data: bytes) -> tuple[bytes, int]:
+    start, _seq = _WINDOW_SUFFIX.unpack_from(data, len(data) - _WINDOW_SUFFIX.size)
+    return data[: -_WINDOW_SUFFIX.size], start
+
+
+class ChangelogWriter:
+    """Sends a store's changes to its changelog partition through the task's producer."""
+
+    __slots__ = ("_partition", "_send", "_serialize_key", "_serialize_value", "topic")
+
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        sender: RecordSender,
+        key_serde: Any,
+        value_serde: Any,
+    ) -> None:
+        self.topic = topic
+        self._partition = partition
+        self._send = sender.send
+        self._serialize_key = key_serde.serialize
+        self._serialize_value = value_serde.serialize
+
+    def log(self, key: Any, value: Any, timestamp: int) -> None:
+        self._send(
+            self.topic,
+            self._serialize_key(key),
+            None if value is None else self._serialize_value(value),
+            timestamp,
+            None,
+            self._partition,
+        )
+
+    def log_window(self, key: Any, window_start: int, value: Any, timestamp: int) -> None:
+        self._send(
+            self.topic,
+            window_changelog_key(self._serialize_key(key), window_start),
+            None if value is None else self._serialize_value(value),
+            timestamp,
+            None,
+            self._partition,
+        )
+
+
+class CachedKeyValueStore:
+    """A key-value store with a record cache and a changelog."""
+
+    def __init__(
+        self,
+        spec: StoreSpec,
+        inner: Any,
+        changelog: ChangelogWriter | None,
+        record_context: RecordContext,
+        cache_entries: int,
+    ) -> None:
+        self.name = spec.name
+        self.spec = spec
+        self.inner = inner
+        self._changelog = changelog
+        self._rc = record_context
+        self._cache_entries = cache_entries if spec.caching else 0
+        self._dirty: dict[Any, tuple[Any, int]] = {}
+        self._listener: FlushListener | None = None
+
+    def set_flush_listener(self, listener: FlushListener) -> None:
+        self._listener = listener
+
+    def get(self, key: Any) -> Any:
+        cached = self._dirty.get(key)
+        if cached is not None:
+            return cached[0]
+        return self.inner.get(key)
+
+    def put(self, key: Any, value: Any) -> None:
+        if not self._cache_entries:
+            self._write_through(key, value, self._rc.timestamp)
+            return
+        self._dirty[key] = (value, self._rc.timestamp)
+        if len(self._dirty) > self._cache_entries:
+            self.flush()
+
+    def put_if_absent(self, key: Any, value: Any) -> Any:
+        existing = self.get(key)
+        if existing is None:
+            self.put(key, value)
+        return existing
+
+    def delete(self, key: Any) -> Any:
+        existing = self.get(key)
+        self.put(key, None)
+        return existing
+
+    def all(self) -> Iterator[tuple[Any, Any]]:
+        self.flush_to_store()
+        return self.inner.all()  # type: ignore[no-any-return]
+
+    def approximate_num_entries(self) -> int:
+        return self.inner.approximate_num_entries() + len(self._dirty)  # type: ignore[no-any-return]
+
+    def _write_through(self, key: Any, value: Any, timestamp: int) -> None:
+        self.inner.put(key, value)
+        if self._changelog is not None:
+            self._changelog.log(key, value, timestamp)
+        if self._listener is not None:
+            self._listener(key, value, timestamp)
+
+    def flush(self) -> None:
+        """Write every cached change through: store, changelog, listener."""
+        if not self._dirty:
+            return
+        dirty, self._dirty = self._dirty, {}
+        for key, (value, timestamp) in dirty.items():
+            self._write_through(key, value, timestamp)
+
+    def flush_to_store(self) -> None:
+        self.flush()
+
+    def restore(self, key: Any, value: Any) -> None:
+        self.inner.put(key, value)
+
+    def close(self) -> None:
+        self._dirty.clear()
+        self.inner.close()
+
+
+class CachedWindowStore:
+    """A window store with a record cache and a changelog; expires windows by stream time."""
+
+    def __init__(
+        self,
+        spec: StoreSpec,
+        inner: InMemoryWindowStore | Any,
+        changelog: ChangelogWriter | None,
+        record_context: RecordContext,
+        cache_entries: int,
+    ) -> None:
+        self.name = spec.name
+        self.spec = spec
+        self.inner = inner
+        self._changelog = changelog
+        self._rc = record_context
+        self._cache_entries = cache_entries if spec.caching else 0
+        # window start -> key -> (value, timestamp): no tuple key per record.
+        self._dirty: dict[int, dict[Any, tuple[Any, int]]] = {}
+        self._dirty_count = 0
+        self._listener: WindowFlushListener | None = None
+
+    def set_flush_listener(self, listener: WindowFlushListener) -> None:
+        self._listener = listener
+
+    def observe_stream_time(self, stream_time: int) -> None:
+        self.inner.observe_stream_time(stream_time)
+
+    def fetch(self, key: Any, window_start: int) -> Any:
+        window = self._dirty.get(window_start)
+        if window is not None:
+            cached = window.get(key)
+            if cached is not None:
+                return cached[0]
+        return self.inner.fetch(key, window_start)
+
+    def put(self, key: Any, value: Any, window_start: int) -> None:
+        if not self._cache_entries:
+            self._write_through(key, window_start, value, self._rc.timestamp)
+            return
+        window = self._dirty.get(window_start)
+        if window is None:
+            window = self._dirty[window_start] = {}
+        if key not in window:
+            self._dirty_count += 1
+        window[key] = (value, self._rc.timestamp)
+        if self._dirty_count > self._cache_entries:
+            self.flush()
+
+    def fetch_range(self, key: Any, time_from: int, time_to: int) -> Iterator[tuple[int, Any]]:
+        self.flush_to_store()
+        return self.inner.fetch_range(key, time_from, time_to)
+
+    def fetch_all(self, time_from: int, time_to: int) -> Iterator[tuple[Any, int, Any]]:
+        self.flush_to_store()
+        return self.inner.fetch_all(time_from, time_to)
+
+    def all(self) -> Iterator[tuple[Any, int, Any]]:
+        self.flush_to_store()
+        return self.inner.all()
+
+    def approximate_num_entries(self) -> int:
+        return self.inner.approximate_num_entries() + self._dirty_count
+
+    def _write_through(self, key: Any, window_start: int, value: Any, timestamp: int) -> None:
+        self.inner.put(key, value, window_start)
+        if self._changelog is not None:
+            self._changelog.log_window(key, window_start, value, timestamp)
+        if self._listener is not None:
+            self._listener(key, window_start, value, timestamp)
+
+    def flush(self) -> None:
+        """Write every cached change through, oldest window first."""
+        if not self._dirty:
+            return
+        dirty, self._dirty, self._dirty_count = self._dirty, {}, 0
+        for window_start in sorted(dirty):
+            for key, (value, timestamp) in dirty[window_start].items():
+                self._write_through(key, window_start, value, timestamp)
+
+    def flush_to_store(self) -> None:
+        self.flush()
+
+    def restore(self, key: Any, window_start: int, value: Any) -> None:
+        self.inner.put(key, value, window_start)
+
+    def close(self) -> None:
+        self._dirty.clear()
+        self.inner.close()

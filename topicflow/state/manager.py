@@ -1,0 +1,246 @@
+"""StateManager: the stores of one task, their changelogs, restore and checkpoints.
+
+Kafka Streams' ProcessorStateManager plus its StoreChangelogReader. A task
+that takes over a partition restores each logged store from its changelog
+partition before processing any record: a restore consumer reads from the
+checkpointed offset (persistent stores whose local copy is intact) or from the
+beginning, to the high watermark read when restore began, in large batches.
+
+Checkpoints (`{state_dir}/{application_id}/{task}/.checkpoint`) matter for
+persistent stores only (an in-memory store is empty after a restart). One is
+written when the task closes cleanly and deleted once restore has read it, so a
+crash never leaves a checkpoint behind: a persistent store opened without one
+is wiped and restored in full, since its local copy may hold writes that never
+reached the changelog.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import TopicPartition
+
+from topicflow.brokers.base import OFFSET_BEGINNING, Consumer
+from topicflow.config import StreamsConfig
+from topicflow.errors import StreamsException
+from topicflow.serdes import Serde
+from topicflow.state.logged import (
+    CachedKeyValueStore,
+    CachedWindowStore,
+    ChangelogWriter,
+    split_window_changelog_key,
+)
+from topicflow.state.stores import InMemoryKeyValueStore, InMemoryWindowStore, StoreSpec
+from topicflow.topology.nodes import RecordContext, RecordSender
+
+log = logging.getLogger(__name__)
+
+# Records per consume() call while restoring: large, since restore is bulk work.
+RESTORE_BATCH = 10_000
+# Kafka Streams' record cache estimate per entry; statestore_cache_max_bytes / this = entries.
+CACHE_ENTRY_BYTES = 128
+
+Store = CachedKeyValueStore | CachedWindowStore
+
+
+class StateManager:
+    def __init__(
+        self,
+        task_id: str,
+        partition: int,
+        specs: list[StoreSpec],
+        config: StreamsConfig,
+        sender: RecordSender,
+        record_context: RecordContext,
+    ) -> None:
+        self._task_id = task_id
+        self._partition = partition
+        self._config = config
+        self._directory = Path(config.state_dir) / config.application_id / task_id
+        self._checkpoint = self._read_checkpoint()
+        self.stores: dict[str, Store] = {}
+        self._changelogs: dict[str, Store] = {}  # changelog topic -> store
+        cache_entries = config.statestore_cache_max_bytes // CACHE_ENTRY_BYTES
+        for spec in specs:
+            key_serde = spec.key_serde or config.default_key_serde
+            value_serde = spec.value_serde or config.default_value_serde
+            changelog = None
+            if spec.logging:
+                topic = spec.changelog_topic(config.application_id)
+                changelog = ChangelogWriter(topic, partition, sender, key_serde, value_serde)
+            store: Store
+            if spec.kind == "key_value":
+                inner: Any = self._inner_key_value(spec, key_serde, value_serde)
+                store = CachedKeyValueStore(spec, inner, changelog, record_context, cache_entries)
+            elif spec.kind == "window":
+                inner = self._inner_window(spec, key_serde, value_serde)
+                store = CachedWindowStore(spec, inner, changelog, record_context, cache_entries)
+            else:
+                raise StreamsException(f"store {spec.name!r}: {spec.kind} stores are not supported")
+            self.stores[spec.name] = store
+            if changelog is not None:
+                self._changelogs[changelog.topic] = store
+
+    def _local_copy(self, spec: StoreSpec) -> Path:
+        """The folder of a persistent store; wiped unless a clean close checkpointed it."""
+        path = self._directory / spec.name
+        if spec.changelog_topic(self._config.application_id) not in self._checkpoint:
+            shutil.rmtree(path, ignore_errors=True)
+        return path
+
+    def _inner_key_value(
+        self, spec: StoreSpec, key_serde: Serde[Any], value_serde: Serde[Any]
+    ) -> Any:
+        if spec.persistent:
+            from topicflow.state.rocksdb import RocksDBKeyValueStore
+
+            return RocksDBKeyValueStore(spec.name, self._local_copy(spec), key_serde, value_serde)
+        return InMemoryKeyValueStore(spec.name)
+
+    def _inner_window(self, spec: StoreSpec, key_serde: Serde[Any], value_serde: Serde[Any]) -> Any:
+        if spec.persistent:
+            from topicflow.state.rocksdb import RocksDBWindowStore
+
+            return RocksDBWindowStore(
+                spec.name, self._local_copy(spec), spec.retention_ms, key_serde, value_serde
+            )
+        return InMemoryWindowStore(spec.name, spec.retention_ms)
+
+    # -- restore ----------------------------------------------------------------------
+
+    @property
+    def needs_restore(self) -> bool:
+        return bool(self._changelogs)
+
+    def restore(self, consumer: Consumer) -> int:
+        """Bring every logged store up to its changelog's end; returns records applied."""
+        checkpoint, self._checkpoint = self._checkpoint, {}
+        self._delete_checkpoint()
+        start: dict[str, int] = {}
+        end: dict[str, int] = {}
+        for topic, store in self._changelogs.items():
+            tp = TopicPartition(topic, self._partition)
+            low, high = consumer.get_watermark_offsets(tp, timeout=30)
+            offset = checkpoint.get(topic) if store.inner.persistent else None
+            if offset is None or offset < low or offset > high:
+                offset = OFFSET_BEGINNING if low == 0 else low
+            start[topic] = offset
+            if high > max(offset, low):
+                end[topic] = high
+        if not end:
+            return 0
+        started = time.monotonic()
+        consumer.assign([TopicPartition(t, self._partition, start[t]) for t in end])
+        applied = 0
+        try:
+            appliers = {topic: self._applier(self._changelogs[topic]) for topic in end}
+            remaining = dict(end)
+            idle_deadline = time.monotonic() + 60
+            while remaining:
+                messages = consumer.consume(RESTORE_BATCH, 0.5)
+                if not messages:
+                    if time.monotonic() > idle_deadline:
+                        raise StreamsException(
+                            f"task {self._task_id}: restoring {sorted(remaining)} stalled "
+                            "for 60 s; is the broker reachable?"
+                        )
+                    continue
+                idle_deadline = time.monotonic() + 60
+                for message in messages:
+                    if message.error() is not None:
+                        continue
+                    topic = message.topic()
+                    appliers[topic](message.key(), message.value())
+                    if message.offset() + 1 >= remaining.get(topic, 0) and topic in remaining:
+                        del remaining[topic]
+                applied += len(messages)
+        finally:
+            consumer.unassign()
+        log.info(
+            "task %s restored %d changelog records in %.2f s",
+            self._task_id,
+            applied,
+            time.monotonic() - started,
+        )
+        return applied
+
+    def _applier(self, store: Store) -> Callable[[bytes | None, bytes | None], None]:
+        spec = store.spec
+        key_serde = spec.key_serde or self._config.default_key_serde
+        value_serde = spec.value_serde or self._config.default_value_serde
+        deserialize_key, deserialize_value = key_serde.deserialize, value_serde.deserialize
+        if isinstance(store, CachedWindowStore):
+            restore_window = store.restore
+
+            def apply_window(key: bytes | None, value: bytes | None) -> None:
+                if key is None:
+                    return
+                key_bytes, window_start = split_window_changelog_key(key)
+                restore_window(
+                    deserialize_key(key_bytes),
+                    window_start,
+                    None if value is None else deserialize_value(value),
+                )
+
+            return apply_window
+        restore = store.restore
+
+        def apply(key: bytes | None, value: bytes | None) -> None:
+            restore(deserialize_key(key), None if value is None else deserialize_value(value))
+
+        return apply
+
+    # -- checkpoints ------------------------------------------------------------------
+
+    def _checkpoint_path(self) -> Path:
+        return self._directory / ".checkpoint"
+
+    def _read_checkpoint(self) -> dict[str, int]:
+        try:
+            data = json.loads(self._checkpoint_path().read_text())
+            return {str(k): int(v) for k, v in data.items()}
+        except (OSError, ValueError):
+            return {}
+
+    def write_checkpoint(self, consumer: Consumer) -> None:
+        """After a clean flush: remember how far each persistent store is in its changelog.
+
+        Only this task writes its changelog partitions, so once the producer is
+        flushed their high watermarks are where the local stores stand.
+        """
+        offsets = {}
+        for topic, store in self._changelogs.items():
+            if store.inner.persistent:
+                _low, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, self._partition), timeout=10
+                )
+                offsets[topic] = high
+        if not offsets:
+            return
+        self._directory.mkdir(parents=True, exist_ok=True)
+        tmp = self._checkpoint_path().with_suffix(".tmp")
+        tmp.write_text(json.dumps(offsets))
+        os.replace(tmp, self._checkpoint_path())
+
+    def _delete_checkpoint(self) -> None:
+        try:
+            self._checkpoint_path().unlink()
+        except FileNotFoundError:
+            pass
+
+    # -- commit and close -------------------------------------------------------------
+
+    def flush(self) -> None:
+        for store in self.stores.values():
+            store.flush()
+
+    def close(self) -> None:
+        for store in self.stores.values():
+            store.close()
