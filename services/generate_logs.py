@@ -22,6 +22,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from services.logs import (
     FAILED_LOGIN,
@@ -32,7 +33,7 @@ from services.logs import (
 )
 from topicflow.brokers.base import Producer
 from topicflow.config import KafkaEnv, StreamsConfig
-from topicflow.errors import ConfigError, TopicflowError
+from topicflow.errors import ConfigError, StreamsException, TopicflowError
 from topicflow.runtime.kafka_streams import broker_for
 from topicflow.runtime.runner import EXIT_BAD_SETUP, configure_logging
 
@@ -232,8 +233,11 @@ def produce_log_lines(
     since then reaches its timestamp minus `start_ms`.
 
     Each record gets its line's timestamp and no key. When sending falls
-    behind, lines go as fast as possible and keep their timestamps.
+    behind, lines go as fast as possible and keep their timestamps. Raises
+    StreamsException, after sending everything, when the broker did not take
+    every line.
     """
+    deliveries = _Deliveries()
     produce = producer.produce
     poll = producer.poll
     selected = itertools.islice(lines, count) if count else lines
@@ -242,11 +246,12 @@ def produce_log_lines(
     for timestamp, line in selected:
         ahead = (timestamp - start_ms) / 1000 - (time.monotonic() - started)
         if ahead > 0:
+            poll(0)  # delivery reports, while there is time
             time.sleep(ahead)
         value = line.encode()
         while True:
             try:
-                produce(topic, value, timestamp=timestamp)
+                produce(topic, value, timestamp=timestamp, on_delivery=deliveries)
                 break
             except BufferError:
                 poll(0.05)
@@ -258,14 +263,37 @@ def produce_log_lines(
         if progress:
             now = time.monotonic()
             if now - last_report >= 1.0:
+                lost = f", {deliveries.failed:,} NOT DELIVERED" if deliveries.failed else ""
                 print(
                     f"generate-logs: {sent:,} lines to {topic} "
-                    f"({sent / (now - started):,.0f} lines/s, {failed:,} failed logins)",
+                    f"({sent / (now - started):,.0f} lines/s, {failed:,} failed logins{lost})",
                     file=sys.stderr,
                 )
                 last_report = now
-    producer.flush(30)
+    left = producer.flush(30)
+    if deliveries.failed or left:
+        undelivered = deliveries.failed + left
+        raise StreamsException(
+            f"{undelivered:,} of {sent:,} lines were not delivered to {topic}"
+            + (f" ({deliveries.first_error})" if deliveries.first_error else " (flush timed out)")
+        )
     return sent
+
+
+class _Deliveries:
+    """Counts the records the broker refused, and keeps the first reason."""
+
+    def __init__(self) -> None:
+        self.failed = 0
+        self.first_error: str | None = None
+
+    def __call__(self, error: Any, message: Any) -> None:
+        if error is None:
+            return
+        self.failed += 1
+        if self.first_error is None:
+            text = error.str() if hasattr(error, "str") else str(error)
+            self.first_error = str(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -328,8 +356,16 @@ def main(argv: list[str] | None = None) -> int:
         config = StreamsConfig.from_env("generate-logs")
         broker = broker_for(config)
         broker.check_reachable(config.startup_timeout_ms / 1000)
-        producer = broker.producer({**config.producer_client_config(), "linger.ms": 20})
         topic = args.topic or f"{kafka.prefix}loglines"
+        timeout = config.startup_timeout_ms / 1000
+        if topic not in broker.admin().partition_counts([topic], timeout):
+            print(
+                f"generate-logs: topic {topic!r} does not exist; create it (`topicflow topics "
+                "anomaly-detector --partitions N`, or your cluster's tooling) and start again",
+                file=sys.stderr,
+            )
+            return EXIT_BAD_SETUP
+        producer = broker.producer({**config.producer_client_config(), "linger.ms": 20})
         # The broker check took time: start the clock now.
         start_ms = int(time.time() * 1000)
         lines = lines_from(start_ms)

@@ -20,7 +20,12 @@ input and calls `flush()` again with backoff; the undelivered notifications
 stay buffered. A notification is thus delivered at least once: never dropped,
 possibly repeated after a crash (its input is then processed again). The
 webhook's `dedup_key` and the email's Message-ID let the receiver merge
-repeats. A permanent failure (HTTP 4xx, SMTP 5xx, bad credentials) raises
+repeats. This holds as long as nothing upstream records a notification as
+sent before `flush()` has delivered it: a de-duplication step whose store is
+changelogged does, and after a crash or rebalance its restored state
+suppresses the replayed counts of notifications that were still buffered.
+
+A permanent failure (HTTP 4xx, SMTP 5xx, bad credentials) raises
 `StreamsException`: retrying a bad request forever would only hide it.
 
 Configuration (environment variables, read by `from_env`):
@@ -225,9 +230,9 @@ class WebhookAlerts:
         if not split.hostname:
             raise ConfigError(f"{variable}: no host name; expected e.g. https://host/path")
         self.shown = _shown_url(split.scheme, split.hostname, port)
-        self._secrets = [
-            s for s in (routing_key, split.password, split.path, split.query) if s and len(s) > 3
-        ]
+        password = split.password
+        secrets = (routing_key, password, unquote(password or ""), split.path, split.query)
+        self._secrets = [s for s in secrets if s and len(s) > 3]
         self._authorization: str | None = None
         if split.username is not None or split.password is not None:
             credentials = f"{unquote(split.username or '')}:{unquote(split.password or '')}"
@@ -604,7 +609,7 @@ class NotificationProcessor(Processor[Windowed[str], int, Windowed[str], str]):
             # Their input was not committed: the next owner of the task processes it again.
             log.warning(
                 "%d %s notification(s) not delivered at close; their input offsets were not "
-                "committed, so they are sent again when the input is processed again",
+                "committed, so that input is processed again",
                 len(self.pending),
                 self.severity,
             )

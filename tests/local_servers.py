@@ -18,6 +18,7 @@ which makes "the server is down, then up on the same port" race-free.
 from __future__ import annotations
 
 import collections
+import contextlib
 import email
 import email.policy
 import json
@@ -50,7 +51,7 @@ def port_of(sock: socket.socket) -> int:
     return cast(int, sock.getsockname()[1])
 
 
-# -- HTTP -------------------------------------------------------------------------------------------
+# -- HTTP ------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -102,10 +103,8 @@ class LocalHttpServer:
             if self.replies:
                 return self.replies.popleft()
         dedup_key = ""
-        try:
+        with contextlib.suppress(ValueError, AttributeError):
             dedup_key = str(request.json().get("dedup_key", ""))
-        except (ValueError, AttributeError):
-            pass
         body = {"status": "success", "message": "Event processed", "dedup_key": dedup_key}
         return HttpReply(202, json.dumps(body).encode(), {"Content-Type": "application/json"})
 
@@ -115,7 +114,7 @@ class LocalHttpServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 reply = owner._next_reply(
@@ -129,7 +128,7 @@ class LocalHttpServer:
                 self.end_headers()
                 self.wfile.write(reply.body)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 return None
 
         server = ThreadingHTTPServer((HOST, self.port), Handler, bind_and_activate=False)
@@ -139,7 +138,8 @@ class LocalHttpServer:
         server.server_activate()  # listen
         server.daemon_threads = True
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+        # A short poll interval: `shutdown()` waits for the serving loop to look.
+        self._thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
         self._thread.start()
         return self
 
@@ -159,7 +159,7 @@ class LocalHttpServer:
         self.stop()
 
 
-# -- SMTP -------------------------------------------------------------------------------------------
+# -- SMTP ------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -183,13 +183,17 @@ class _Handler:
             if owner.data_replies:
                 return owner.data_replies.popleft()
             raw = envelope.original_content or b""
-            message = cast(EmailMessage, email.message_from_bytes(raw, policy=email.policy.default))
+            message = email.message_from_bytes(raw, policy=email.policy.default)
             owner.messages.append(
                 ReceivedEmail(
                     mail_from=envelope.mail_from or "",
                     rcpt_tos=list(envelope.rcpt_tos),
                     message=message,
-                    tls=session.ssl is not None,
+                    tls=session.ssl is not None  # STARTTLS
+                    or (
+                        server.transport is not None
+                        and server.transport.get_extra_info("ssl_object") is not None
+                    ),
                     login=cast("str | None", session.auth_data),
                 )
             )
@@ -278,7 +282,7 @@ class LocalSmtpServer:
         self.stop()
 
 
-# -- TLS --------------------------------------------------------------------------------------------
+# -- TLS -------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

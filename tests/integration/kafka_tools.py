@@ -39,16 +39,19 @@ def produce(
     values: Iterable[bytes | None],
     rate: float = 0,
     keys: Iterable[bytes | None] | None = None,
+    timestamps: Iterable[int] | None = None,
 ) -> int:
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
     started = time.monotonic()
     sent = 0
     key_iter = iter(keys) if keys is not None else None
+    time_iter = iter(timestamps) if timestamps is not None else None
     for value in values:
         key = next(key_iter) if key_iter is not None else None
+        timestamp = next(time_iter) if time_iter is not None else 0
         while True:
             try:
-                producer.produce(topic, value, key)
+                producer.produce(topic, value, key, timestamp=timestamp)
                 break
             except BufferError:
                 producer.poll(0.05)

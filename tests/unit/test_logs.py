@@ -21,7 +21,7 @@ from services.generate_logs import (
 )
 from services.logs import LogLine, format_log_line, is_failed_login, parse_log_line, user_of
 from topicflow.brokers.embedded import EmbeddedBroker
-from topicflow.errors import ConfigError
+from topicflow.errors import ConfigError, StreamsException
 
 LINE = (
     "user_id: alice | timestamp: 2026-11-25 10:00:00 +0000 | ip_address: 10.1.2.3 | "
@@ -133,7 +133,7 @@ def test_user_of() -> None:
     assert user_of("user_id:  bob   |  whatever") == "bob"
     assert user_of("user_id: carol") == "carol"
     # Not the Java example's "user_id: alice " key.
-    assert user_of(LINE) != LINE.split("|")[0]
+    assert user_of(LINE) != LINE.split("|", maxsplit=1)[0]
     for junk in (None, "", "alice | x", "user: alice | x", "user_id:  | x", "user_id alice | x"):
         assert user_of(junk) is None, junk
 
@@ -316,6 +316,16 @@ def test_produce_log_lines_sends_values_with_their_timestamps_and_no_key() -> No
     assert [(key, value, ts) for _, _, key, value, ts, _ in records] == [
         (None, line.encode(), ts) for ts, line in lines[:300]
     ]
+
+
+def test_produce_log_lines_says_when_the_broker_did_not_take_the_lines() -> None:
+    broker = EmbeddedBroker(default_partitions=1)
+    lines = list(itertools.islice(log_lines(seed=9, rate=100_000.0), 20))
+    with pytest.raises(StreamsException) as caught:
+        produce_log_lines(broker.producer({}), "no such topic", lines, lines[-1][0], 0, False)
+    message = str(caught.value)
+    assert message.startswith("20 of 20 lines were not delivered to no such topic (")
+    assert "Illegal topic name" in message
 
 
 def test_command_without_kafka_url_says_to_run_the_demo(

@@ -16,6 +16,7 @@ from topicflow import (
     Topology,
     TopologyError,
 )
+from topicflow.state.stores import StoreSpec
 from topicflow.testing import TopologyTestDriver
 from topicflow.topology.nodes import SinkNode, SourceNode
 
@@ -112,10 +113,13 @@ def test_describe_of_a_processor_api_topology() -> None:
     topology = (
         Topology()
         .add_source("src", "a", "b")
-        .add_processor("p1", Nothing, "src", stores=["s1"])
+        .add_processor("p1", Nothing, "src")
         .add_processor("p2", Nothing, "src")
         .add_sink("sink", "out", "p1", "p2")
     )
+    # As Kafka's addStateStore(builder, processorNames...): a store exists before
+    # a processor may use it.
+    topology.add_state_store(StoreSpec("s1", "key_value"), "p1")
     assert str(topology.describe()).rstrip("\n") == (
         "Topologies:\n"
         "   Sub-topology: 0\n"

@@ -129,8 +129,12 @@ def window_aggregate_node(
                 return
             timestamp = rc.timestamp
             stream_time = task.stream_time
-            observe(stream_time)
             close_time = stream_time - grace
+            # Emit what closed before expiring anything: with retention = size +
+            # grace a window expires the moment it closes.
+            if emit_on_window_close and close_time >= emitted.next_close:
+                emit_closed(close_time)
+            observe(stream_time)
             if tumbling:
                 start = timestamp - timestamp % size
                 if start + size <= close_time:
@@ -148,8 +152,6 @@ def window_aggregate_node(
                     put(key, aggregator(key, value, initializer() if old is None else old), start)
                 if not accepted:
                     metrics.late_records += 1
-            if emit_on_window_close and close_time >= emitted.next_close:
-                emit_closed(close_time)
 
         return aggregate
 

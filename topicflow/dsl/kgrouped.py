@@ -11,7 +11,7 @@ in Kafka Streams.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from topicflow.dsl import aggregations as agg
 from topicflow.dsl.ktable import KTable
@@ -24,6 +24,8 @@ from topicflow.topology.nodes import ProcessorNode
 
 if TYPE_CHECKING:
     from topicflow.dsl.kstream import KStream
+    from topicflow.dsl.session_windows import SessionWindowedKStream
+    from topicflow.dsl.sliding_windows import SlidingWindowedKStream
 
 
 class KGroupedStream:
@@ -31,13 +33,28 @@ class KGroupedStream:
         self._stream = stream
         self._grouped = grouped
 
+    @overload
+    def windowed_by(self, windows: TimeWindows) -> TimeWindowedKStream: ...
+    @overload
+    def windowed_by(self, windows: SlidingWindows) -> SlidingWindowedKStream: ...
+    @overload
+    def windowed_by(self, windows: SessionWindows) -> SessionWindowedKStream: ...
     def windowed_by(
         self, windows: TimeWindows | SlidingWindows | SessionWindows
-    ) -> TimeWindowedKStream:
+    ) -> TimeWindowedKStream | SlidingWindowedKStream | SessionWindowedKStream:
+        # Imported here: those modules import this one.
+        if isinstance(windows, SessionWindows):
+            from topicflow.dsl.session_windows import SessionWindowedKStream
+
+            return SessionWindowedKStream(self, windows)
+        if isinstance(windows, SlidingWindows):
+            from topicflow.dsl.sliding_windows import SlidingWindowedKStream
+
+            return SlidingWindowedKStream(self, windows)
         if not isinstance(windows, TimeWindows):
             raise TopologyError(
-                f"{type(windows).__name__} are not supported yet; use TimeWindows "
-                "(tumbling or hopping)"
+                f"windowed_by takes TimeWindows, SlidingWindows or SessionWindows, "
+                f"not {type(windows).__name__}"
             )
         return TimeWindowedKStream(self, windows)
 

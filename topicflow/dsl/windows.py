@@ -94,7 +94,9 @@ class TimeWindows:
         """Start times of every window that holds `timestamp`, oldest first."""
         size, advance = self.size_ms, self.advance_ms
         last_start = timestamp - timestamp % advance
-        first_start = max(0, last_start - size + advance)
+        # Kafka's TimeWindows.windowsFor: the first start is a multiple of the advance.
+        first_start = max(0, timestamp - size + advance)
+        first_start -= first_start % advance
         # A window [s, s + size) holds t when s <= t < s + size.
         return [s for s in range(first_start, last_start + 1, advance) if s + size > timestamp]
 

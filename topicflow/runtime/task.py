@@ -193,7 +193,7 @@ class StreamTask:
     def _build(self) -> None:
         nodes = {n.name: n for n in self._subtopology.nodes}
         position = {n.name: i for i, n in enumerate(self._subtopology.nodes)}
-        flushed: set[str] = set()
+        first_user: dict[str, int] = {}
 
         def instance(name: str) -> Forward:
             built = self._instances.get(name)
@@ -211,11 +211,7 @@ class StreamTask:
                 else:
                     self._building = position[name]
                     for store in node.stores:
-                        if store not in flushed:
-                            # A store flushes at its first user's place: before whatever
-                            # its cache forwards to.
-                            flushed.add(store)
-                            self.on_commit(self.state.stores[store].flush)
+                        first_user.setdefault(store, position[name])
                     built = self._processor(node, children)
             self._instances[name] = built
             return built
@@ -225,6 +221,14 @@ class StreamTask:
                 process = instance(node.name)
                 for topic in node.topics:
                     self._sources[self._resolve(topic)] = (node, process)
+        # A store whose cache forwards (an aggregation's) flushes at its first
+        # user's place, before the nodes it forwards to. Any other store flushes
+        # last, after the sinks: what it records (e.g. "this alert was sent") must
+        # not reach its changelog before the sinks have delivered.
+        last = len(self._subtopology.nodes)
+        for store_name, first in first_user.items():
+            store = self.state.stores[store_name]
+            self._commit_listeners.append((first if store.forwards else last, store.flush))
         # Upstream first; stable, so one node's listeners keep their order.
         self._commit_listeners.sort(key=lambda listener: listener[0])
         self._close_listeners.sort(key=lambda listener: listener[0])

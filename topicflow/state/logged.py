@@ -99,6 +99,11 @@ class CachedKeyValueStore:
     def set_flush_listener(self, listener: FlushListener) -> None:
         self._listener = listener
 
+    @property
+    def forwards(self) -> bool:
+        """Whether flushing sends records downstream (an aggregation's store)."""
+        return self._listener is not None
+
     def get(self, key: Any) -> Any:
         cached = self._dirty.get(key)
         if cached is not None:
@@ -182,6 +187,11 @@ class CachedWindowStore:
     def set_flush_listener(self, listener: WindowFlushListener) -> None:
         self._listener = listener
 
+    @property
+    def forwards(self) -> bool:
+        """Whether flushing sends records downstream (an aggregation's store)."""
+        return self._listener is not None
+
     def observe_stream_time(self, stream_time: int) -> None:
         self.inner.observe_stream_time(stream_time)
 
@@ -245,4 +255,169 @@ class CachedWindowStore:
 
     def close(self) -> None:
         self._dirty.clear()
+        self.inner.close()
+
+
+# -- session stores (appended: CachedSessionStore) ----------------------------------------------
+
+# (key, session start, session end, value, timestamp) of a change that reached the store.
+SessionFlushListener = Callable[[Any, int, int, Any, int], None]
+
+
+class CachedSessionStore:
+    """A session store with a record cache and a changelog; expires sessions by stream time.
+
+    The cache holds the changed sessions, (key, start, end) -> (value, timestamp),
+    in the order of their latest write (as Kafka Streams' cache), so a merge
+    flushes the removed sessions' tombstones before the merged session. Reads
+    overlay the cache on the inner store. A tombstone for a session that never
+    reached the inner store (created and merged away between two flushes) is
+    dropped at flush: no changelog record, nothing forwarded, as in Kafka Streams.
+    """
+
+    def __init__(
+        self,
+        spec: StoreSpec,
+        inner: Any,
+        changelog: ChangelogWriter | None,
+        record_context: RecordContext,
+        cache_entries: int,
+    ) -> None:
+        from topicflow.state.session_store import session_changelog_key
+
+        self.name = spec.name
+        self.spec = spec
+        self.inner = inner
+        self._changelog = changelog
+        self._changelog_key = session_changelog_key
+        self._rc = record_context
+        self._cache_entries = cache_entries if spec.caching else 0
+        self._dirty: dict[tuple[Any, int, int], tuple[Any, int]] = {}
+        # key -> its dirty sessions {(start, end): None}, for reads by key.
+        self._dirty_by_key: dict[Any, dict[tuple[int, int], None]] = {}
+        self._listener: SessionFlushListener | None = None
+
+    def set_flush_listener(self, listener: SessionFlushListener) -> None:
+        self._listener = listener
+
+    @property
+    def forwards(self) -> bool:
+        """Whether flushing sends records downstream (an aggregation's store)."""
+        return self._listener is not None
+
+    def observe_stream_time(self, stream_time: int) -> None:
+        self.inner.observe_stream_time(stream_time)
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def fetch_session(self, key: Any, start: int, end: int) -> Any:
+        cached = self._dirty.get((key, start, end))
+        if cached is not None:
+            return cached[0]
+        return self.inner.fetch_session(key, start, end)
+
+    def find_sessions(
+        self, key: Any, earliest_session_end: int, latest_session_start: int
+    ) -> Iterator[tuple[int, int, Any]]:
+        """(start, end, value) of the sessions of `key` ending at or after
+        `earliest_session_end` and starting at or before `latest_session_start`."""
+        found = self.inner.find_sessions(key, earliest_session_end, latest_session_start)
+        dirty = self._dirty_by_key.get(key)
+        if not dirty:
+            return found  # type: ignore[no-any-return]
+        return self._overlay(key, found, dirty, earliest_session_end, latest_session_start)
+
+    def fetch(self, key: Any) -> Iterator[tuple[int, int, Any]]:
+        """(start, end, value) of every session of `key`, by end then start."""
+        return self.find_sessions(key, -(2**63), 2**63 - 1)
+
+    def _overlay(
+        self,
+        key: Any,
+        found: Iterator[tuple[int, int, Any]],
+        dirty: dict[tuple[int, int], None],
+        earliest_session_end: int,
+        latest_session_start: int,
+    ) -> Iterator[tuple[int, int, Any]]:
+        sessions = {(start, end): value for start, end, value in found}
+        for start, end in dirty:
+            if end >= earliest_session_end and start <= latest_session_start:
+                value = self._dirty[(key, start, end)][0]
+                if value is None:
+                    sessions.pop((start, end), None)
+                else:
+                    sessions[(start, end)] = value
+        ordered = sorted(sessions.items(), key=lambda item: (item[0][1], item[0][0]))
+        return iter([(start, end, value) for (start, end), value in ordered])
+
+    def find_sessions_ending_between(
+        self, earliest_end: int, latest_end: int
+    ) -> Iterator[tuple[Any, int, int, Any]]:
+        self.flush_to_store()
+        return self.inner.find_sessions_ending_between(earliest_end, latest_end)  # type: ignore[no-any-return]
+
+    def all(self) -> Iterator[tuple[Any, int, int, Any]]:
+        """(key, start, end, value) of every session."""
+        self.flush_to_store()
+        return self.inner.all()  # type: ignore[no-any-return]
+
+    def approximate_num_entries(self) -> int:
+        return self.inner.approximate_num_entries() + len(self._dirty)  # type: ignore[no-any-return]
+
+    # -- writes --------------------------------------------------------------------------
+
+    def put(self, key: Any, start: int, end: int, value: Any) -> None:
+        """Write the aggregate of session [start, end] of `key`; None removes the session."""
+        if not self._cache_entries:
+            self._write_through(key, start, end, value, self._rc.timestamp)
+            return
+        cache_key = (key, start, end)
+        # Remove, then add: flushes follow the order of the latest writes.
+        if self._dirty.pop(cache_key, None) is None:
+            by_key = self._dirty_by_key.get(key)
+            if by_key is None:
+                by_key = self._dirty_by_key[key] = {}
+            by_key[(start, end)] = None
+        self._dirty[cache_key] = (value, self._rc.timestamp)
+        if len(self._dirty) > self._cache_entries:
+            self.flush()
+
+    def remove(self, key: Any, start: int, end: int) -> None:
+        self.put(key, start, end, None)
+
+    def _write_through(self, key: Any, start: int, end: int, value: Any, timestamp: int) -> None:
+        inner = self.inner
+        if value is None and inner.fetch_session(key, start, end) is None:
+            return  # nothing to delete: the session never reached the store
+        inner.put(key, start, end, value)
+        changelog = self._changelog
+        if changelog is not None:
+            changelog._send(
+                changelog.topic,
+                self._changelog_key(changelog._serialize_key(key), start, end),
+                None if value is None else changelog._serialize_value(value),
+                timestamp,
+                None,
+                changelog._partition,
+            )
+        if self._listener is not None:
+            self._listener(key, start, end, value, timestamp)
+
+    def flush(self) -> None:
+        """Write every cached change through (store, changelog, listener), oldest write first."""
+        if not self._dirty:
+            return
+        dirty, self._dirty, self._dirty_by_key = self._dirty, {}, {}
+        for (key, start, end), (value, timestamp) in dirty.items():
+            self._write_through(key, start, end, value, timestamp)
+
+    def flush_to_store(self) -> None:
+        self.flush()
+
+    def restore(self, key: Any, start: int, end: int, value: Any) -> None:
+        self.inner.put(key, start, end, value)
+
+    def close(self) -> None:
+        self._dirty.clear()
+        self._dirty_by_key.clear()
         self.inner.close()

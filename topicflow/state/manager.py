@@ -33,10 +33,12 @@ from topicflow.errors import StreamsException
 from topicflow.serdes import Serde
 from topicflow.state.logged import (
     CachedKeyValueStore,
+    CachedSessionStore,
     CachedWindowStore,
     ChangelogWriter,
     split_window_changelog_key,
 )
+from topicflow.state.session_store import InMemorySessionStore, split_session_changelog_key
 from topicflow.state.stores import InMemoryKeyValueStore, InMemoryWindowStore, StoreSpec
 from topicflow.topology.nodes import RecordContext, RecordSender
 
@@ -47,7 +49,7 @@ RESTORE_BATCH = 10_000
 # Kafka Streams' record cache estimate per entry; statestore_cache_max_bytes / this = entries.
 CACHE_ENTRY_BYTES = 128
 
-Store = CachedKeyValueStore | CachedWindowStore
+Store = CachedKeyValueStore | CachedWindowStore | CachedSessionStore
 
 
 class StateManager:
@@ -82,6 +84,14 @@ class StateManager:
             elif spec.kind == "window":
                 inner = self._inner_window(spec, key_serde, value_serde)
                 store = CachedWindowStore(spec, inner, changelog, record_context, cache_entries)
+            elif spec.kind == "session":
+                if spec.persistent:
+                    raise StreamsException(
+                        f"store {spec.name!r}: persistent session stores are not supported; "
+                        "use an in-memory one"
+                    )
+                inner = InMemorySessionStore(spec.name, spec.retention_ms)
+                store = CachedSessionStore(spec, inner, changelog, record_context, cache_entries)
             else:
                 raise StreamsException(f"store {spec.name!r}: {spec.kind} stores are not supported")
             self.stores[spec.name] = store
@@ -190,6 +200,21 @@ class StateManager:
                 )
 
             return apply_window
+        if isinstance(store, CachedSessionStore):
+            restore_session = store.restore
+
+            def apply_session(key: bytes | None, value: bytes | None) -> None:
+                if key is None:
+                    return
+                key_bytes, start, end = split_session_changelog_key(key)
+                restore_session(
+                    deserialize_key(key_bytes),
+                    start,
+                    end,
+                    None if value is None else deserialize_value(value),
+                )
+
+            return apply_session
         restore = store.restore
 
         def apply(key: bytes | None, value: bytes | None) -> None:

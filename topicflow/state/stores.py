@@ -125,6 +125,10 @@ class InMemoryWindowStore:
     def put(self, key: Any, value: Any, window_start: int) -> None:
         window = self._windows.get(window_start)
         if window is None:
+            # Like Kafka's window stores, writing advances the store's own notion of
+            # time, so stores written through the Processor API expire too.
+            if window_start > self._observed_time:
+                self.observe_stream_time(window_start)
             if window_start <= self._observed_time - self.retention_ms:
                 return  # already expired
             if value is None:

@@ -62,12 +62,14 @@ class EmbeddedBroker:
         if default_partitions < 1:
             raise ValueError(f"default_partitions must be >= 1, not {default_partitions}")
         self.default_partitions = default_partitions
-        self.log_config = LogConfig(
+        # The broker-wide defaults, and what a topic without configs gets.
+        self._log_defaults = LogConfig(
             retention_records=retention_records,
             retention_ms=retention_ms,
             segment_records=segment_records,
             min_compaction_records=min_compaction_records,
-        ).for_topic("", None)
+        )
+        self._log_config = self._log_defaults.for_topic("", None)
         self._lock = threading.Lock()
         # Consumers blocked in consume(), each on its own condition (over `_lock`),
         # indexed by the partitions they wait for: a record wakes only the consumer
@@ -102,7 +104,7 @@ class EmbeddedBroker:
             _check_topic_name(spec.name)
             if spec.partitions < 1:
                 raise ConfigError(f"topic {spec.name!r}: partitions must be >= 1")
-            configs.append(self.log_config.for_topic(spec.name, spec.config))
+            configs.append(self._log_defaults.for_topic(spec.name, spec.config))
         with self._lock:
             for spec, config in zip(specs, configs, strict=True):
                 if spec.name not in self._topics:
@@ -185,7 +187,7 @@ class EmbeddedBroker:
         with self._lock:
             parts = self._topics.get(topic)
             if parts is None:
-                parts = self._create_locked(topic, self.default_partitions, self.log_config)
+                parts = self._create_locked(topic, self.default_partitions, self._log_config)
             return parts
 
     def _create_locked(self, topic: str, partitions: int, config: LogConfig) -> list[PartitionLog]:

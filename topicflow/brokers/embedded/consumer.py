@@ -64,7 +64,7 @@ class _Fetch:
 
 
 class EmbeddedConsumer:
-    """A consumer-group member of an `EmbeddedBroker`; see confluent_kafka.Consumer."""
+    """A consumer of an `EmbeddedBroker`, in its group or assigned; see confluent_kafka.Consumer."""
 
     def __init__(self, broker: EmbeddedBroker, config: dict[str, Any]) -> None:
         group_id = config.get("group.id")

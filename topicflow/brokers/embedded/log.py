@@ -24,9 +24,10 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Sequence
-from itertools import repeat
+from itertools import compress, repeat
+from operator import is_, not_, or_
 from time import time_ns
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from topicflow.brokers.base import Headers
 from topicflow.brokers.embedded.config import LogConfig
@@ -82,10 +83,6 @@ class Segment:
         self.timestamps = timestamps
         self.headers = headers  # by offset; None: none has headers
         self.max_timestamp = max_timestamp  # for retention.ms (0 when not tracked)
-
-    def offset_list(self) -> Sequence[int]:
-        offsets = self.offsets
-        return range(self.base, self.base + len(self.values)) if offsets is None else offsets
 
     def read(self, position: int, limit: int) -> Chunk | None:
         """Up to `limit` records from the first at or after `position`."""
@@ -289,37 +286,59 @@ class PartitionLog:
         segments = self.segments
         if not segments:
             return
-        keys: list[bytes | None] = []
-        values: list[bytes | None] = []
-        offsets = array("q")
-        timestamps = array("q")
+        cleaned_end = self.cleaned_end
+        split = 0  # segments[:split] are the clean ones, the last compaction's output
+        while split < len(segments) and segments[split].end <= cleaned_end:
+            split += 1
         headers: dict[int, Headers] = {}
         for segment in segments:
-            keys += segment.keys
-            values += segment.values
-            if segment.offsets is None:
-                offsets.extend(range(segment.base, segment.base + len(segment.values)))
-            else:
-                offsets += segment.offsets
-            timestamps += segment.timestamps
             if segment.headers:
                 headers.update(segment.headers)
+        # The dirty records, appended since: dense, consecutive from `first`.
+        dirty = segments[split:]
+        first = dirty[0].base if dirty else self.base
+        keys: list[bytes | None] = []
+        values: list[bytes | None] = []
+        timestamps = array("q")
+        for segment in dirty:
+            keys += segment.keys
+            values += segment.values
+            timestamps += segment.timestamps
         # Later records overwrite earlier ones: the index of the latest of each key.
-        keep = sorted(dict(zip(keys, range(len(keys)), strict=True)).values())
-        kept_values = list(map(values.__getitem__, keep))
-        if None in kept_values:
-            cleaned_end = self.cleaned_end
-            keep = [i for i in keep if values[i] is not None or offsets[i] >= cleaned_end]
-            kept_values = list(map(values.__getitem__, keep))
+        latest = dict(zip(keys, range(len(keys)), strict=True))
+        keep = sorted(latest.values())
         kept_keys = list(map(keys.__getitem__, keep))
-        kept_offsets = array("q", map(offsets.__getitem__, keep))
+        kept_values = list(map(values.__getitem__, keep))
+        kept_offsets = array("q", map(first.__add__, keep))
         kept_timestamps = array("q", map(timestamps.__getitem__, keep))
+        if split:
+            # A clean record (one per key) stays unless a dirty one of its key
+            # replaces it or it is a tombstone (kept once already). All in C: the
+            # dictionary is built from the dirty records only.
+            keys, values, timestamps = [], [], array("q")
+            offsets = array("q")
+            for segment in segments[:split]:
+                keys += segment.keys
+                values += segment.values
+                timestamps += segment.timestamps
+                if segment.offsets is None:
+                    offsets.extend(range(segment.base, segment.base + len(segment.values)))
+                else:
+                    offsets += segment.offsets
+            drop: Iterator[Any] = map(latest.__contains__, keys)
+            if None in values:
+                drop = map(or_, drop, map(is_, values, repeat(None)))
+            selectors = list(map(not_, drop))
+            kept_keys = list(compress(keys, selectors)) + kept_keys
+            kept_values = list(compress(values, selectors)) + kept_values
+            kept_offsets = array("q", compress(offsets, selectors)) + kept_offsets
+            kept_timestamps = array("q", compress(timestamps, selectors)) + kept_timestamps
         config = self.config
         size = config.segment_records
         track_time = config.retention_ms is not None
         end = self.base  # the sealed segments cover offsets up to the active one
         compacted: list[Segment] = []
-        total = len(keep)
+        total = len(kept_values)
         for i in range(0, total, size):
             j = min(total, i + size)
             seg_offsets = kept_offsets[i:j]

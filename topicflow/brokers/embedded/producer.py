@@ -107,11 +107,11 @@ class EmbeddedProducer:
                         error = KafkaError(KafkaError.INVALID_RECORD, reason)
                         partition = p
                         break
+                    if report is not None:
+                        offset = log.base + len(log.values)
                     log.append(key, value, timestamp, headers)
                     if broker._waiters:
                         broker._wake_locked((topic, p))
-                    if report is not None and not self._only_errors:
-                        offset = log.end - 1
                     break
         if report is None:
             return

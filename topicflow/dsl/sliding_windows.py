@@ -1,0 +1,355 @@
+"""Sliding-window aggregations: `group_by_key().windowed_by(SlidingWindows...).count()`.
+
+Kafka Streams' sliding windows (KIP-450, KStreamSlidingWindowAggregate). A
+window is `[start, start + difference]`, both ends INCLUSIVE; its key is
+`Windowed(key, TimeWindow(start, start + difference))`, so for these windows
+`TimeWindow.end` is the last millisecond in the window, not one past it.
+
+Windows exist only where records make them. For the records of a key with
+timestamps T (all accepted), the windows are:
+
+- each record's left window [t - difference, t] (a record earlier than the
+  difference goes into the window [0, difference] instead, as in Kafka Streams:
+  no window starts before 0);
+- each record's right window [t + 1, t + 1 + difference], when another record
+  of the key falls into it (a record later than t by at most difference + 1);
+
+and each holds the aggregate of the records whose timestamps it contains, in
+the order they arrived. Two records exactly `difference` apart share a window.
+
+A new record at t updates every window that contains it, creates its left
+window (from the window holding exactly the records in [t - difference, t)),
+its right window (copied from the window holding exactly the records in
+(t, t + 1 + difference], when there is one), and the right window of the
+record just before it, if t falls in that one: Kafka Streams' algorithm. Kafka
+finds those records through the largest record timestamp kept with each
+window's value; here the values stay plain aggregates, and a second window store,
+`{store}-record-times` (one entry per distinct record timestamp of each key,
+same retention, logged too), tells where the records are.
+
+Late records, with closeTime = stream time - grace (Kafka Streams' rules):
+- a record with t + 1 + difference <= closeTime is dropped;
+- otherwise a window ending before closeTime is left as it is (its right window,
+  created from later records, ends after closeTime);
+- a record that changed no window at all is counted in `late_records`.
+
+Updates are forwarded when the cache flushes (emit on update), with the largest
+record timestamp in the window, as in Kafka Streams. With
+`suppress(Suppressed.until_window_closes())` each window is forwarded once
+instead, when its end is before stream time - grace (Kafka Streams'
+`EmitStrategy.onWindowClose()` rule for sliding windows), and stays in the store
+until retention drops it (it may still be copied into a new window).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from topicflow.dsl.aggregations import (
+    Aggregator,
+    Initializer,
+    _forward_at,
+    count_aggregator,
+    reducer_aggregator,
+)
+from topicflow.dsl.ktable import KTable
+from topicflow.dsl.operations import forward_to
+from topicflow.dsl.options import Materialized, Named
+from topicflow.dsl.windows import SlidingWindows, TimeWindow, Windowed
+from topicflow.errors import TopologyError
+from topicflow.serdes import Serdes
+from topicflow.state.stores import StoreSpec
+from topicflow.topology.nodes import Forward, NodeFactory, ProcessorNode, TaskContext
+
+if TYPE_CHECKING:
+    from topicflow.dsl.kgrouped import KGroupedStream
+
+_DAY_MS = 24 * 3600 * 1000
+
+
+def record_times_store_name(store_name: str) -> str:
+    """The store of the record timestamps behind the sliding-window store `store_name`."""
+    return f"{store_name}-record-times"
+
+
+class SlidingWindowedKStream:
+    """A grouped stream aggregated over sliding windows (Kafka's TimeWindowedKStream for
+    SlidingWindows)."""
+
+    def __init__(self, grouped: KGroupedStream, windows: SlidingWindows) -> None:
+        self._grouped = grouped
+        self._windows = windows
+
+    def count(
+        self, materialized: Materialized | None = None, named: Named | str | None = None
+    ) -> KTable:
+        materialized = materialized or Materialized()
+        if materialized.value_serde is None:  # a count is a Long, as in Kafka Streams
+            materialized = materialized.with_value_serde(Serdes.Long())
+        return self._aggregate(lambda: 0, count_aggregator, materialized, named, "AGGREGATE")
+
+    def reduce(
+        self,
+        reducer: Callable[[Any, Any], Any],
+        materialized: Materialized | None = None,
+        named: Named | str | None = None,
+    ) -> KTable:
+        initializer, aggregator = reducer_aggregator(reducer)
+        return self._aggregate(
+            initializer, aggregator, materialized or Materialized(), named, "REDUCE"
+        )
+
+    def aggregate(
+        self,
+        initializer: Callable[[], Any],
+        aggregator: Callable[[Any, Any, Any], Any],
+        materialized: Materialized | None = None,
+        named: Named | str | None = None,
+    ) -> KTable:
+        return self._aggregate(
+            initializer, aggregator, materialized or Materialized(), named, "AGGREGATE"
+        )
+
+    def _aggregate(
+        self,
+        initializer: Initializer,
+        aggregator: Aggregator,
+        materialized: Materialized,
+        named: Named | str | None,
+        kind: str,
+    ) -> KTable:
+        grouped = self._grouped
+        builder = grouped._stream._builder
+        store = materialized.store_name or builder.node_name(f"{kind}-STATE-STORE", None)
+        windows = self._windows
+        difference = windows.time_difference_ms
+        minimum = 2 * difference + windows.grace_ms
+        retention = materialized.retention_ms or windows.retention_ms()
+        if retention < minimum:
+            raise TopologyError(
+                f"store {store!r}: retention ({retention} ms) must be at least twice the time "
+                f"difference plus grace ({minimum} ms)"
+            )
+        parent = grouped.source_for_aggregation(store)
+        name = builder.node_name(kind, named)
+        key_serde = materialized.key_serde or grouped.grouped.key_serde
+        # Kafka Streams keeps a windowed changelog one day past the store's retention.
+        changelog_config = {
+            "cleanup.policy": "compact,delete",
+            "retention.ms": str(retention + _DAY_MS),
+        }
+        spec = StoreSpec(
+            name=store,
+            kind="window",
+            key_serde=key_serde,
+            value_serde=materialized.value_serde or grouped.grouped.value_serde,
+            persistent=materialized.persistent,
+            logging=materialized.logging,
+            caching=materialized.caching,
+            retention_ms=retention,
+            window_size_ms=difference,
+            changelog_config=changelog_config,
+        )
+        times = record_times_store_name(store)
+        times_spec = StoreSpec(
+            name=times,
+            kind="window",
+            key_serde=key_serde,
+            value_serde=Serdes.Long(),
+            persistent=materialized.persistent,
+            logging=materialized.logging,
+            caching=False,  # read by range on every record: a cache would be flushed anyway
+            retention_ms=retention,
+            window_size_ms=1,
+            changelog_config=dict(changelog_config),
+        )
+        table = KTable(builder, name, store_name=store)
+
+        def make_node(emit_on_close: bool) -> ProcessorNode:
+            factory = sliding_aggregate_node(
+                store, times, windows, initializer, aggregator, emit_on_close
+            )
+            return ProcessorNode(name, factory, [parent])
+
+        builder.topology.add_node(make_node(False))
+        builder.topology.add_state_store(spec, name)
+        builder.topology.add_state_store(times_spec, name)
+        table._switch_to_emit_final = lambda: builder.topology.replace_factory(
+            name, make_node(True).factory
+        )
+        return table
+
+
+def _latest(times: list[int], low: int, high: int) -> int | None:
+    """The largest of the sorted `times` in [low, high], if any."""
+    i = bisect.bisect_right(times, high)
+    if i and times[i - 1] >= low:
+        return times[i - 1]
+    return None
+
+
+def sliding_aggregate_node(
+    store_name: str,
+    times_name: str,
+    windows: SlidingWindows,
+    initializer: Initializer,
+    aggregator: Aggregator,
+    emit_on_window_close: bool,
+) -> NodeFactory:
+    difference, grace = windows.time_difference_ms, windows.grace_ms
+
+    def factory(task: TaskContext, children: dict[str, Forward]) -> Forward:
+        store = task.get_state_store(store_name)
+        times = task.get_state_store(times_name)
+        rc = task.record_context
+        forward = forward_to(children)
+        metrics = task.metrics
+        fetch, put = store.fetch, store.put
+        if not emit_on_window_close:
+            forward_update = _forward_at(rc, forward)
+
+            def on_flush(key: Any, start: int, value: Any, timestamp: int) -> None:
+                window = TimeWindow(start, start + difference)
+                forward_update(Windowed(key, window), value, timestamp)
+
+            store.set_flush_listener(on_flush)
+        # Close time up to which windows were emitted (emit on window close); None until
+        # the first record, as for session windows: windows closed before this task
+        # started were emitted by the task's previous owner.
+        emitted: list[int | None] = [None]
+
+        def emit_closed(close_time: int) -> None:
+            """Forward, once, every window ending in [last close time, close_time)."""
+            last = emitted[0]
+            if last is None:
+                emitted[0] = close_time
+                return
+            if close_time <= last:
+                return
+            emitted[0] = close_time
+            first_start, last_start = max(0, last - difference), close_time - 1 - difference
+            if last_start < first_start:
+                return
+            closed = list(store.fetch_all(first_start, last_start))
+            saved_timestamp, saved_headers = rc.timestamp, rc.headers
+            try:
+                for key, start, value in closed:
+                    end = start + difference
+                    in_window = [t for t, _ in times.fetch_range(key, start, end)]
+                    rc.timestamp, rc.headers = max(in_window, default=end), None
+                    forward(Windowed(key, TimeWindow(start, end)), value)
+            finally:
+                rc.timestamp, rc.headers = saved_timestamp, saved_headers
+
+        def aggregate_record(key: Any, value: Any, t: int, close_time: int) -> bool:
+            """Apply the record at `t` to the windows of `key`; False if it changed none."""
+            # The key's record timestamps that can matter, t excluded: the records before t
+            # (for its left window and the previous record's right window), and after t.
+            near = sorted(
+                ts
+                for ts, _ in times.fetch_range(
+                    key, max(0, t - 2 * difference - 1), t + 1 + difference
+                )
+            )
+            # The windows that may exist in [t - 2 * difference, t + 1]: left and right
+            # windows of those records (and [0, difference] for early records).
+            lowest = max(0, t - 2 * difference)
+            starts = set()
+            for q in near:
+                starts.add(q - difference if q >= difference else 0)
+                starts.add(q + 1)
+            found: dict[int, Any] = {}
+            for start in sorted(starts):
+                if lowest <= start <= t + 1:
+                    existing = fetch(key, start)
+                    if existing is not None:
+                        found[start] = existing
+            with_t = list(near)
+            bisect.insort(with_t, t)
+            # Kafka's left and right aggregates: the windows with the largest start before
+            # t - difference, and the largest start in (t - difference, t], as they were
+            # before this record.
+            left_source = right_source = None
+            for start in found:
+                if start < t - difference and (left_source is None or start > left_source):
+                    left_source = start
+                elif t - difference < start <= t and (right_source is None or start > right_source):
+                    right_source = start
+            left_value = None if left_source is None else found[left_source]
+            right_value = None if right_source is None else found[right_source]
+            changed = False
+
+            def update(start: int, old: Any) -> bool:
+                """Kafka's updateWindowAndForward: aggregate the record into a window."""
+                end = start + difference
+                if end < close_time:
+                    return False  # closed: left as it is
+                new = aggregator(key, value, initializer() if old is None else old)
+                latest = _latest(with_t, start, end)
+                rc.timestamp = t if latest is None else latest
+                try:
+                    put(key, new, start)
+                finally:
+                    rc.timestamp = t
+                found[start] = new
+                return True
+
+            # Every window holding t.
+            for start in sorted(found):
+                if max(0, t - difference) <= start <= t:
+                    changed = update(start, found[start]) or changed
+            # The previous record's right window, if t falls into it.
+            previous = _latest(near, 0, t - 1)
+            if (
+                previous is not None
+                and previous + 1 + difference >= t
+                and previous + 1 not in found
+            ):
+                changed = update(previous + 1, None) or changed
+            # The record's left window.
+            left_start = max(0, t - difference)
+            if left_start not in found:
+                old = None
+                if (
+                    t >= difference
+                    and left_source is not None
+                    and _latest(near, t - difference, left_source + difference) is not None
+                ):
+                    old = left_value
+                changed = update(left_start, old) or changed
+            # The record's right window, when a later record falls into it.
+            if t + 1 not in found and right_source is not None:
+                latest = _latest(near, t + 1, right_source + difference)
+                if latest is not None:
+                    rc.timestamp = latest
+                    try:
+                        put(key, right_value, t + 1)
+                    finally:
+                        rc.timestamp = t
+                    found[t + 1] = right_value
+                    changed = True
+            if changed and times.fetch(key, t) is None:
+                times.put(key, 1, t)
+            return changed
+
+        def aggregate(key: Any, value: Any) -> None:
+            if key is None or value is None:
+                metrics.dropped_records += 1
+                return
+            t = rc.timestamp
+            stream_time = task.stream_time
+            close_time = stream_time - grace
+            if emit_on_window_close:
+                # First: expiry (observe) must not drop a closed window before it is emitted.
+                # This record cannot change a closed window (it skips them).
+                emit_closed(close_time)
+            store.observe_stream_time(stream_time)
+            times.observe_stream_time(stream_time)
+            if t + 1 + difference <= close_time or not aggregate_record(key, value, t, close_time):
+                metrics.late_records += 1
+
+        return aggregate
+
+    return factory
