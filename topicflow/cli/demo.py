@@ -1,23 +1,32 @@
 """`topicflow demo`: the example system on the embedded broker, live in the terminal.
 
-One process, nothing but Python: a text generator thread produces sentences to
-`textlines`; the Text Processor runs as a KafkaStreams application on the
-embedded broker, writing `words`; a viewer reads `words` as another consumer
-group would and shows rates and a sample once a second. Ctrl-C stops it all
-cleanly (generator, then the application's commit, then the viewer).
+One process, nothing but Python. Two generator threads produce sentences to
+`textlines` and web log lines (with a few attackers) to `loglines`; the three
+services run as KafkaStreams applications on the embedded broker, exactly as
+they run on Kafka: the Text Processor writes `words`, the Aggregator counts
+them per 10-second window into a SQLite table, the Anomaly Detector writes
+its alerts and emails to `anomalies`. Once a second the screen shows the
+rates, the top words of the latest complete window (read from the table) and
+the latest notifications (read from the topic). Ctrl-C stops it all cleanly.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
-import shutil
+import json
+import logging
 import signal
+import sqlite3
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from topicflow.brokers.base import TopicSpec
 from topicflow.brokers.embedded import EmbeddedBroker
@@ -25,126 +34,226 @@ from topicflow.runtime.kafka_streams import KafkaStreams, State
 
 PARTITIONS = 4
 REFRESH_S = 1.0
+TOPICS = ("textlines", "words", "loglines", "anomalies")
 
 
 class _Generator(threading.Thread):
-    def __init__(self, broker: EmbeddedBroker, rate: float) -> None:
-        super().__init__(name="demo-generator", daemon=True)
-        self._broker = broker
-        self._rate = rate
+    """Runs `produce(producer, keep_going)` on its own thread until told to stop."""
+
+    def __init__(self, name: str, broker: EmbeddedBroker, produce: Callable[..., Any]) -> None:
+        super().__init__(name=name, daemon=True)
+        self._producer = broker.producer({})
+        self._produce = produce
         self.stop = threading.Event()
 
+    def keep_going(self, _item: object) -> bool:
+        return not self.stop.is_set()
+
     def run(self) -> None:
+        self._produce(self._producer, self.keep_going)
+
+
+def _text_generator(rate: float) -> Callable[..., Any]:
+    def produce(producer: Any, keep_going: Callable[[object], bool]) -> None:
         from services.generate_text import produce_lines
         from services.sentences import sentences
 
-        producer = self._broker.producer({})
-        lines = itertools.takewhile(lambda _line: not self.stop.is_set(), sentences(seed=1))
-        produce_lines(producer, "textlines", lines, self._rate, 0, progress=False)
+        lines = itertools.takewhile(keep_going, sentences(seed=1))
+        produce_lines(producer, "textlines", lines, rate, 0, progress=False)
+
+    return produce
 
 
-class _Viewer:
-    """Reads `words` in its own consumer group: what a downstream service would see."""
+def _log_generator() -> Callable[..., Any]:
+    def produce(producer: Any, keep_going: Callable[[object], bool]) -> None:
+        from services.generate_logs import log_lines, produce_log_lines
+
+        now = int(time.time() * 1000)
+        lines = itertools.takewhile(keep_going, log_lines(seed=1, start_ms=now))
+        produce_log_lines(producer, "loglines", lines, now, 0, progress=False)
+
+    return produce
+
+
+class _Anomalies:
+    """Reads the audit topic in its own consumer group, as any other service could."""
 
     def __init__(self, broker: EmbeddedBroker) -> None:
-        self._broker = broker
         self._consumer = broker.consumer(
-            {"group.id": "topicflow-demo-viewer", "auto.offset.reset": "latest"}
+            {"group.id": "topicflow-demo-viewer", "auto.offset.reset": "earliest"}
         )
-        self._consumer.subscribe(["words"])
-        self.sample: collections.deque[str] = collections.deque(maxlen=14)
+        self._consumer.subscribe(["anomalies"])
+        self.latest: collections.deque[dict[str, Any]] = collections.deque(maxlen=8)
+        self.counts: collections.Counter[str] = collections.Counter()
 
     def read(self) -> None:
-        for message in self._consumer.consume(5000, 0.05):
+        for message in self._consumer.consume(1000, 0.01):
             value = message.value()
-            if value is not None:
-                self.sample.append(value.decode())
+            if value is None:
+                continue
+            notification = json.loads(value)
+            self.latest.appendleft(notification)
+            self.counts[notification.get("severity", "?")] += 1
 
     def close(self) -> None:
         self._consumer.close()
 
 
-def _total(broker: EmbeddedBroker, topic: str) -> int:
-    return sum(broker.end_offsets(topic))
+def _top_words(database: Path) -> tuple[int | None, list[tuple[str, int]]]:
+    """The latest window that has ended, and its ten most frequent words."""
+    ended_before = int(time.time() * 1000) - 10_000
+    try:
+        with contextlib.closing(sqlite3.connect(database, timeout=0.2)) as connection:
+            row = connection.execute(
+                "SELECT max(time_window) FROM windowed_counts WHERE time_window <= ?",
+                (ended_before,),
+            ).fetchone()
+            if row is None or row[0] is None:
+                return None, []
+            words = connection.execute(
+                "SELECT word, count FROM windowed_counts WHERE time_window = ? "
+                "ORDER BY count DESC, word LIMIT 10",
+                (row[0],),
+            ).fetchall()
+            return int(row[0]), [(str(w), int(c)) for w, c in words]
+    except sqlite3.Error:
+        return None, []  # table not created yet, or busy: next refresh
 
 
 def run_demo(seconds: float = 0, rate: float = 2000) -> int:
-    from services.text_processor import SERVICE
+    from services import aggregator, anomaly_detector, text_processor
+    from services.notifications import AlertSink, EmailSink, LogAlerts, LogEmails
+    from topicflow.sinks.sqlite import SqliteSink
 
-    broker = EmbeddedBroker(default_partitions=PARTITIONS)
-    broker.create_topics([TopicSpec("textlines", PARTITIONS), TopicSpec("words", PARTITIONS)])
-    state_dir = tempfile.mkdtemp(prefix="topicflow-demo-")
-    # An empty environment: the demo always runs on the embedded broker, whatever KAFKA_URL says.
-    config = SERVICE.config(environ={}, state_dir=state_dir)
-    streams = KafkaStreams(SERVICE.topology(environ={}), config, broker=broker)
-    generator = _Generator(broker, rate)
-    viewer = _Viewer(broker)
+    live = sys.stdout.isatty()
+    # Services log to stderr; on a live screen only their warnings belong there.
+    logging.basicConfig(level=logging.WARNING if live else logging.INFO)
+    workdir = Path(tempfile.mkdtemp(prefix="topicflow-demo-"))
+    database = workdir / "windowed_counts.sqlite3"
+    # Retention bounds memory for a demo left running for hours: about 200k
+    # records per partition (Kafka retains by time and size the same way).
+    broker = EmbeddedBroker(default_partitions=PARTITIONS, retention_records=200_000)
+    broker.create_topics([TopicSpec(topic, PARTITIONS) for topic in TOPICS])
+
+    # An empty environment: the demo runs on the embedded broker whatever KAFKA_URL says.
+    def streams_of(service: Any, topology: Any) -> KafkaStreams:
+        config = service.config(environ={}, state_dir=str(workdir / "state"))
+        return KafkaStreams(topology, config, broker=broker)
+
+    applications = {
+        "Text Processor": streams_of(text_processor.SERVICE, text_processor.build_topology()),
+        "Aggregator": streams_of(
+            aggregator.SERVICE, aggregator.build_topology(sink=SqliteSink(str(database)))
+        ),
+        "Anomaly Detector": streams_of(
+            anomaly_detector.SERVICE,
+            anomaly_detector.build_topology(
+                alerts=AlertSink(LogAlerts(), 100), emails=EmailSink(LogEmails(None), 50)
+            ),
+        ),
+    }
+    generators = [
+        _Generator("text-generator", broker, _text_generator(rate)),
+        _Generator("log-generator", broker, _log_generator()),
+    ]
+    anomalies = _Anomalies(broker)
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
-    previous = signal.signal(signal.SIGINT, on_signal)
-    previous_term = signal.signal(signal.SIGTERM, on_signal)
-    live = sys.stdout.isatty()
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     started = time.monotonic()
+    failed = False
     try:
-        streams.start()
-        generator.start()
-        last = (time.monotonic(), 0, 0)
+        for streams in applications.values():
+            streams.start()
+        for generator in generators:
+            generator.start()
+        last = (time.monotonic(), _totals(broker))
         while not stop.wait(REFRESH_S):
-            viewer.read()
-            now = time.monotonic()
-            lines, words = _total(broker, "textlines"), _total(broker, "words")
-            elapsed = now - last[0]
-            line_rate = (lines - last[1]) / elapsed
-            word_rate = (words - last[2]) / elapsed
-            last = (now, lines, words)
-            _show(live, streams, lines, words, line_rate, word_rate, list(viewer.sample))
-            if streams.state is State.ERROR:
+            anomalies.read()
+            now, totals = time.monotonic(), _totals(broker)
+            rates = {t: (totals[t] - last[1][t]) / (now - last[0]) for t in totals}
+            last = (now, totals)
+            _show(live, applications, totals, rates, _top_words(database), anomalies)
+            if any(s.state is State.ERROR for s in applications.values()):
+                failed = True
                 break
             if seconds and now - started >= seconds:
                 break
     finally:
-        generator.stop.set()
-        generator.join(5)
-        closed = streams.close(10)
-        viewer.close()
-        signal.signal(signal.SIGINT, previous)
-        signal.signal(signal.SIGTERM, previous_term)
-        shutil.rmtree(state_dir, ignore_errors=True)
-    lines, words = _total(broker, "textlines"), _total(broker, "words")
-    print(f"demo stopped: {lines:,} lines in, {words:,} words out; {streams.metrics()}")
-    if streams.error is not None:
-        print(f"topicflow demo: the Text Processor failed: {streams.error}", file=sys.stderr)
-        return 1
-    return 0 if closed else 1
+        for generator in generators:
+            generator.stop.set()
+        for generator in generators:
+            generator.join(5)
+        closed = all([streams.close(15) for streams in applications.values()])
+        anomalies.read()
+        anomalies.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    totals = _totals(broker)
+    print(
+        f"demo stopped: {totals['textlines']:,} lines -> {totals['words']:,} words; "
+        f"{totals['loglines']:,} log lines -> {anomalies.counts['urgent']} alerts, "
+        f"{anomalies.counts['email']} emails; counts in {database}"
+    )
+    for name, streams in applications.items():
+        if streams.error is not None:
+            print(f"topicflow demo: the {name} failed: {streams.error}", file=sys.stderr)
+    return 1 if failed or not closed else 0
+
+
+def _totals(broker: EmbeddedBroker) -> dict[str, int]:
+    return {topic: sum(broker.end_offsets(topic)) for topic in TOPICS}
 
 
 def _show(
     live: bool,
-    streams: KafkaStreams,
-    lines: int,
-    words: int,
-    line_rate: float,
-    word_rate: float,
-    sample: list[str],
+    applications: dict[str, KafkaStreams],
+    totals: dict[str, int],
+    rates: dict[str, float],
+    top: tuple[int | None, list[tuple[str, int]]],
+    anomalies: _Anomalies,
 ) -> None:
-    text = (
-        "topicflow demo: generator -> textlines -> Text Processor -> words "
-        "(embedded broker; Ctrl-C stops)\n"
-        f"  Text Processor  {streams.state.value:<12} tasks {_tasks(streams)}\n"
-        f"  lines in   {line_rate:>10,.0f}/s   total {lines:>12,}\n"
-        f"  words out  {word_rate:>10,.0f}/s   total {words:>12,}\n"
-        f"  latest words: {' '.join(sample)}\n"
-    )
-    if live:
-        # Redraw in place: home the cursor, clear to the end of the screen.
-        sys.stdout.write("\x1b[H\x1b[J" + text)
-    else:
-        sys.stdout.write(text.splitlines()[2].strip() + " | " + text.splitlines()[3].strip() + "\n")
+    if not live:
+        print(
+            f"lines {rates['textlines']:,.0f}/s, words {rates['words']:,.0f}/s, "
+            f"log lines {rates['loglines']:,.0f}/s, alerts {anomalies.counts['urgent']}, "
+            f"emails {anomalies.counts['email']}",
+            flush=True,
+        )
+        return
+    states = "  ".join(f"{name}: {s.state.value}" for name, s in applications.items())
+    window, words = top
+    window_text = "waiting for the first complete window"
+    if window is not None:
+        window_text = f"window {_clock(window)}-{_clock(window + 10_000)}"
+    lines = [
+        "topicflow demo: the example system on the embedded broker (Ctrl-C stops)",
+        f"  {states}",
+        "",
+        f"  text lines in {rates['textlines']:>9,.0f}/s   words out {rates['words']:>10,.0f}/s"
+        f"   log lines in {rates['loglines']:>7,.0f}/s",
+        f"  totals        {totals['textlines']:>11,}             {totals['words']:>12,}"
+        f"                {totals['loglines']:>9,}",
+        "",
+        f"  Top words, {window_text}:",
+        "    " + "  ".join(f"{word} {count:,}" for word, count in words),
+        "",
+        f"  Anomalies: {anomalies.counts['urgent']} alerts, {anomalies.counts['email']} emails"
+        " (latest first)",
+    ]
+    for n in anomalies.latest:
+        severity = "ALERT" if n.get("severity") == "urgent" else "email"
+        lines.append(
+            f"    {severity:<5} {n.get('user_id', '?'):<12} {n.get('count', '?'):>4} failed logins"
+            f" in {_clock(int(n.get('window_start', 0)))}-{_clock(int(n.get('window_end', 0)))}"
+        )
+    # Redraw in place: home the cursor, clear to the end of the screen.
+    sys.stdout.write("\x1b[H\x1b[J" + "\n".join(lines) + "\n")
     sys.stdout.flush()
 
 
-def _tasks(streams: KafkaStreams) -> str:
-    return ", ".join(t for tasks in streams.tasks().values() for t in tasks) or "-"
+def _clock(epoch_ms: int) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(epoch_ms / 1000))

@@ -255,10 +255,7 @@ class StateManager:
         os.replace(tmp, self._checkpoint_path())
 
     def _delete_checkpoint(self) -> None:
-        try:
-            self._checkpoint_path().unlink()
-        except FileNotFoundError:
-            pass
+        self._checkpoint_path().unlink(missing_ok=True)
 
     # -- commit and close -------------------------------------------------------------
 
