@@ -182,6 +182,62 @@ class SlidingWindowedKStream:
         return table
 
 
+class _RecordTimes:
+    """The record timestamps of each key, for one task.
+
+    The `{store}-record-times` store holds them (and a restore rebuilds it); they
+    are mirrored in memory, sorted per key, so that the timestamps of one key in a
+    range cost a bisection: a window store keeps its windows by time, then key, so
+    a range of one key there visits the windows of every key in that range.
+    """
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self._retention: int = store.spec.retention_ms
+        self._by_key: dict[Any, list[int]] | None = None  # built at first use: after restore
+        self._horizon = -(2**63)  # timestamps at or before it have expired
+        self._next_sweep = -(2**63)
+
+    def _index(self) -> dict[Any, list[int]]:
+        if self._by_key is None:
+            by_key: dict[Any, list[int]] = {}
+            for key, timestamp, _ in self._store.all():
+                by_key.setdefault(key, []).append(timestamp)
+            for times in by_key.values():
+                times.sort()
+            self._by_key = by_key
+        return self._by_key
+
+    def observe_stream_time(self, stream_time: int) -> None:
+        """Expire as the store does: timestamps at or before stream time - retention."""
+        self._store.observe_stream_time(stream_time)
+        self._horizon = max(self._horizon, stream_time - self._retention)
+        if self._by_key is not None and stream_time >= self._next_sweep:
+            # Now and then, forget the expired timestamps of every key (lookups skip them).
+            horizon = self._horizon
+            for key, times in list(self._by_key.items()):
+                del times[: bisect.bisect_right(times, horizon)]
+                if not times:
+                    del self._by_key[key]
+            self._next_sweep = stream_time + max(1, self._retention // 2)
+
+    def between(self, key: Any, low: int, high: int) -> list[int]:
+        """The timestamps of `key` in [low, high], sorted."""
+        times = self._index().get(key)
+        if not times:
+            return []
+        low = max(low, self._horizon + 1)
+        return times[bisect.bisect_left(times, low) : bisect.bisect_right(times, high)]
+
+    def add(self, key: Any, timestamp: int) -> None:
+        times = self._index().setdefault(key, [])
+        i = bisect.bisect_left(times, timestamp)
+        if i < len(times) and times[i] == timestamp:
+            return
+        times.insert(i, timestamp)
+        self._store.put(key, 1, timestamp)
+
+
 def _latest(times: list[int], low: int, high: int) -> int | None:
     """The largest of the sorted `times` in [low, high], if any."""
     i = bisect.bisect_right(times, high)
@@ -202,7 +258,7 @@ def sliding_aggregate_node(
 
     def factory(task: TaskContext, children: dict[str, Forward]) -> Forward:
         store = task.get_state_store(store_name)
-        times = task.get_state_store(times_name)
+        times = _RecordTimes(task.get_state_store(times_name))
         rc = task.record_context
         forward = forward_to(children)
         metrics = task.metrics
@@ -237,8 +293,8 @@ def sliding_aggregate_node(
             try:
                 for key, start, value in closed:
                     end = start + difference
-                    in_window = [t for t, _ in times.fetch_range(key, start, end)]
-                    rc.timestamp, rc.headers = max(in_window, default=end), None
+                    latest = _latest(times.between(key, start, end), start, end)
+                    rc.timestamp, rc.headers = end if latest is None else latest, None
                     forward(Windowed(key, TimeWindow(start, end)), value)
             finally:
                 rc.timestamp, rc.headers = saved_timestamp, saved_headers
@@ -247,12 +303,7 @@ def sliding_aggregate_node(
             """Apply the record at `t` to the windows of `key`; False if it changed none."""
             # The key's record timestamps that can matter, t excluded: the records before t
             # (for its left window and the previous record's right window), and after t.
-            near = sorted(
-                ts
-                for ts, _ in times.fetch_range(
-                    key, max(0, t - 2 * difference - 1), t + 1 + difference
-                )
-            )
+            near = times.between(key, max(0, t - 2 * difference - 1), t + 1 + difference)
             # The windows that may exist in [t - 2 * difference, t + 1]: left and right
             # windows of those records (and [0, difference] for early records).
             lowest = max(0, t - 2 * difference)
@@ -330,8 +381,8 @@ def sliding_aggregate_node(
                         rc.timestamp = t
                     found[t + 1] = right_value
                     changed = True
-            if changed and times.fetch(key, t) is None:
-                times.put(key, 1, t)
+            if changed:
+                times.add(key, t)
             return changed
 
         def aggregate(key: Any, value: Any) -> None:

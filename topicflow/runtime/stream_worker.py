@@ -318,7 +318,10 @@ class StreamWorker:
             if task is None:
                 task = self._suspended.pop(task_id, None)
                 if task is not None:
-                    self._tasks[task_id] = task  # ours before the rebalance: state intact
+                    # Ours before the rebalance: state intact. It runs again, so its
+                    # checkpoint must go (a crash must not trust it).
+                    task.state.discard_checkpoint()
+                    self._tasks[task_id] = task
             if task is None:
                 assert self._collector is not None
                 task = StreamTask(
@@ -347,13 +350,19 @@ class StreamWorker:
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         self._set_state(WorkerState.PARTITIONS_REVOKED)
         if self._tasks:
+            committed = False
             try:
-                if not self.commit():
+                committed = self.commit()
+                if not committed:
                     log.warning("%s: giving up partitions without committing", self.name)
             except StreamsException as error:
                 log.warning(
                     "%s: could not commit before giving up partitions: %s", self.name, error
                 )
+            if committed:
+                # Their stores are flushed and logged: a task that moves to another
+                # member, or comes back after a restart, restores only the tail.
+                self._write_checkpoints(consumer, list(self._tasks.values()))
             self._retry_at = None
             self._backoff = RETRY_BACKOFF_MIN_S
         # Suspend rather than close: a task assigned back to us at the end of this
@@ -379,6 +388,13 @@ class StreamWorker:
         self._tasks = {i: t for i, t in self._tasks.items() if i in still_read}
         self._to_restore = [t for t in self._to_restore if t.id in self._tasks]
 
+    def _write_checkpoints(self, consumer: Any, tasks: list[StreamTask]) -> None:
+        for task in tasks:
+            try:
+                task.state.write_checkpoint(consumer)
+            except Exception as error:  # no checkpoint only means a full restore later
+                log.warning("%s: no checkpoint for task %s: %s", self.name, task.id, error)
+
     def _close_tasks(self, tasks: list[StreamTask]) -> None:
         for task in tasks:
             try:
@@ -393,9 +409,9 @@ class StreamWorker:
         if consumer is None:
             return
         try:
-            if clean:
-                self.commit()
-            else:
+            if clean and self.commit():
+                self._write_checkpoints(consumer, [*self._tasks.values()])
+            elif not clean:
                 # After a failure, what was processed may not be in the producer:
                 # drop the positions so that closing does not commit them.
                 self._routes.clear()

@@ -257,6 +257,11 @@ class StateManager:
     def _delete_checkpoint(self) -> None:
         self._checkpoint_path().unlink(missing_ok=True)
 
+    def discard_checkpoint(self) -> None:
+        """The task runs again: its stores will move past the checkpoint."""
+        self._checkpoint = {}
+        self._delete_checkpoint()
+
     # -- commit and close -------------------------------------------------------------
 
     def flush(self) -> None:
