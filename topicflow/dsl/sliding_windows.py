@@ -301,8 +301,9 @@ def sliding_aggregate_node(
 
         def aggregate_record(key: Any, value: Any, t: int, close_time: int) -> bool:
             """Apply the record at `t` to the windows of `key`; False if it changed none."""
-            # The key's record timestamps that can matter, t excluded: the records before t
-            # (for its left window and the previous record's right window), and after t.
+            # The key's record timestamps that can matter (t among them only if an earlier
+            # record had it): the records before t, for its left window and the previous
+            # record's right window, and after t, for its right window.
             near = times.between(key, max(0, t - 2 * difference - 1), t + 1 + difference)
             # The windows that may exist in [t - 2 * difference, t + 1]: left and right
             # windows of those records (and [0, difference] for early records).

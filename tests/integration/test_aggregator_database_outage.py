@@ -1,0 +1,108 @@
+"""The Aggregator while PostgreSQL is down: it keeps running, stops committing, loses nothing.
+
+Words counted while the database is stopped cannot be written; their input
+offsets must stay uncommitted (so a crash would replay them), the process must
+not exit or crash-loop, and once the database is back the table must equal the
+ground truth of everything produced.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import topicflow.dev
+from tests.integration.kafka_tools import (
+    ServiceProcess,
+    committed_total,
+    create_topics,
+    end_offsets,
+    produce,
+)
+from tests.integration.test_services_kafka import database as database  # noqa: F401 - fixture
+from tests.integration.test_services_kafka import table, wait_until, window_of
+from topicflow.dev import DevEnv
+
+
+def timed_words(words: list[str], start_ms: int) -> list[tuple[int, str]]:
+    return [(start_ms + i * 7, word) for i, word in enumerate(words)]
+
+
+def truth_of(records: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
+    truth: dict[tuple[int, str], int] = {}
+    for timestamp, word in records:
+        key = (window_of(timestamp), word)
+        truth[key] = truth.get(key, 0) + 1
+    return truth
+
+
+@pytest.fixture
+def postgres_restarted() -> Iterator[None]:
+    yield
+    topicflow.dev.start_postgres()  # whatever happened, leave it running for the others
+
+
+def test_database_outage_pauses_commits_and_loses_no_rows(
+    dev_env: DevEnv, unique: str, database: str, tmp_path: Path, postgres_restarted: None
+) -> None:
+    prefix = f"outage-{unique}."
+    words_topic = f"{prefix}words"
+    create_topics(dev_env.bootstrap_servers, [words_topic], 4)
+    env = {
+        "KAFKA_URL": dev_env.kafka_url,
+        "KAFKA_PREFIX": prefix,
+        "DATABASE_URL": database,
+        "TOPICFLOW_COMMIT_INTERVAL_MS": "300",
+        "TOPICFLOW_STATE_DIR": str(tmp_path / "state"),
+    }
+    vocabulary = ["kafka", "streams", "heroku", "python", "window", "count"]
+    start = window_of(int(time.time() * 1000)) - 30_000
+    first = timed_words([vocabulary[i % 6] for i in range(3_000)], start)
+    second = timed_words([vocabulary[(i * 5) % 6] for i in range(2_000)], start + 21_000)
+
+    aggregator = ServiceProcess("aggregator", env, tmp_path, "aggregator")
+    try:
+        produce(
+            dev_env.bootstrap_servers,
+            words_topic,
+            [w.encode() for _, w in first],
+            timestamps=[t for t, _ in first],
+        )
+        wait_until(lambda: table(database) == truth_of(first), 60, "first batch", [aggregator])
+
+        topicflow.dev.stop_postgres()
+        produce(
+            dev_env.bootstrap_servers,
+            words_topic,
+            [w.encode() for _, w in second],
+            timestamps=[t for t, _ in second],
+        )
+        group = f"{prefix}aggregator-app"
+        wait_until(
+            lambda: "commit postponed" in aggregator.log(), 30, "a postponed commit", [aggregator]
+        )
+        time.sleep(3)  # several commit intervals with the database down
+        assert aggregator.process.poll() is None, aggregator.log()
+        produced = sum(end_offsets(dev_env.bootstrap_servers, words_topic))
+        assert produced == 5_000
+        # The second batch is not committed: were the process to die now, it would be replayed.
+        assert committed_total(dev_env.bootstrap_servers, group, words_topic, 4) < produced
+
+        topicflow.dev.start_postgres()
+        wait_until(
+            lambda: table(database) == truth_of(first + second), 90, "both batches", [aggregator]
+        )
+        wait_until(
+            lambda: committed_total(dev_env.bootstrap_servers, group, words_topic, 4) == produced,
+            30,
+            "commits resumed",
+            [aggregator],
+        )
+        assert "resuming input" in aggregator.log()
+        aggregator.terminate()
+        assert aggregator.wait(30) == 0, aggregator.log()
+    finally:
+        aggregator.stop()
