@@ -613,8 +613,9 @@ def test_a_task_continues_from_restored_stores() -> None:
     restore: a second driver whose stores are loaded with the first one's contents
     carries on as if it had seen every record."""
     rng = random.Random(5)
-    records = random_records(rng, 80, 10, disorder=0)
-    first, second = records[:40], records[40:]
+    # Dense: the second half's first windows reach back into the first half.
+    records = [(rng.choice("ab"), str(i), 100 + 3 * i + rng.randrange(3)) for i in range(60)]
+    first, second = records[:30], records[30:]
     windows = SlidingWindows.of_time_difference_with_no_grace(10)
     before, _ = sliding_aggregate(windows)
     with before:
