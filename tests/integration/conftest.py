@@ -7,8 +7,10 @@ integration"` runs without Kafka or PostgreSQL.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 import topicflow.dev
@@ -34,3 +36,15 @@ def dev_env() -> DevEnv:
 def unique() -> str:
     """A short random hex string to name a test's topics and groups apart."""
     return secrets.token_hex(4)
+
+
+@pytest.fixture
+def database(dev_env: DevEnv) -> Iterator[str]:
+    """A fresh database, so no other test's windowed_counts rows are seen."""
+    name = f"it_{secrets.token_hex(4)}"
+    admin_url = dev_env.database_url.replace("postgres://", "postgresql://", 1)
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {name}")
+    yield dev_env.database_url.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -9,9 +9,10 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import psycopg
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
@@ -161,3 +162,41 @@ class ServiceProcess:
         if self.process.poll() is None:
             self.process.kill()
         self.wait(10)
+
+
+WINDOW_MS = 10_000
+
+
+def window_of(timestamp: int) -> int:
+    return timestamp - timestamp % WINDOW_MS
+
+
+def wait_until(
+    check: Callable[[], bool],
+    timeout: float,
+    what: str,
+    logs: list[ServiceProcess],
+    explain: Callable[[], str] = lambda: "",
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        for process in logs:
+            if process.process.poll() is not None:
+                raise AssertionError(f"{process.log_path.name} exited:\n{process.log()}")
+        time.sleep(0.5)
+    tails = "\n".join(
+        f"--- {p.log_path.name}\n" + "\n".join(p.log().splitlines()[-15:]) for p in logs
+    )
+    raise AssertionError(f"timed out waiting for {what}: {explain()}\n{tails}")
+
+
+def table(database_url: str) -> dict[tuple[int, str], int]:
+    url = database_url.replace("postgres://", "postgresql://", 1)
+    try:
+        with psycopg.connect(url) as connection:
+            rows = connection.execute("SELECT time_window, word, count FROM windowed_counts")
+            return {(r[0], r[1]): r[2] for r in rows}
+    except psycopg.errors.UndefinedTable:
+        return {}

@@ -21,9 +21,10 @@ from tests.integration.kafka_tools import (
     create_topics,
     end_offsets,
     produce,
+    table,
+    wait_until,
+    window_of,
 )
-from tests.integration.test_services_kafka import database as database  # noqa: F401 - fixture
-from tests.integration.test_services_kafka import table, wait_until, window_of
 from topicflow.dev import DevEnv
 
 

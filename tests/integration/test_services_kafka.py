@@ -13,34 +13,31 @@ from __future__ import annotations
 import collections
 import itertools
 import re
-import secrets
 import shutil
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
-import pytest
-
 from services.generate_logs import log_lines
 from services.sentences import sentences
-from tests.integration.kafka_tools import ServiceProcess, create_topics, produce
+from tests.integration.kafka_tools import (
+    ServiceProcess,
+    create_topics,
+    produce,
+    table,
+    wait_until,
+    window_of,
+)
 from tests.local_servers import LocalHttpServer, LocalSmtpServer
 from topicflow.dev import DevEnv
 
 PARTITIONS = 4
-WINDOW_MS = 10_000
 
 
 def words_in(line: str) -> list[str]:
     # The generated sentences hold Latin letters with precomposed accents only,
     # where Python's \w and Java's agree.
     return re.findall(r"\w+", line.lower())
-
-
-def window_of(timestamp: int) -> int:
-    return timestamp - timestamp % WINDOW_MS
 
 
 def timed_lines(count: int, seed: int, start_ms: int, span_ms: int) -> list[tuple[int, str]]:
@@ -69,27 +66,6 @@ def failed_login_truth(lines: list[tuple[int, str]]) -> collections.Counter[tupl
     return truth
 
 
-def wait_until(
-    check: Callable[[], bool],
-    timeout: float,
-    what: str,
-    logs: list[ServiceProcess],
-    explain: Callable[[], str] = lambda: "",
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        for process in logs:
-            if process.process.poll() is not None:
-                raise AssertionError(f"{process.log_path.name} exited:\n{process.log()}")
-        time.sleep(0.5)
-    tails = "\n".join(
-        f"--- {p.log_path.name}\n" + "\n".join(p.log().splitlines()[-15:]) for p in logs
-    )
-    raise AssertionError(f"timed out waiting for {what}: {explain()}\n{tails}")
-
-
 def _difference(actual: dict[Any, int], truth: collections.Counter[Any]) -> str:
     wrong = {k: (actual.get(k), v) for k, v in truth.items() if actual.get(k) != v}
     extra = [k for k in actual if k not in truth]
@@ -97,28 +73,6 @@ def _difference(actual: dict[Any, int], truth: collections.Counter[Any]) -> str:
     return (
         f"{len(actual)} rows, {len(truth)} expected, {len(wrong)} wrong {sample}, extra {extra[:5]}"
     )
-
-
-@pytest.fixture
-def database(dev_env: DevEnv) -> Iterator[str]:
-    """A fresh database, so no other test's windowed_counts rows are seen."""
-    name = f"it_{secrets.token_hex(4)}"
-    admin_url = dev_env.database_url.replace("postgres://", "postgresql://", 1)
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f"CREATE DATABASE {name}")
-    yield dev_env.database_url.rsplit("/", 1)[0] + f"/{name}"
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-def table(database_url: str) -> dict[tuple[int, str], int]:
-    url = database_url.replace("postgres://", "postgresql://", 1)
-    try:
-        with psycopg.connect(url) as connection:
-            rows = connection.execute("SELECT time_window, word, count FROM windowed_counts")
-            return {(r[0], r[1]): r[2] for r in rows}
-    except psycopg.errors.UndefinedTable:
-        return {}
 
 
 def test_the_three_services_match_ground_truth_and_the_aggregator_restores(

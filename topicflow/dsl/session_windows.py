@@ -22,10 +22,20 @@ the aggregation emits on window close instead: a session is forwarded once, with
 its end as timestamp, once its end is before stream time - grace - gap (Kafka
 Streams' `EmitStrategy.onWindowClose()` rule for sessions), and is left in the
 store, since a late-but-accepted record may still merge it into a later session
-(as in Kafka Streams, which then emits the merged session too).
+(as in Kafka Streams, which then emits the merged session too). A task that
+takes over a partition emits the sessions that close after its first record: the
+ones closed before were emitted by the previous owner before its last commit
+(Kafka Streams keeps the last emitted close time in its commit metadata).
+
+Through the cache, changes to one session between two flushes make one record:
+a session created and merged away in between is never forwarded (nor its
+tombstone), and a record inside a session (removed and put back, as Kafka does)
+forwards one update.
 
 `count()` merges by addition and `reduce()` with the reducer; `aggregate()` takes
-a `merger(key, aggregate1, aggregate2)` like Kafka's `Merger`.
+a `merger(key, aggregate1, aggregate2)` like Kafka's `Merger`. Records with a null
+key or value are dropped and counted in `dropped_records`, as this package's other
+aggregations do (Kafka's session aggregation drops null keys only).
 """
 
 from __future__ import annotations

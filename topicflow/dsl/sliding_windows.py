@@ -25,20 +25,25 @@ record just before it, if t falls in that one: Kafka Streams' algorithm. Kafka
 finds those records through the largest record timestamp kept with each
 window's value; here the values stay plain aggregates, and a second window store,
 `{store}-record-times` (one entry per distinct record timestamp of each key,
-same retention, logged too), tells where the records are.
+same retention, logged too), tells where the records are. A task reads that
+store into memory at its first record (after any restore) and keeps both in step.
 
 Late records, with closeTime = stream time - grace (Kafka Streams' rules):
 - a record with t + 1 + difference <= closeTime is dropped;
-- otherwise a window ending before closeTime is left as it is (its right window,
-  created from later records, ends after closeTime);
-- a record that changed no window at all is counted in `late_records`.
+- otherwise it skips the windows that end before closeTime (the right window it
+  may create ends after closeTime);
+- a record that changed no window at all is counted in `late_records` (Kafka
+  Streams counts each skipped window in its dropped-records sensor instead).
 
 Updates are forwarded when the cache flushes (emit on update), with the largest
 record timestamp in the window, as in Kafka Streams. With
 `suppress(Suppressed.until_window_closes())` each window is forwarded once
 instead, when its end is before stream time - grace (Kafka Streams'
 `EmitStrategy.onWindowClose()` rule for sliding windows), and stays in the store
-until retention drops it (it may still be copied into a new window).
+until retention drops it (it may still be copied into a new window). A task that
+takes over a partition emits the windows that close after its first record: the
+ones closed before were emitted by the previous owner before its last commit
+(Kafka Streams keeps the last emitted close time in its commit metadata).
 """
 
 from __future__ import annotations
