@@ -12,6 +12,7 @@ end up in ends before stream time - grace - gap.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -75,7 +76,7 @@ def session_count(
 
 
 def pipe(
-    driver: TopologyTestDriver, records: list[tuple[str | None, int]], value: Any = "x"
+    driver: TopologyTestDriver, records: Sequence[tuple[str | None, int]], value: Any = "x"
 ) -> None:
     source = driver.create_input_topic("in")
     for key, timestamp in records:
@@ -679,7 +680,7 @@ def test_a_session_store_is_restored_from_its_changelog(tmp_path: Any) -> None:
     changelog = _Changelog()
     rc = RecordContext()
     manager = StateManager("0_0", 0, [spec], streams_config, changelog, rc)
-    store = manager.stores["s"]
+    store: Any = manager.stores["s"]
     store.put("a", 0, 0, 1)
     store.put("a", 0, 0, None)
     store.put("a", 0, 4_000, 2)

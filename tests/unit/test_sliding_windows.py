@@ -13,6 +13,7 @@ Expectations come from:
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -72,7 +73,7 @@ def sliding_aggregate(
     return TopologyTestDriver(builder.build(), config(), **driver_args), got
 
 
-def pipe(driver: TopologyTestDriver, records: list[tuple[str | None, str | None, int]]) -> None:
+def pipe(driver: TopologyTestDriver, records: Sequence[tuple[str | None, str | None, int]]) -> None:
     source = driver.create_input_topic("in")
     for key, value, timestamp in records:
         source.pipe_input(key, value, timestamp=timestamp)
