@@ -54,9 +54,7 @@ def _inputs(service: str, count: int, start_ms: int) -> tuple[str, Iterator[tupl
         lines = itertools.islice(sentences(seed=42), count)
         return "textlines", ((start_ms + int(i * step), s.encode()) for i, s in enumerate(lines))
     if service == "aggregator":
-        words = (
-            w for s in sentences(seed=42) for w in text_processor.words_of(s)
-        )
+        words = (w for s in sentences(seed=42) for w in text_processor.words_of(s))
         picked = itertools.islice(words, count)
         return "words", ((start_ms + int(i * step), w.encode()) for i, w in enumerate(picked))
     rate = count / (SPAN_MS / 1000)
@@ -207,18 +205,33 @@ def main() -> int:
             _prepare_kafka(up().bootstrap_servers, service, args.records)
         run: Callable[..., Any] = subprocess.run
         out = run(
-            [sys.executable, __file__, "--child", "--service", service, "--broker",
-             args.broker, "--records", str(args.records)],
-            check=True, capture_output=True, text=True,
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                "--service",
+                service,
+                "--broker",
+                args.broker,
+                "--records",
+                str(args.records),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
             env={**os.environ, "LOG_LEVEL": "WARNING"},
         )
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(f"{'service':<18}{'broker':<10}{'input':>10}{'s':>8}{'input/s':>10}"
-          f"{'out':>11}{'CPU s/M':>9}{'RSS MB':>8}")
+    print(
+        f"{'service':<18}{'broker':<10}{'input':>10}{'s':>8}{'input/s':>10}"
+        f"{'out':>11}{'CPU s/M':>9}{'RSS MB':>8}"
+    )
     for r in results:
-        print(f"{r['service']:<18}{r['broker']:<10}{r['input_records']:>10,}{r['seconds']:>8.2f}"
-              f"{r['input_per_s']:>10,}{r['records_out']:>11,}{r['cpu_s_per_million']:>9.2f}"
-              f"{r['peak_rss_mb']:>8.1f}")
+        print(
+            f"{r['service']:<18}{r['broker']:<10}{r['input_records']:>10,}{r['seconds']:>8.2f}"
+            f"{r['input_per_s']:>10,}{r['records_out']:>11,}{r['cpu_s_per_million']:>9.2f}"
+            f"{r['peak_rss_mb']:>8.1f}"
+        )
     results_dir = ROOT / "bench" / "results"
     results_dir.mkdir(exist_ok=True)
     (results_dir / f"services-{args.broker}.json").write_text(json.dumps(results, indent=2) + "\n")

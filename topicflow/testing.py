@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from topicflow.brokers.base import TIMESTAMP_CREATE_TIME, Headers
+from topicflow.brokers.base import Headers
+from topicflow.brokers.embedded.message import EmbeddedMessage
 from topicflow.config import StreamsConfig
 from topicflow.errors import TopologyError
 from topicflow.processor.api import PunctuationType
@@ -47,49 +48,6 @@ class TestRecord:
     value: Any
     timestamp: int
     headers: Headers | None = None
-
-
-class _DriverMessage:
-    """A consumed message with confluent-kafka's accessors."""
-
-    __slots__ = ("_headers", "_key", "_offset", "_partition", "_timestamp", "_topic", "_value")
-
-    def __init__(
-        self,
-        topic: str,
-        partition: int,
-        offset: int,
-        key: bytes | None,
-        value: bytes | None,
-        timestamp: int,
-        headers: Headers | None,
-    ) -> None:
-        self._topic, self._partition, self._offset = topic, partition, offset
-        self._key, self._value, self._timestamp, self._headers = key, value, timestamp, headers
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def key(self) -> bytes | None:
-        return self._key
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def timestamp(self) -> tuple[int, int]:
-        return (TIMESTAMP_CREATE_TIME, self._timestamp)
-
-    def headers(self) -> Headers | None:
-        return self._headers
-
-    def error(self) -> None:
-        return None
 
 
 class _DriverSender:
@@ -131,7 +89,7 @@ class TopologyTestDriver:
             collections.deque
         )
         self._offsets: dict[str, int] = collections.defaultdict(int)
-        self._pending: collections.deque[_DriverMessage] = collections.deque()
+        self._pending: collections.deque[EmbeddedMessage] = collections.deque()
         self._in_pipe = False
         self._commit_every_record = commit_every_record
         self.metrics = WorkerMetrics()
@@ -230,10 +188,10 @@ class TopologyTestDriver:
         value: bytes | None,
         timestamp: int,
         headers: Headers | None,
-    ) -> _DriverMessage:
+    ) -> EmbeddedMessage:
         offset = self._offsets[topic]
         self._offsets[topic] = offset + 1
-        return _DriverMessage(topic, 0, offset, key, value, timestamp, headers)
+        return EmbeddedMessage(topic, 0, offset, key, value, timestamp, headers)
 
     def _drain(self) -> None:
         if self._in_pipe:  # a punctuator or record is already draining the queue

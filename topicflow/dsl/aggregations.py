@@ -18,15 +18,72 @@ the same); so are records for windows already closed (late records).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from topicflow.dsl.operations import forward_to
+from topicflow.dsl.options import Materialized, Named
 from topicflow.dsl.windows import TimeWindow, TimeWindows, Windowed
+from topicflow.serdes import Serdes
 from topicflow.topology.nodes import Forward, NodeFactory, RecordContext, TaskContext
+
+if TYPE_CHECKING:
+    from topicflow.dsl.ktable import KTable
 
 # aggregator(key, value, aggregate) -> new aggregate
 Aggregator = Callable[[Any, Any, Any], Any]
 Initializer = Callable[[], Any]
+
+
+class Aggregations:
+    """`count`, `reduce` and `aggregate`, in terms of one `_aggregate` each stream defines.
+
+    Shared by grouped streams and their time- and sliding-windowed forms.
+    """
+
+    def count(
+        self, materialized: Materialized | None = None, named: Named | str | None = None
+    ) -> KTable:
+        materialized = materialized or Materialized()
+        if materialized.value_serde is None:
+            # A count is a Long whatever the default value serde, as in Kafka Streams.
+            materialized = materialized.with_value_serde(Serdes.Long())
+        return self._aggregate(_zero, count_aggregator, materialized, named, "AGGREGATE")
+
+    def reduce(
+        self,
+        reducer: Callable[[Any, Any], Any],
+        materialized: Materialized | None = None,
+        named: Named | str | None = None,
+    ) -> KTable:
+        initializer, aggregator = reducer_aggregator(reducer)
+        return self._aggregate(
+            initializer, aggregator, materialized or Materialized(), named, "REDUCE"
+        )
+
+    def aggregate(
+        self,
+        initializer: Initializer,
+        aggregator: Aggregator,
+        materialized: Materialized | None = None,
+        named: Named | str | None = None,
+    ) -> KTable:
+        return self._aggregate(
+            initializer, aggregator, materialized or Materialized(), named, "AGGREGATE"
+        )
+
+    def _aggregate(
+        self,
+        initializer: Initializer,
+        aggregator: Aggregator,
+        materialized: Materialized,
+        named: Named | str | None,
+        kind: str,
+    ) -> KTable:
+        raise NotImplementedError
+
+
+def _zero() -> int:
+    return 0
 
 
 def count_aggregator(_key: Any, _value: Any, aggregate: int) -> int:

@@ -18,7 +18,6 @@ from topicflow.dsl.ktable import KTable
 from topicflow.dsl.options import Grouped, Materialized, Named
 from topicflow.dsl.windows import SessionWindows, SlidingWindows, TimeWindows
 from topicflow.errors import TopologyError
-from topicflow.serdes import Serdes
 from topicflow.state.stores import StoreSpec
 from topicflow.topology.nodes import ProcessorNode
 
@@ -28,7 +27,7 @@ if TYPE_CHECKING:
     from topicflow.dsl.sliding_windows import SlidingWindowedKStream
 
 
-class KGroupedStream:
+class KGroupedStream(agg.Aggregations):
     def __init__(self, stream: KStream[Any, Any], grouped: Grouped) -> None:
         self._stream = stream
         self._grouped = grouped
@@ -57,34 +56,6 @@ class KGroupedStream:
                 f"not {type(windows).__name__}"
             )
         return TimeWindowedKStream(self, windows)
-
-    def count(
-        self, materialized: Materialized | None = None, named: Named | str | None = None
-    ) -> KTable:
-        materialized = _count_serdes(materialized or Materialized())
-        return self._aggregate(lambda: 0, agg.count_aggregator, materialized, named, "AGGREGATE")
-
-    def reduce(
-        self,
-        reducer: Callable[[Any, Any], Any],
-        materialized: Materialized | None = None,
-        named: Named | str | None = None,
-    ) -> KTable:
-        initializer, aggregator = agg.reducer_aggregator(reducer)
-        return self._aggregate(
-            initializer, aggregator, materialized or Materialized(), named, "REDUCE"
-        )
-
-    def aggregate(
-        self,
-        initializer: Callable[[], Any],
-        aggregator: Callable[[Any, Any, Any], Any],
-        materialized: Materialized | None = None,
-        named: Named | str | None = None,
-    ) -> KTable:
-        return self._aggregate(
-            initializer, aggregator, materialized or Materialized(), named, "AGGREGATE"
-        )
 
     def _aggregate(
         self,
@@ -121,40 +92,12 @@ class KGroupedStream:
         return self._grouped
 
 
-class TimeWindowedKStream:
+class TimeWindowedKStream(agg.Aggregations):
     """A grouped stream cut into fixed-size windows, tumbling or hopping."""
 
     def __init__(self, grouped: KGroupedStream, windows: TimeWindows) -> None:
         self._grouped = grouped
         self._windows = windows
-
-    def count(
-        self, materialized: Materialized | None = None, named: Named | str | None = None
-    ) -> KTable:
-        materialized = _count_serdes(materialized or Materialized())
-        return self._aggregate(lambda: 0, agg.count_aggregator, materialized, named, "AGGREGATE")
-
-    def reduce(
-        self,
-        reducer: Callable[[Any, Any], Any],
-        materialized: Materialized | None = None,
-        named: Named | str | None = None,
-    ) -> KTable:
-        initializer, aggregator = agg.reducer_aggregator(reducer)
-        return self._aggregate(
-            initializer, aggregator, materialized or Materialized(), named, "REDUCE"
-        )
-
-    def aggregate(
-        self,
-        initializer: Callable[[], Any],
-        aggregator: Callable[[Any, Any, Any], Any],
-        materialized: Materialized | None = None,
-        named: Named | str | None = None,
-    ) -> KTable:
-        return self._aggregate(
-            initializer, aggregator, materialized or Materialized(), named, "AGGREGATE"
-        )
 
     def _aggregate(
         self,
@@ -191,13 +134,6 @@ class TimeWindowedKStream:
             name, make_node(True).factory
         )
         return table
-
-
-def _count_serdes(materialized: Materialized) -> Materialized:
-    # A count is a Long whatever the default value serde, as in Kafka Streams.
-    if materialized.value_serde is None:
-        return materialized.with_value_serde(Serdes.Long())
-    return materialized
 
 
 def _store_spec(

@@ -49,15 +49,13 @@ ones closed before were emitted by the previous owner before its last commit
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from topicflow.dsl.aggregations import (
+    Aggregations,
     Aggregator,
     Initializer,
     _forward_at,
-    count_aggregator,
-    reducer_aggregator,
 )
 from topicflow.dsl.ktable import KTable
 from topicflow.dsl.operations import forward_to
@@ -79,43 +77,13 @@ def record_times_store_name(store_name: str) -> str:
     return f"{store_name}-record-times"
 
 
-class SlidingWindowedKStream:
+class SlidingWindowedKStream(Aggregations):
     """A grouped stream aggregated over sliding windows (Kafka's TimeWindowedKStream for
     SlidingWindows)."""
 
     def __init__(self, grouped: KGroupedStream, windows: SlidingWindows) -> None:
         self._grouped = grouped
         self._windows = windows
-
-    def count(
-        self, materialized: Materialized | None = None, named: Named | str | None = None
-    ) -> KTable:
-        materialized = materialized or Materialized()
-        if materialized.value_serde is None:  # a count is a Long, as in Kafka Streams
-            materialized = materialized.with_value_serde(Serdes.Long())
-        return self._aggregate(lambda: 0, count_aggregator, materialized, named, "AGGREGATE")
-
-    def reduce(
-        self,
-        reducer: Callable[[Any, Any], Any],
-        materialized: Materialized | None = None,
-        named: Named | str | None = None,
-    ) -> KTable:
-        initializer, aggregator = reducer_aggregator(reducer)
-        return self._aggregate(
-            initializer, aggregator, materialized or Materialized(), named, "REDUCE"
-        )
-
-    def aggregate(
-        self,
-        initializer: Callable[[], Any],
-        aggregator: Callable[[Any, Any, Any], Any],
-        materialized: Materialized | None = None,
-        named: Named | str | None = None,
-    ) -> KTable:
-        return self._aggregate(
-            initializer, aggregator, materialized or Materialized(), named, "AGGREGATE"
-        )
 
     def _aggregate(
         self,

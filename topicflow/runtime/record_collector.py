@@ -48,36 +48,8 @@ class RecordCollector:
         headers: Headers | None,
         partition: int,
     ) -> None:
-        try:
-            self._produce(
-                topic,
-                value,
-                key,
-                partition=partition,
-                on_delivery=self._on_delivery,
-                timestamp=timestamp,
-                headers=headers,
-            )
-        except BufferError:
-            self._send_when_room(topic, key, value, timestamp, headers, partition)
-        self.sent += 1
-        self._unpolled += 1
-        if self._unpolled >= POLL_EVERY:
-            self._unpolled = 0
-            self._poll(0)
-
-    def _send_when_room(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        timestamp: int,
-        headers: Headers | None,
-        partition: int,
-    ) -> None:
-        started = last_warning = time.monotonic()
+        full_since = 0.0
         while True:
-            self._poll(QUEUE_FULL_WAIT_S)
             try:
                 self._produce(
                     topic,
@@ -88,16 +60,29 @@ class RecordCollector:
                     timestamp=timestamp,
                     headers=headers,
                 )
-                return
+                break
             except BufferError:
-                now = time.monotonic()
-                if now - last_warning >= WARN_AFTER_S:
-                    last_warning = now
-                    log.warning(
-                        "producer queue full for %.0f s: the broker is not taking records; "
-                        "is it reachable?",
-                        now - started,
-                    )
+                full_since = self._wait_for_room(full_since)
+        self.sent += 1
+        self._unpolled += 1
+        if self._unpolled >= POLL_EVERY:
+            self._unpolled = 0
+            self._poll(0)
+
+    def _wait_for_room(self, full_since: float) -> float:
+        """The producer's queue is full: serve delivery reports for a while, warn if it lasts."""
+        now = time.monotonic()
+        if not full_since:
+            full_since = now
+        elif now - full_since >= WARN_AFTER_S:
+            log.warning(
+                "producer queue full for %.0f s: the broker is not taking records; "
+                "is it reachable?",
+                now - full_since,
+            )
+            full_since = now
+        self._poll(QUEUE_FULL_WAIT_S)
+        return full_since
 
     def _on_delivery(self, error: Any, message: Any) -> None:
         # Keep the first few reasons; one failure is enough to stop committing.

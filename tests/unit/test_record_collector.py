@@ -1,0 +1,62 @@
+"""RecordCollector: a full producer queue delays a record, never drops or repeats it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from topicflow.errors import StreamsException
+from topicflow.runtime.record_collector import RecordCollector
+
+
+class _FullThenFree:
+    """Raises BufferError (queue full) a few times, as librdkafka does under backpressure."""
+
+    def __init__(self, full_for: int) -> None:
+        self.full_for = full_for
+        self.produced: list[tuple[Any, ...]] = []
+        self.polls = 0
+
+    def produce(self, topic: str, value: Any = None, key: Any = None, **kw: Any) -> None:
+        if self.full_for:
+            self.full_for -= 1
+            raise BufferError("Local: Queue full")
+        self.produced.append((topic, key, value, kw["partition"], kw["timestamp"]))
+
+    def poll(self, timeout: float = 0) -> int:
+        self.polls += 1
+        return 0
+
+    def flush(self, timeout: float = 0) -> int:
+        return 0
+
+    def __len__(self) -> int:
+        return 0
+
+
+def test_a_full_queue_delays_the_record_until_there_is_room() -> None:
+    producer = _FullThenFree(full_for=3)
+    collector = RecordCollector(producer, lambda topic: 1)  # type: ignore[arg-type]
+    collector.send("out", b"k", b"v", 42, None, -1)
+    assert producer.produced == [("out", b"k", b"v", -1, 42)]
+    assert producer.polls >= 3  # delivery reports served while waiting
+    assert collector.sent == 1
+
+
+def test_failed_deliveries_fail_the_flush_that_precedes_a_commit() -> None:
+    producer = _FullThenFree(full_for=0)
+    collector = RecordCollector(producer, lambda topic: 1)  # type: ignore[arg-type]
+    collector.send("out", b"k", b"v", 1, None, -1)
+
+    class _Error:
+        def str(self) -> str:
+            return "Broker: Topic authorization failed"
+
+    class _Message:
+        def topic(self) -> str:
+            return "out"
+
+    collector._on_delivery(_Error(), _Message())
+    with pytest.raises(StreamsException, match="Topic authorization failed"):
+        collector.flush(1)
