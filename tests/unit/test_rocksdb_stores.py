@@ -235,6 +235,7 @@ def test_window_store_matches_in_memory_store(tmp_path: Path, seed: int, reopen:
                 value = None if rng.random() < 0.2 else rng.randint(-1000, 1000)
                 memory.put(key, value, start)
                 rocks.put(key, value, start)
+                observed = max(observed, start)  # writing advances a window store's time
             elif op < 0.95:
                 start = max(0, stream_time + rng.randint(-retention - 30_000, 20_000))
                 start -= start % size
@@ -287,27 +288,31 @@ def test_window_puts_into_expired_windows_are_ignored(tmp_path: Path) -> None:
 def test_window_expiry_deletes_from_disk_once_per_purge_interval(tmp_path: Path) -> None:
     path = tmp_path / "w"
     retention = 600_000  # purge interval: 300 s of stream time
+
+    def on_disk() -> list[int]:
+        return sorted(struct.unpack(">Q", k[:8])[0] - (1 << 63) for k, _v in raw_entries(path))
+
     store = window_store(path, retention)
+    # Writing advances the store's time, to 900_000 at the last put. The first
+    # expiry (at 600_000, horizon 0) deletes from disk at once; the next purge
+    # waits until the horizon has moved by the interval (horizon 300_000).
     for start in range(0, 1_000_000, 100_000):
         store.put("k", start, start)
-    store.observe_stream_time(700_000)  # expires 0 and 100_000, and purges them
-    assert [s for _k, s, _v in store.all()] == list(range(200_000, 1_000_000, 100_000))
-    store.observe_stream_time(900_000)  # expires up to 300_000, not purged yet
     assert [s for _k, s, _v in store.all()] == list(range(400_000, 1_000_000, 100_000))
+    store.observe_stream_time(1_100_000)  # horizon 500_000: expired, but not purged yet
+    assert [s for _k, s, _v in store.all()] == list(range(600_000, 1_000_000, 100_000))
     store.close()
-    on_disk = sorted(struct.unpack(">Q", k[:8])[0] - (1 << 63) for k, _v in raw_entries(path))
-    assert on_disk == list(range(200_000, 1_000_000, 100_000))
+    assert on_disk() == list(range(400_000, 1_000_000, 100_000))
 
     store = window_store(path, retention)
     # Reopened: stream time is unknown until observed, as for a restored in-memory store.
-    assert store.window_count() == 8
-    store.observe_stream_time(900_000)
     assert store.window_count() == 6
-    assert store.fetch("k", 300_000) is None
-    assert store.fetch("k", 400_000) == 400_000
+    store.observe_stream_time(1_100_000)
+    assert store.window_count() == 4
+    assert store.fetch("k", 500_000) is None
+    assert store.fetch("k", 600_000) == 600_000
     store.close()
-    on_disk = sorted(struct.unpack(">Q", k[:8])[0] - (1 << 63) for k, _v in raw_entries(path))
-    assert on_disk == list(range(400_000, 1_000_000, 100_000))
+    assert on_disk() == list(range(600_000, 1_000_000, 100_000))
 
 
 def test_window_store_persists_across_reopen(tmp_path: Path) -> None:
@@ -342,15 +347,17 @@ def test_window_store_layout_and_serdes(tmp_path: Path) -> None:
 
 
 def test_window_ranges_at_the_limits(tmp_path: Path) -> None:
-    store = window_store(tmp_path / "w", 1_000)
-    store.put("k", 1, 0)
+    # A retention of LONG_MAX keeps window 1 after the write at LONG_MAX moves
+    # the store's time there (horizon 0).
+    store = window_store(tmp_path / "w", LONG_MAX)
+    store.put("k", 1, 1)
     store.put("k", 2, LONG_MAX)
-    assert list(store.fetch_all(LONG_MIN, LONG_MAX)) == [("k", 0, 1), ("k", LONG_MAX, 2)]
-    assert list(store.fetch_all(1, LONG_MAX - 1)) == []
+    assert list(store.fetch_all(LONG_MIN, LONG_MAX)) == [("k", 1, 1), ("k", LONG_MAX, 2)]
+    assert list(store.fetch_all(2, LONG_MAX - 1)) == []
     assert list(store.fetch_all(5, 4)) == []
     assert list(store.fetch_range("k", LONG_MAX, LONG_MAX)) == [(LONG_MAX, 2)]
     store.close()
-    store = window_store(tmp_path / "w", 1_000)
+    store = window_store(tmp_path / "w", LONG_MAX)
     assert store.window_count() == 2
     store.close()
 

@@ -294,6 +294,9 @@ class RocksDBWindowStore(_RocksDBStore):
         if key_bytes is None:
             raise StreamsException(f"store {self.name!r}: a key cannot be null")
         if window_start not in self._start_set:
+            # As the in-memory store: writing advances the store's own time.
+            if window_start > self._observed_time:
+                self.observe_stream_time(window_start)
             if window_start <= self._horizon:
                 return  # already expired
             if value is None:
@@ -392,9 +395,14 @@ class RocksDBWindowStore(_RocksDBStore):
         batch = WriteBatch(raw_mode=True)
         put, delete = batch.put, batch.delete
         start_set, horizon = self._start_set, self._horizon
+        observed, retention = self._observed_time, self.retention_ms
         new_starts = []
         for key_bytes, window_start, value in records:
             if window_start not in start_set:
+                # Time advances within the batch as it would over the same puts.
+                if window_start > observed:
+                    observed = window_start
+                    horizon = observed - retention
                 if window_start <= horizon or value is None:
                     continue
                 start_set.add(window_start)
@@ -407,3 +415,5 @@ class RocksDBWindowStore(_RocksDBStore):
         if new_starts:
             self._starts.extend(new_starts)
             self._starts.sort()
+        # Expire what the batch's time passed, as the same puts would have.
+        self.observe_stream_time(observed)
