@@ -261,6 +261,8 @@ def _in_memory_restore_batch(
 def _consume_only(broker: Any, config: StreamsConfig, topic: str, count: int) -> float:
     consumer = _restore_consumer(broker, config)
     started = time.perf_counter()
+    # As restore does first; it also gets the connection up before consuming.
+    consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=30)
     consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
     seen = 0
     while seen < count:

@@ -22,7 +22,6 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 from services.logs import (
     FAILED_LOGIN,
@@ -31,10 +30,10 @@ from services.logs import (
     is_failed_login,
     parse_log_line,
 )
+from services.producing import DeliveryCounter, producer_for
 from topicflow.brokers.base import Producer
 from topicflow.config import KafkaEnv, StreamsConfig
 from topicflow.errors import ConfigError, StreamsException, TopicflowError
-from topicflow.runtime.kafka_streams import broker_for
 from topicflow.runtime.runner import EXIT_BAD_SETUP, configure_logging
 
 WINDOW_MS = 10_000
@@ -237,7 +236,7 @@ def produce_log_lines(
     StreamsException, after sending everything, when the broker did not take
     every line.
     """
-    deliveries = _Deliveries()
+    deliveries = DeliveryCounter()
     produce = producer.produce
     poll = producer.poll
     selected = itertools.islice(lines, count) if count else lines
@@ -278,22 +277,6 @@ def produce_log_lines(
             + (f" ({deliveries.first_error})" if deliveries.first_error else " (flush timed out)")
         )
     return sent
-
-
-class _Deliveries:
-    """Counts the records the broker refused, and keeps the first reason."""
-
-    def __init__(self) -> None:
-        self.failed = 0
-        self.first_error: str | None = None
-
-    def __call__(self, error: Any, message: Any) -> None:
-        if error is None:
-            return
-        self.failed += 1
-        if self.first_error is None:
-            text = error.str() if hasattr(error, "str") else str(error)
-            self.first_error = str(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -354,18 +337,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             return EXIT_BAD_SETUP
         config = StreamsConfig.from_env("generate-logs")
-        broker = broker_for(config)
-        broker.check_reachable(config.startup_timeout_ms / 1000)
         topic = args.topic or f"{kafka.prefix}loglines"
-        timeout = config.startup_timeout_ms / 1000
-        if topic not in broker.admin().partition_counts([topic], timeout):
-            print(
-                f"generate-logs: topic {topic!r} does not exist; create it (`topicflow topics "
-                "anomaly-detector --partitions N`, or your cluster's tooling) and start again",
-                file=sys.stderr,
-            )
-            return EXIT_BAD_SETUP
-        producer = broker.producer({**config.producer_client_config(), "linger.ms": 20})
+        producer = producer_for(config, topic, "anomaly-detector")
         # The broker check took time: start the clock now.
         start_ms = int(time.time() * 1000)
         lines = lines_from(start_ms)

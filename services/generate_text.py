@@ -13,11 +13,11 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 
+from services.producing import DeliveryCounter, producer_for
 from services.sentences import sentences
 from topicflow.brokers.base import Producer
 from topicflow.config import KafkaEnv, StreamsConfig
-from topicflow.errors import TopicflowError
-from topicflow.runtime.kafka_streams import broker_for
+from topicflow.errors import StreamsException, TopicflowError
 from topicflow.runtime.runner import EXIT_BAD_SETUP, configure_logging
 
 
@@ -38,6 +38,7 @@ def produce_lines(
     progress: bool = True,
 ) -> int:
     """Send up to `count` lines (0: all) at `rate` lines/s (0: as fast as possible)."""
+    deliveries = DeliveryCounter()
     produce = producer.produce
     poll = producer.poll
     selected = itertools.islice(lines, count) if count else lines
@@ -46,7 +47,7 @@ def produce_lines(
     for line in selected:
         while True:
             try:
-                produce(topic, line.encode())
+                produce(topic, line.encode(), on_delivery=deliveries)
                 break
             except BufferError:
                 poll(0.05)
@@ -67,7 +68,12 @@ def produce_lines(
                     file=sys.stderr,
                 )
                 last_report = now
-    producer.flush(30)
+    left = producer.flush(30)
+    if deliveries.failed or left:
+        raise StreamsException(
+            f"{deliveries.failed + left:,} of {sent:,} lines were not delivered to {topic}"
+            + (f" ({deliveries.first_error})" if deliveries.first_error else " (flush timed out)")
+        )
     return sent
 
 
@@ -92,10 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             return EXIT_BAD_SETUP
         config = StreamsConfig.from_env("generate-text")
-        broker = broker_for(config)
-        broker.check_reachable(config.startup_timeout_ms / 1000)
-        producer = broker.producer({**config.producer_client_config(), "linger.ms": 20})
         topic = args.topic or f"{kafka.prefix}textlines"
+        producer = producer_for(config, topic, "text-processor")
         lines = lines_from(args.file, args.seed)
         sent = produce_lines(producer, topic, lines, args.rate, args.count)
     except TopicflowError as error:

@@ -1,0 +1,59 @@
+"""generate-text and generate-logs as commands against the real broker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from services.logs import parse_log_line
+from tests.integration.kafka_tools import BIN, create_topics, read_values
+from topicflow.dev import DevEnv
+
+
+def _run(command: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / command), *args],
+        check=False,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_generate_text_sends_the_lines_of_a_file(
+    dev_env: DevEnv, unique: str, tmp_path: Path
+) -> None:
+    prefix = f"gen-{unique}."
+    create_topics(dev_env.bootstrap_servers, [f"{prefix}textlines"], 2)
+    source = tmp_path / "book.txt"
+    source.write_text("First line.\n\n   \nSecond line, déjà vu.\n", encoding="utf-8")
+    env = {"KAFKA_URL": dev_env.kafka_url, "KAFKA_PREFIX": prefix}
+    done = _run("generate-text", env, "--file", str(source), "--rate", "0")
+    assert done.returncode == 0, done.stderr
+    values = read_values(dev_env.bootstrap_servers, f"{prefix}textlines", 2, 20)
+    assert sorted(v.decode() for v in values if v) == ["First line.", "Second line, déjà vu."]
+
+
+def test_generate_logs_sends_parseable_lines(dev_env: DevEnv, unique: str) -> None:
+    prefix = f"gen-{unique}."
+    create_topics(dev_env.bootstrap_servers, [f"{prefix}loglines"], 2)
+    env = {"KAFKA_URL": dev_env.kafka_url, "KAFKA_PREFIX": prefix}
+    done = _run("generate-logs", env, "--count", "300", "--rate", "3000")
+    assert done.returncode == 0, done.stderr
+    values = read_values(dev_env.bootstrap_servers, f"{prefix}loglines", 300, 20)
+    assert len(values) == 300
+    assert all(parse_log_line(v.decode()) is not None for v in values if v)
+
+
+def test_generators_refuse_a_missing_topic(dev_env: DevEnv, unique: str) -> None:
+    env = {"KAFKA_URL": dev_env.kafka_url, "KAFKA_PREFIX": f"absent-{unique}."}
+    for command, service in (
+        ("generate-text", "text-processor"),
+        ("generate-logs", "anomaly-detector"),
+    ):
+        done = _run(command, env, "--count", "1")
+        assert done.returncode == 2
+        assert f"topicflow topics {service}" in done.stderr
+        assert "Traceback" not in done.stderr
