@@ -207,6 +207,9 @@ class StreamWorker:
                     "fetch.max.bytes": 64 * 1024 * 1024,
                     "max.partition.fetch.bytes": 16 * 1024 * 1024,
                     "queued.max.messages.kbytes": 65536,
+                    # librdkafka >= 2.1 waits a second before fetching again once
+                    # its queue is full: restore drains the queue at once, so retry soon.
+                    "fetch.queue.backoff.ms": 10,
                 }
             )
             self._restore_consumer = self._broker.consumer(config)

@@ -97,6 +97,9 @@ class InMemoryKeyValueStore:
     def approximate_num_entries(self) -> int:
         return len(self._data)
 
+    def flush(self) -> None:
+        """Nothing to make durable: the changelog is this store's only copy."""
+
     def close(self) -> None:
         self._data.clear()
 
@@ -183,6 +186,9 @@ class InMemoryWindowStore:
 
     def approximate_num_entries(self) -> int:
         return sum(len(w) for w in self._windows.values())
+
+    def flush(self) -> None:
+        """Nothing to make durable: the changelog is this store's only copy."""
 
     def close(self) -> None:
         self._windows.clear()
