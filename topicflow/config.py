@@ -279,7 +279,10 @@ class KafkaEnv:
     client_cert_key: str | None
 
     @staticmethod
-    def read(environ: Mapping[str, str], base: str = "KAFKA") -> KafkaEnv:
+    def read(environ: Mapping[str, str], base: str | None = None) -> KafkaEnv:
+        """The add-on's variables under `base` (`KAFKA`: `KAFKA_URL`...), or under the
+        attachment the environment names (see `attachment_name`)."""
+        base = base or attachment_name(environ)
         raw_url = environ.get(f"{base}_URL", "").strip()
         url = KafkaUrl.parse(raw_url, f"{base}_URL") if raw_url else None
         return KafkaEnv(
@@ -361,6 +364,42 @@ _JAVA_ALIASES = {
     "max_poll_records": "max_poll_records",
     "default_deserialization_exception_handler": "default_deserialization_exception_handler",
 }
+
+
+# Heroku names an add-on's variables after its attachment: `KAFKA_URL` for the
+# default one, `HEROKU_KAFKA_GRAY_URL` for an attachment named HEROKU_KAFKA_GRAY.
+ATTACHMENT_VARIABLE = "TOPICFLOW_KAFKA_ATTACHMENT"
+
+
+def attachment_name(environ: Mapping[str, str]) -> str:
+    """Which attachment's variables to read, in this order:
+
+    1. `TOPICFLOW_KAFKA_ATTACHMENT`, e.g. `HEROKU_KAFKA_GRAY` (its `_URL` must be set);
+    2. the original Java example's scheme: `HEROKU_KAFKA` plus `ADDON_SUFFIX`, when
+       `ADDON_SUFFIX` is set;
+    3. Heroku's default attachment, `KAFKA`, when `KAFKA_URL` is set;
+    4. `HEROKU_KAFKA`, when only `HEROKU_KAFKA_URL` is set.
+    With none of them, `KAFKA` (unset: the embedded broker).
+    """
+    explicit = environ.get(ATTACHMENT_VARIABLE, "").strip()
+    if explicit:
+        if not environ.get(f"{explicit}_URL", "").strip():
+            raise ConfigError(
+                f"{ATTACHMENT_VARIABLE}={explicit} but {explicit}_URL is not set; "
+                "check the attachment's name with `heroku addons`"
+            )
+        return explicit
+    suffix = environ.get("ADDON_SUFFIX", "").strip()
+    if suffix:
+        base = f"HEROKU_KAFKA{suffix}"
+        if not environ.get(f"{base}_URL", "").strip():
+            raise ConfigError(f"ADDON_SUFFIX={suffix} but {base}_URL is not set")
+        return base
+    if environ.get("KAFKA_URL", "").strip():
+        return "KAFKA"
+    if environ.get("HEROKU_KAFKA_URL", "").strip():
+        return "HEROKU_KAFKA"
+    return "KAFKA"
 
 
 def _check_positive(name: str, value: int) -> None:
