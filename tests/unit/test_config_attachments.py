@@ -10,7 +10,9 @@ from topicflow.errors import ConfigError
 GRAY = {
     "HEROKU_KAFKA_GRAY_URL": "kafka+ssl://gray1:9096,kafka+ssl://gray2:9096",
     "HEROKU_KAFKA_GRAY_PREFIX": "gray-",
-    "HEROKU_KAFKA_GRAY_TRUSTED_CERT": "-----BEGIN CERTIFICATE-----\nGRAYCA\n-----END CERTIFICATE-----",
+    "HEROKU_KAFKA_GRAY_TRUSTED_CERT": (
+        "-----BEGIN CERTIFICATE-----\nGRAYCA\n-----END CERTIFICATE-----"
+    ),
 }
 
 
