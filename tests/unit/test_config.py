@@ -149,11 +149,27 @@ def test_unknown_processing_guarantee_is_rejected() -> None:
     assert "at_least_once" in message
 
 
-def test_exactly_once_v2_is_refused_with_the_alternative() -> None:
-    message = config_error(
-        StreamsConfig, application_id="app", processing_guarantee="exactly_once_v2"
-    )
-    assert "at_least_once" in message
+def test_exactly_once_v2_sets_up_transactional_clients() -> None:
+    config = StreamsConfig(application_id="app", processing_guarantee="exactly_once_v2")
+    assert config.exactly_once
+    producer = config.producer_client_config()
+    assert producer["enable.idempotence"] is True
+    assert producer["transaction.timeout.ms"] >= 10_000
+    assert config.consumer_client_config()["isolation.level"] == "read_committed"
+
+
+def test_exactly_once_v2_on_the_embedded_broker_fails_at_start_with_the_alternative() -> None:
+    from topicflow import KafkaStreams, StreamsBuilder
+    from topicflow.brokers.embedded import EmbeddedBroker
+
+    builder = StreamsBuilder()
+    builder.stream("in").to("out")
+    config = StreamsConfig(application_id="app", processing_guarantee="exactly_once_v2")
+    streams = KafkaStreams(builder.build(), config, broker=EmbeddedBroker())
+    with pytest.raises(ConfigError) as info:
+        streams.start()
+    assert "at_least_once" in str(info.value)
+    assert "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize(

@@ -22,12 +22,19 @@ import enum
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
-from topicflow.brokers.base import Admin, Broker, TopicSpec
+from topicflow.brokers.base import Admin, Broker, TopicSpec, TransactionalProducer
 from topicflow.config import StreamsConfig
-from topicflow.errors import MissingSourceTopics, StreamsException, TopicflowError
+from topicflow.errors import (
+    BrokerUnavailable,
+    ConfigError,
+    MissingSourceTopics,
+    StreamsException,
+    TopicflowError,
+)
 from topicflow.runtime.processing import WorkerMetrics
 from topicflow.runtime.stream_worker import StreamWorker, WorkerState
 from topicflow.topology.topology import SubTopology, Topology
@@ -69,6 +76,8 @@ class KafkaStreams:
         self._listeners: list[StateListener] = []
         self._workers: list[StreamWorker] = []
         self._stopped = threading.Event()
+        # Names this instance's transactional ids (exactly-once), one per worker.
+        self._instance = uuid.uuid4().hex[:12]
 
     @property
     def topology(self) -> Topology:
@@ -122,6 +131,8 @@ class KafkaStreams:
         self._broker = broker
         timeout = self._config.startup_timeout_ms / 1000
         broker.check_reachable(timeout)
+        if self._config.exactly_once:
+            self._check_transactions(broker)
         admin = broker.admin()
         subtopologies = self._topology.subtopologies()
         self._prepare_topics(admin, subtopologies, timeout)
@@ -135,11 +146,36 @@ class KafkaStreams:
                 self.resolve_topic,
                 self._on_worker_state,
                 self._topology.state_stores,
+                self._instance,
             )
             for i in range(self._config.num_stream_threads)
         ]
         for worker in self._workers:
             worker.start()
+
+    def _check_transactions(self, broker: Broker) -> None:
+        """Fail at start, in one line, where exactly-once cannot work."""
+        if broker.name == "embedded":
+            raise ConfigError(
+                "processing_guarantee='exactly_once_v2' needs Apache Kafka's transactions; "
+                "the embedded broker has none: set KAFKA_URL or use 'at_least_once'"
+            )
+        from confluent_kafka import KafkaException
+
+        from topicflow.runtime.transactions import TRANSACTION_TIMEOUT_S, refused_transactions
+
+        config = self._config.producer_client_config()
+        config["transactional.id"] = f"{self._config.application_id}-startup-check"
+        producer = cast(TransactionalProducer, broker.producer(config))
+        try:
+            producer.init_transactions(
+                min(TRANSACTION_TIMEOUT_S, self._config.startup_timeout_ms / 1000)
+            )
+        except KafkaException as error:
+            refused = refused_transactions(error)
+            if refused is not None:
+                raise refused from None
+            raise BrokerUnavailable(f"cannot start Kafka transactions: {error}") from None
 
     def resolve_topic(self, topic: str) -> str:
         """Internal topics carry the application id (and so the Kafka prefix) in their name."""

@@ -23,13 +23,14 @@ from typing import Any
 
 from confluent_kafka import TopicPartition
 
-from topicflow.brokers.base import Broker, Consumer
+from topicflow.brokers.base import OFFSET_BEGINNING, OFFSET_END, Broker, Consumer
 from topicflow.config import StreamsConfig
 from topicflow.errors import RetriableError, StreamsException, TopicflowError
 from topicflow.processor.api import PunctuationType
 from topicflow.runtime.processing import BatchProcessor, Routes, WorkerMetrics
 from topicflow.runtime.record_collector import RecordCollector
 from topicflow.runtime.task import StreamTask, TaskId
+from topicflow.runtime.transactions import TransactionAborted, Transactions, transactional_id
 from topicflow.state.stores import StoreSpec
 from topicflow.topology.topology import SubTopology
 
@@ -63,6 +64,7 @@ class StreamWorker:
         resolve_topic: Callable[[str], str],
         on_state_change: Callable[[StreamWorker, WorkerState], None],
         store_specs: dict[str, StoreSpec] | None = None,
+        instance: str | None = None,
     ) -> None:
         self.index = index
         self.name = f"{config.application_id}-StreamWorker-{index}"
@@ -91,6 +93,12 @@ class StreamWorker:
         # Revoked tasks, kept until the rebalance ends in case they come back.
         self._suspended: dict[TaskId, StreamTask] = {}
         self._callback_error: BaseException | None = None
+        self._transactions: Transactions | None = None
+        # (records consumed, records sent) at the last commit: an idle interval
+        # commits nothing (no empty transaction, no repeated offset commit).
+        self._committed_progress = (0, 0)
+        # Distinguishes this process's transactional ids from another instance's.
+        self._instance = instance
         self._restore_consumer: Consumer | None = None
         self._store_specs = store_specs
 
@@ -147,8 +155,16 @@ class StreamWorker:
                 raise StreamsException(f"output topic {topic!r} does not exist; create it first")
             return counts[topic]
 
+        if config.exactly_once:
+            producer_config["transactional.id"] = transactional_id(
+                config.application_id, self.index, self._instance
+            )
         self._consumer = consumer = self._broker.consumer(consumer_config)
-        self._collector = RecordCollector(self._broker.producer(producer_config), partition_count)
+        producer = self._broker.producer(producer_config)
+        self._collector = RecordCollector(producer, partition_count)
+        if config.exactly_once:
+            self._transactions = Transactions(producer, consumer)
+            self._transactions.start()
         consumer.subscribe(
             sorted(self._subtopology_of),
             on_assign=self._guarded(self._on_assign),
@@ -253,20 +269,25 @@ class StreamWorker:
         except RetriableError as error:
             self._postpone_commit(error)
             return False
-        self._collector.flush(FLUSH_TIMEOUT_S)
-        self.metrics.records_produced = self._collector.sent
-        if self._retry_at is not None:
-            log.info("%s: flushed after %s; resuming input", self.name, "a retry")
-            self._retry_at = None
-            self._backoff = RETRY_BACKOFF_MIN_S
-            self._consumer.resume(self._consumer.assignment())
+        m = self.metrics
+        # Skipped records move positions too: count them as progress.
+        seen = m.records_consumed + m.deserialization_errors + m.invalid_timestamps
+        progress = (seen + m.processing_errors, self._collector.sent)
+        if progress == self._committed_progress and self._retry_at is None:
+            return True  # nothing consumed or produced since the last commit
         offsets = [
             TopicPartition(route.topic, route.partition, route.position)
             for by_partition in self._routes.values()
             for route in by_partition.values()
             if route.position >= 0
         ]
+        if self._transactions is not None:
+            return self._commit_transaction(offsets, progress)
+        self._collector.flush(FLUSH_TIMEOUT_S)
+        self.metrics.records_produced = self._collector.sent
+        self._resume_if_paused()
         if not offsets:
+            self._committed_progress = progress
             return True
         try:
             self._consumer.commit(offsets=offsets, asynchronous=False)
@@ -280,7 +301,57 @@ class StreamWorker:
             )
             return False
         self.metrics.commits += 1
+        self._committed_progress = progress
         return True
+
+    def _commit_transaction(self, offsets: list[Any], progress: tuple[int, int]) -> bool:
+        """Exactly-once: the outputs, changelogs and input offsets commit as one transaction."""
+        assert self._transactions is not None and self._collector is not None
+        try:
+            self._collector.flush(FLUSH_TIMEOUT_S)
+            self._transactions.commit(offsets)
+        except (TransactionAborted, StreamsException) as error:
+            if isinstance(error, TransactionAborted) or self._transactions.open:
+                self._transactions.abort()
+                log.warning("%s: %s", self.name, error)
+                self._redo_uncommitted_work()
+                if not self._transactions.open:
+                    self._transactions.begin()
+                return False
+            raise
+        self.metrics.records_produced = self._collector.sent
+        self.metrics.commits += 1
+        self._committed_progress = progress
+        self._resume_if_paused()
+        return True
+
+    def _redo_uncommitted_work(self) -> None:
+        """After an abort: the tasks' state holds uncommitted changes. Drop the tasks,
+        rebuild them from their (committed) changelogs, and rewind the input to the
+        committed offsets."""
+        assert self._consumer is not None
+        consumer = self._consumer
+        self._close_tasks([*self._tasks.values(), *self._suspended.values()])
+        self._tasks.clear()
+        self._suspended.clear()
+        self._routes.clear()
+        self._to_restore = []
+        assignment = consumer.assignment()
+        self._on_assign(consumer, assignment)
+        for tp in consumer.committed(assignment, timeout=30):
+            if tp.offset < 0:
+                tp.offset = (
+                    OFFSET_BEGINNING if self._config.auto_offset_reset == "earliest" else OFFSET_END
+                )
+            consumer.seek(tp)
+
+    def _resume_if_paused(self) -> None:
+        if self._retry_at is not None:
+            assert self._consumer is not None
+            log.info("%s: flushed after a retry; resuming input", self.name)
+            self._retry_at = None
+            self._backoff = RETRY_BACKOFF_MIN_S
+            self._consumer.resume(self._consumer.assignment())
 
     def _postpone_commit(self, error: RetriableError) -> None:
         assert self._consumer is not None
@@ -352,8 +423,8 @@ class StreamWorker:
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         self._set_state(WorkerState.PARTITIONS_REVOKED)
+        committed = False
         if self._tasks:
-            committed = False
             try:
                 committed = self.commit()
                 if not committed:
@@ -368,6 +439,12 @@ class StreamWorker:
                 self._write_checkpoints(consumer, list(self._tasks.values()))
             self._retry_at = None
             self._backoff = RETRY_BACKOFF_MIN_S
+        if self._tasks and self._transactions is not None and not committed:
+            # Exactly-once: uncommitted changes were aborted, so the stores are ahead
+            # of what counts; whoever gets these tasks restores them.
+            self._close_tasks(list(self._tasks.values()))
+            self._tasks.clear()
+            self._routes.clear()
         # Suspend rather than close: a task assigned back to us at the end of this
         # rebalance resumes without restoring its stores (Kafka Streams does the same).
         revoked = {(tp.topic, tp.partition) for tp in partitions}
@@ -418,6 +495,8 @@ class StreamWorker:
                 # After a failure, what was processed may not be in the producer:
                 # drop the positions so that closing does not commit them.
                 self._routes.clear()
+                if self._transactions is not None:
+                    self._transactions.abort()
         finally:
             # close() leaves the group at once, so the others take over without
             # waiting for the session timeout. It runs on_revoke, which commits

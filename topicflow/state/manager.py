@@ -160,6 +160,15 @@ class StateManager:
                 # compaction) from costing the whole wait.
                 messages = consumer.consume(RESTORE_BATCH, 0.05)
                 if not messages:
+                    # Transactional changelogs end with commit markers, which are never
+                    # delivered: the consumer's position tells when the end is reached.
+                    for tp in consumer.position(
+                        [TopicPartition(t, self._partition) for t in remaining]
+                    ):
+                        if tp.offset >= remaining[tp.topic]:
+                            del remaining[tp.topic]
+                    if not remaining:
+                        break
                     if time.monotonic() > idle_deadline:
                         raise StreamsException(
                             f"task {self._task_id}: restoring {sorted(remaining)} stalled "

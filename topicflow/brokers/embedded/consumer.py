@@ -142,6 +142,11 @@ class EmbeddedConsumer:
         if self._member is not None:
             self._revoke(leaving=True)
 
+    def consumer_group_metadata(self) -> str:
+        """The group this consumer belongs to. The embedded broker has no transactions,
+        so nothing consumes it; it exists to match confluent-kafka's Consumer."""
+        return self._group_id
+
     def close(self) -> None:
         """Revoke (calling on_revoke) and leave the group; idempotent, as confluent's."""
         if self._closed:
