@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from confluent_kafka import KafkaError, KafkaException
@@ -63,7 +63,9 @@ from topicflow.dev.kafka import _LOG4J2, HOST, Broker, _port_open, _require, _se
 from topicflow.errors import DevEnvError
 
 __all__ = [
+    "CLIENT_PRINCIPAL",
     "DEFAULT_PORT",
+    "PORT_VARIABLE",
     "HerokuKafka",
     "start_heroku_kafka",
     "stop_heroku_kafka",
@@ -89,23 +91,24 @@ class HerokuKafka:
 
     kafka_url: str
     """`kafka+ssl://127.0.0.1:19192`: Heroku's KAFKA_URL form."""
-    trusted_cert: str
-    """The cluster CA's certificate (PEM): KAFKA_TRUSTED_CERT."""
-    client_cert: str
-    """The app's certificate (PEM), signed by the cluster CA: KAFKA_CLIENT_CERT."""
-    client_cert_key: str
-    """Its private key (unencrypted PKCS#8 PEM): KAFKA_CLIENT_CERT_KEY."""
     operator_bootstrap: str
     """`127.0.0.1:19194`: a PLAINTEXT listener where every client is a super user."""
-    client_principal: str = CLIENT_PRINCIPAL
-    """`User:app-topicflow`: whom `grant_prefix` grants by default."""
-    next_ca_cert: str = ""
+    # The PEM texts are left out of repr(): long, and keys are secrets (if test ones).
+    trusted_cert: str = field(repr=False)
+    """The cluster CA's certificate (PEM): KAFKA_TRUSTED_CERT."""
+    client_cert: str = field(repr=False)
+    """The app's certificate (PEM), signed by the cluster CA: KAFKA_CLIENT_CERT."""
+    client_cert_key: str = field(repr=False)
+    """Its private key (unencrypted PKCS#8 PEM): KAFKA_CLIENT_CERT_KEY."""
+    next_ca_cert: str = field(repr=False)
     """A second CA (PEM), as in a CA rotation: the broker trusts client
     certificates it signs, but its own certificate is signed by `trusted_cert`'s CA."""
-    unknown_ca_client_cert: str = ""
+    unknown_ca_client_cert: str = field(repr=False)
     """A certificate with the app's subject, signed by a CA the broker does not trust."""
-    unknown_ca_client_cert_key: str = ""
+    unknown_ca_client_cert_key: str = field(repr=False)
     """Its private key."""
+    client_principal: str = CLIENT_PRINCIPAL
+    """`User:app-topicflow`: whom `grant_prefix` grants by default."""
 
     @property
     def bootstrap_servers(self) -> str:
@@ -152,7 +155,8 @@ class HerokuKafka:
         wanted = list(names)
         if not wanted:
             return
-        futures = self._admin().delete_topics(wanted, operation_timeout=_TIMEOUT_S)
+        admin = self._admin()
+        futures = admin.delete_topics(wanted, operation_timeout=_TIMEOUT_S)
         for future in futures.values():
             try:
                 future.result(_TIMEOUT_S)
@@ -169,14 +173,16 @@ class HerokuKafka:
         """
         principal = principal or self.client_principal
         bindings = [AclBinding(*acl) for acl in _prefix_acls(prefix, principal)]
-        for future in self._admin().create_acls(bindings).values():
+        admin = self._admin()  # kept alive until the futures are done
+        for future in admin.create_acls(bindings).values():
             future.result(_TIMEOUT_S)
 
     def revoke_prefix(self, prefix: str, principal: str | None = None) -> None:
         """Delete the ACLs `grant_prefix` created."""
         principal = principal or self.client_principal
         filters = [AclBindingFilter(*acl) for acl in _prefix_acls(prefix, principal)]
-        for future in self._admin().delete_acls(filters).values():
+        admin = self._admin()
+        for future in admin.delete_acls(filters).values():
             future.result(_TIMEOUT_S)
 
     def _admin(self) -> AdminClient:
@@ -211,7 +217,8 @@ def start_heroku_kafka() -> HerokuKafka:
     with _locked():
         broker = _heroku_broker()
         broker.start()
-    return broker.describe()
+        # Under the lock: no other process is making the certificates again.
+        return broker.describe()
 
 
 def stop_heroku_kafka() -> bool:

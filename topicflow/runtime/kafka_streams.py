@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from topicflow.brokers.base import Admin, Broker, TopicSpec, TransactionalProducer
 from topicflow.config import StreamsConfig
@@ -37,6 +37,9 @@ from topicflow.errors import (
 )
 from topicflow.runtime.processing import WorkerMetrics
 from topicflow.runtime.stream_worker import StreamWorker, WorkerState
+
+if TYPE_CHECKING:
+    from topicflow.runtime.worker_processes import WorkerProcesses
 from topicflow.topology.topology import SubTopology, Topology
 
 log = logging.getLogger(__name__)
@@ -78,6 +81,7 @@ class KafkaStreams:
         self._stopped = threading.Event()
         # Names this instance's transactional ids (exactly-once), one per worker.
         self._instance = uuid.uuid4().hex[:12]
+        self._processes: WorkerProcesses | None = None
 
     @property
     def topology(self) -> Topology:
@@ -127,6 +131,9 @@ class KafkaStreams:
                 raise StreamsException(
                     f"start() called in state {self._state.value}; a KafkaStreams starts once"
                 )
+        if self._uses_worker_processes():
+            self._start_worker_processes()
+            return
         broker = self._broker or broker_for(self._config)
         self._broker = broker
         timeout = self._config.startup_timeout_ms / 1000
@@ -152,6 +159,38 @@ class KafkaStreams:
         ]
         for worker in self._workers:
             worker.start()
+
+    # -- stream workers as processes (num_stream_threads > 1 on Kafka) ------------
+
+    def _uses_worker_processes(self) -> bool:
+        """Several workers on Apache Kafka run as processes, so that they use several cores.
+
+        On the embedded broker (one process by nature) and with an explicit broker
+        object they run as threads.
+        """
+        return (
+            self._config.num_stream_threads > 1
+            and self._broker is None
+            and bool(self._config.bootstrap_servers)
+        )
+
+    def _start_worker_processes(self) -> None:
+        from topicflow.runtime.worker_processes import WorkerProcesses
+
+        def on_states(states: list[str]) -> None:
+            if all(state == State.RUNNING.value for state in states):
+                self._transition(State.RUNNING)
+            elif any(state == State.REBALANCING.value for state in states):
+                self._transition(State.REBALANCING)
+
+        def on_failure(reason: str) -> None:
+            log.error("%s: %s", self._config.application_id, reason)
+            self._transition(State.ERROR)
+            self._stopped.set()
+
+        self._processes = WorkerProcesses(self._topology, self._config, on_states, on_failure)
+        self._transition(State.REBALANCING)
+        self._processes.start(self._config.startup_timeout_ms / 1000)
 
     def _check_transactions(self, broker: Broker) -> None:
         """Fail at start, in one line, where exactly-once cannot work."""
@@ -278,6 +317,12 @@ class KafkaStreams:
             if self._state is State.NOT_RUNNING:
                 return True
         self._transition(State.PENDING_SHUTDOWN)
+        if self._processes is not None:
+            stopped = self._processes.close(timeout)
+            if stopped:
+                self._transition(State.NOT_RUNNING)
+            self._stopped.set()
+            return stopped
         for worker in self._workers:
             worker.shutdown()
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -299,12 +344,16 @@ class KafkaStreams:
     @property
     def error(self) -> BaseException | None:
         """The error a failed worker died of, if any."""
+        if self._processes is not None and self._processes.error is not None:
+            return StreamsException(self._processes.error)
         for worker in self._workers:
             if worker.error is not None:
                 return worker.error
         return None
 
     def metrics(self) -> dict[str, int]:
+        if self._processes is not None:
+            return self._processes.metrics()
         total = WorkerMetrics()
         for worker in self._workers:
             total.add(worker.metrics)
@@ -312,6 +361,8 @@ class KafkaStreams:
 
     def tasks(self) -> dict[str, list[str]]:
         """Task ids per worker name: which partitions this instance processes now."""
+        if self._processes is not None:
+            return self._processes.tasks()
         return {w.name: sorted(str(t) for t in w.tasks) for w in self._workers}
 
     def __enter__(self) -> KafkaStreams:
