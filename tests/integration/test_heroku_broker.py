@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     # first, so that pytest rewrites its asserts.
     from tests.integration.heroku_conftest import HerokuApp
 
-pytest_plugins = ["tests.integration.heroku_conftest"]
 
 # "Within seconds": every failure below surfaces in well under a second on a
 # laptop; the bound leaves room for a loaded CI machine.

@@ -78,16 +78,68 @@ class KafkaBroker:
         return {k: v for k, v in self._base.items() if not k.startswith(("group.", "enable."))}
 
     def check_reachable(self, timeout: float) -> None:
-        quiet: dict[str, Any] = {"logger": _silent, "error_cb": lambda _e: None}
-        admin = AdminClient({**self._admin_config(), **quiet})
+        """Connect once; raise BrokerUnavailable with the cause in one line.
+
+        librdkafka retries a refused TLS handshake for ever and reports the cause
+        only to the error callback: listen to it, so that a bad certificate fails
+        in a second with what to fix rather than after the timeout with "transport
+        failure".
+        """
+        errors: list[KafkaError] = []
+        listeners: dict[str, Any] = {"logger": _silent, "error_cb": errors.append}
         try:
-            admin.list_topics(timeout=timeout)
+            admin = AdminClient({**self._admin_config(), **listeners})
         except KafkaException as error:
-            reason = error.args[0].str() if error.args else str(error)
-            raise BrokerUnavailable(
-                f"cannot reach Kafka at {self.bootstrap_servers} within {timeout:.0f} s "
-                f"({_short(reason)}); check KAFKA_URL and that the broker is up"
-            ) from None
+            raise BrokerUnavailable(_client_setup_error(error)) from None
+        deadline = time.monotonic() + timeout
+        reason = "no answer"
+        while True:
+            try:
+                admin.list_topics(timeout=max(0.1, min(1.0, deadline - time.monotonic())))
+                return
+            except KafkaException as error:
+                reason = error.args[0].str() if error.args else str(error)
+            admin.poll(0)  # the error callback is served here, not by list_topics
+            refused = _refusal(errors)
+            if refused is not None:
+                raise BrokerUnavailable(f"Kafka at {self.bootstrap_servers}: {refused}")
+            if time.monotonic() >= deadline:
+                raise BrokerUnavailable(
+                    f"cannot reach Kafka at {self.bootstrap_servers} within {timeout:.0f} s "
+                    f"({_short(reason)}); check KAFKA_URL and that the broker is up"
+                )
+
+
+def _refusal(errors: list[KafkaError]) -> str | None:
+    """What to fix, when the broker answered but refused the connection (TLS, auth)."""
+    for error in errors:
+        text = error.str()
+        if "bad certificate" in text or "certificate required" in text:
+            return (
+                "the broker refused the client certificate (bad certificate); check "
+                "KAFKA_CLIENT_CERT and KAFKA_CLIENT_CERT_KEY"
+            )
+        if error.code() == KafkaError._SSL or "certificate verify failed" in text:
+            return (
+                "TLS handshake failed: the broker's certificate could not be verified; "
+                "check KAFKA_TRUSTED_CERT holds the CA that signed it (host names are not "
+                "checked, as Heroku's certificates carry none)"
+            )
+        if error.code() == KafkaError._AUTHENTICATION:
+            return f"authentication failed ({_short(text)}); check the client credentials"
+    return None
+
+
+def _client_setup_error(error: KafkaException) -> str:
+    """librdkafka refused the settings (e.g. a PEM that does not parse); no values shown."""
+    text = error.args[0].str() if error.args else str(error)
+    if "ssl.key" in text or "private key" in text:
+        return "KAFKA_CLIENT_CERT_KEY is not a usable PEM private key for KAFKA_CLIENT_CERT"
+    if "ssl.certificate" in text:
+        return "KAFKA_CLIENT_CERT is not a usable PEM certificate"
+    if "ssl.ca" in text:
+        return "KAFKA_TRUSTED_CERT is not a usable PEM CA certificate"
+    return f"invalid Kafka client settings: {_short(text)}"
 
 
 class KafkaAdmin:

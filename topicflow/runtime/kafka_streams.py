@@ -247,7 +247,8 @@ class KafkaStreams:
             ]
             raise MissingSourceTopics(
                 f"{'; '.join(parts)}; create them (`topicflow topics SERVICE --partitions N`, "
-                "or your cluster's tooling) and start again"
+                "or your cluster's tooling) and start again (on multi-tenant plans, topics "
+                "the app may not read look missing too: check KAFKA_PREFIX)"
             )
         specs = self._internal_topic_specs(subtopologies, counts)
         existing = admin.partition_counts([s.name for s in specs], timeout)

@@ -18,11 +18,18 @@ import time
 from dataclasses import dataclass, fields
 from typing import Any
 
+from confluent_kafka import KafkaError
+
 from topicflow.config import StreamsConfig
 from topicflow.errors import StreamsException, TopologyError
 from topicflow.runtime.task import SourceRoute
 
 log = logging.getLogger(__name__)
+
+_NOT_AUTHORIZED = {
+    KafkaError.GROUP_AUTHORIZATION_FAILED,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+}
 
 # Routes by topic, then by partition: two dict lookups per record, no tuple keys.
 Routes = dict[str, dict[int, SourceRoute]]
@@ -148,6 +155,13 @@ class BatchProcessor:
         error = message.error()
         if getattr(error, "fatal", lambda: False)():
             raise StreamsException(f"consumer failed: {error.str()}")
+        if error.code() in _NOT_AUTHORIZED:
+            # Not transient: without the rights the worker would sit idle for ever.
+            raise StreamsException(
+                f"not authorized: {error.str()}; on multi-tenant Kafka plans every topic and "
+                "consumer group must start with KAFKA_PREFIX (and the group must exist: "
+                "`heroku kafka:consumer-groups:create`)"
+            )
         self._metrics.consumer_errors += 1
         self._log_limited("consumer", "consumer error: %s", error.str())
 
