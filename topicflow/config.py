@@ -109,6 +109,11 @@ class StreamsConfig:
     # Time to wait for the broker at start before failing with a clear error.
     startup_timeout_ms: int = 15_000
     session_timeout_ms: int = 45_000
+    # Static membership (Kafka's group.instance.id): a member that restarts within
+    # the session timeout gets its partitions back without a rebalance. Each
+    # stream worker adds its number. On Heroku: TOPICFLOW_STATIC_MEMBERSHIP=true
+    # takes the dyno's name (DYNO, e.g. aggregator_worker.1).
+    group_instance_id: str | None = None
     client_id: str | None = None
     # librdkafka settings: for every client, then per client kind.
     client_config: Mapping[str, Any] = field(default_factory=dict)
@@ -206,6 +211,14 @@ class StreamsConfig:
         kafka = KafkaEnv.read(environ)
         client_config = {**kafka.client_config(), **dict(settings.pop("client_config", {}))}
         settings.update(_settings_from_env(environ))
+        if environ.get("TOPICFLOW_STATIC_MEMBERSHIP", "").strip().lower() in ("1", "true", "yes"):
+            dyno = environ.get("DYNO", "").strip()
+            if not dyno and "group_instance_id" not in settings:
+                raise ConfigError(
+                    "TOPICFLOW_STATIC_MEMBERSHIP needs a stable name per instance: DYNO (set "
+                    "by Heroku) or TOPICFLOW_GROUP_INSTANCE_ID"
+                )
+            settings.setdefault("group_instance_id", dyno)
         return StreamsConfig(
             application_id=f"{kafka.prefix}{application_name}",
             bootstrap_servers=kafka.url.bootstrap_servers if kafka.url else None,
@@ -345,6 +358,7 @@ _ENV_INT_SETTINGS = (
 )
 _ENV_STR_SETTINGS = (
     "state_dir",
+    "group_instance_id",
     "auto_offset_reset",
     "processing_guarantee",
     "default_deserialization_exception_handler",

@@ -145,6 +145,8 @@ class StreamWorker:
         config = self._config
         consumer_config = config.consumer_client_config()
         consumer_config["client.id"] = f"{consumer_config['client.id']}-{self.index}-consumer"
+        if config.group_instance_id:
+            consumer_config["group.instance.id"] = f"{config.group_instance_id}-{self.index}"
         producer_config = config.producer_client_config()
         producer_config["client.id"] = f"{producer_config['client.id']}-{self.index}-producer"
         admin = self._broker.admin()

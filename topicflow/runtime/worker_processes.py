@@ -52,6 +52,9 @@ def worker_config(config: StreamsConfig, index: int) -> StreamsConfig:
         num_stream_threads=1,
         state_dir=str(Path(config.state_dir) / config.application_id / f"worker-{index}"),
         client_id=f"{config.client_id or config.application_id}-p{index}",
+        group_instance_id=(
+            f"{config.group_instance_id}-p{index}" if config.group_instance_id else None
+        ),
     )
 
 
