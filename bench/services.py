@@ -154,9 +154,17 @@ def child(service: str, broker_kind: str, count: int, threads: int = 1) -> dict[
     wanted = count * (2 if service == "aggregator" else 1)
     if service == "anomaly-detector":
         wanted = count + _failed_logins(count)
-    while streams.metrics()["records_consumed"] < wanted:
+    # Steady state: from 10% to 90% of the input, once every worker has tasks (the
+    # group's rebalances and the last, partial batches are outside the window).
+    window: dict[str, tuple[float, int]] = {}
+    while (consumed := streams.metrics().get("records_consumed", 0)) < wanted:
         if streams.state is State.ERROR:
             raise SystemExit(f"bench: {service} failed: {streams.error}")
+        spread = sum(1 for tasks in streams.tasks().values() if tasks) >= threads
+        if "from" not in window and spread and consumed >= wanted * 0.1:
+            window["from"] = (time.monotonic(), consumed)
+        if "from" in window and "to" not in window and consumed >= wanted * 0.9:
+            window["to"] = (time.monotonic(), consumed)
         time.sleep(0.02)
     assert streams.close(60)
     elapsed, cpu = time.monotonic() - started, _cpu() - cpu0
@@ -168,6 +176,7 @@ def child(service: str, broker_kind: str, count: int, threads: int = 1) -> dict[
         "input_records": count,
         "seconds": round(elapsed, 3),
         "input_per_s": round(count / elapsed),
+        "steady_input_per_s": _steady_rate(window, count / wanted),
         "records_out": metrics["records_produced"],
         "cpu_seconds": round(cpu, 2),
         "cpu_s_per_million": round(cpu / count * 1e6, 2),
@@ -181,6 +190,14 @@ def child(service: str, broker_kind: str, count: int, threads: int = 1) -> dict[
             1,
         ),
     }
+
+
+def _steady_rate(window: dict[str, tuple[float, int]], input_share: float) -> int | None:
+    """Input records/s between 10% and 90% of the work (None if the run was too short)."""
+    if "from" not in window or "to" not in window:
+        return None
+    (t0, c0), (t1, c1) = window["from"], window["to"]
+    return round((c1 - c0) * input_share / (t1 - t0)) if t1 > t0 else None
 
 
 def _cpu() -> float:
@@ -241,14 +258,15 @@ def main() -> int:
         )
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(
-        f"{'service':<18}{'broker':<10}{'input':>10}{'s':>8}{'input/s':>10}"
-        f"{'out':>11}{'CPU s/M':>9}{'RSS MB':>8}"
+        f"{'service':<18}{'broker':<10}{'workers':>8}{'input':>11}{'s':>8}{'input/s':>10}"
+        f"{'steady/s':>10}{'out':>11}{'CPU s/M':>9}{'RSS MB':>8}"
     )
     for r in results:
+        steady = f"{r['steady_input_per_s']:,}" if r["steady_input_per_s"] else "-"
         print(
-            f"{r['service']:<18}{r['broker']:<10}{r['input_records']:>10,}{r['seconds']:>8.2f}"
-            f"{r['input_per_s']:>10,}{r['records_out']:>11,}{r['cpu_s_per_million']:>9.2f}"
-            f"{r['peak_rss_mb']:>8.1f}"
+            f"{r['service']:<18}{r['broker']:<10}{r['workers']:>8}{r['input_records']:>11,}"
+            f"{r['seconds']:>8.2f}{r['input_per_s']:>10,}{steady:>10}{r['records_out']:>11,}"
+            f"{r['cpu_s_per_million']:>9.2f}{r['peak_rss_mb']:>8.1f}"
         )
     results_dir = ROOT / "bench" / "results"
     results_dir.mkdir(exist_ok=True)
