@@ -250,6 +250,8 @@ def main() -> int:
                 args.broker,
                 "--records",
                 str(args.records),
+                "--threads",
+                str(args.threads),
             ],
             check=True,
             capture_output=True,

@@ -205,7 +205,10 @@ class WorkerProcesses:
         return total
 
     def tasks(self) -> dict[str, list[str]]:
-        merged: dict[str, list[str]] = {}
-        for tasks in self._tasks:
-            merged.update(tasks)
-        return merged
+        """Task ids per worker, named `worker-{i}/{stream worker}`: every process's one
+        stream worker has the same name."""
+        return {
+            f"worker-{index + 1}/{name}": ids
+            for index, tasks in enumerate(self._tasks)
+            for name, ids in tasks.items()
+        }
