@@ -19,8 +19,8 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
-from services.service import Service
-from topicflow import Serdes, StreamsBuilder, Topology
+from services.service import JAVA_EXAMPLE_SETTINGS, Service
+from topicflow import StreamsBuilder, Topology
 from topicflow.dsl.options import Materialized
 from topicflow.dsl.windows import TimeWindows
 from topicflow.errors import ConfigError
@@ -76,11 +76,7 @@ SERVICE = Service(
     input_topics=("words",),
     output_topics=(),
     build_topology=build_topology,
-    settings={
-        "default_key_serde": Serdes.String(),
-        "default_value_serde": Serdes.String(),
-        "commit_interval_ms": 1000,
-    },
+    settings=JAVA_EXAMPLE_SETTINGS,
 )
 
 

@@ -9,10 +9,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from topicflow import KafkaStreams, StreamsConfig, Topology
+from topicflow import KafkaStreams, Serdes, StreamsConfig, Topology
 from topicflow.config import KafkaEnv
 from topicflow.errors import TopicflowError
 from topicflow.runtime.runner import EXIT_BAD_SETUP, configure_logging, run_until_signal
+
+# What the original Java example set for every service on top of Kafka Streams'
+# defaults: string keys and values, and 1 s commits.
+JAVA_EXAMPLE_SETTINGS: Mapping[str, Any] = {
+    "default_key_serde": Serdes.String(),
+    "default_value_serde": Serdes.String(),
+    "commit_interval_ms": 1000,
+}
 
 
 @dataclass(frozen=True)

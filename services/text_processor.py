@@ -13,8 +13,8 @@ import re
 
 import regex
 
-from services.service import Service
-from topicflow import Serdes, StreamsBuilder, Topology
+from services.service import JAVA_EXAMPLE_SETTINGS, Service
+from topicflow import StreamsBuilder, Topology
 
 # Java's `\W+` with UNICODE_CHARACTER_CLASS: a word character is
 # [\p{Alpha}\p{gc=Mn}\p{gc=Me}\p{gc=Mc}\p{Digit}\p{gc=Pc}\p{IsJoin_Control}]
@@ -49,12 +49,7 @@ SERVICE = Service(
     input_topics=("textlines",),
     output_topics=("words",),
     build_topology=build_topology,
-    settings={
-        # The Java example's settings: string keys and values, 1 s commits.
-        "default_key_serde": Serdes.String(),
-        "default_value_serde": Serdes.String(),
-        "commit_interval_ms": 1000,
-    },
+    settings=JAVA_EXAMPLE_SETTINGS,
 )
 
 
