@@ -21,9 +21,12 @@ def topic_specs(service_name: str, partitions: int, replication_factor: int) -> 
     prefix = service.prefix()
     config = service.config()
     names = [f"{prefix}{t}" for t in (*service.input_topics, *service.output_topics)]
-    topology = service.topology()
-    names += [t.full_name(config.application_id) for t in topology.internal_topics.values()]
-    return [TopicSpec(name, partitions, replication_factor) for name in names]
+    specs = [TopicSpec(name, partitions, replication_factor) for name in names]
+    # Internal topics keep their configs: a changelog must be compacted.
+    for topic in service.topology().internal_topics.values():
+        name = topic.full_name(config.application_id)
+        specs.append(TopicSpec(name, partitions, replication_factor, dict(topic.config) or None))
+    return specs
 
 
 def service_topics(
