@@ -30,7 +30,7 @@ from services.logs import (
     is_failed_login,
     parse_log_line,
 )
-from services.producing import DeliveryCounter, producer_for
+from services.producing import DeliveryCounter, flush_on_stop, producer_for, stop_on_sigterm
 from topicflow.brokers.base import Producer
 from topicflow.config import KafkaEnv, StreamsConfig
 from topicflow.errors import ConfigError, StreamsException, TopicflowError
@@ -314,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--topic", default=None, help="default: {KAFKA_PREFIX}loglines")
     args = parser.parse_args(argv)
     configure_logging()
+    stop_on_sigterm()
+    producer: Producer | None = None
     try:
 
         def lines_from(start_ms: int) -> Iterator[tuple[int, str]]:
@@ -347,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"generate-logs: {error}", file=sys.stderr)
         return EXIT_BAD_SETUP
     except KeyboardInterrupt:
-        return 0
+        return flush_on_stop(producer, "generate-logs")
     except OSError as error:
         print(f"generate-logs: {error}", file=sys.stderr)
         return EXIT_BAD_SETUP

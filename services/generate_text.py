@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 
-from services.producing import DeliveryCounter, producer_for
+from services.producing import DeliveryCounter, flush_on_stop, producer_for, stop_on_sigterm
 from services.sentences import sentences
 from topicflow.brokers.base import Producer
 from topicflow.config import KafkaEnv, StreamsConfig
@@ -44,30 +44,40 @@ def produce_lines(
     selected = itertools.islice(lines, count) if count else lines
     started = last_report = time.monotonic()
     sent = 0
-    for line in selected:
-        while True:
-            try:
-                produce(topic, line.encode(), on_delivery=deliveries)
-                break
-            except BufferError:
-                poll(0.05)
-        sent += 1
-        if sent % 1000 == 0:
-            poll(0)
-        if rate:
-            # Pace against the start time, so the average rate holds whatever sleep's jitter.
-            ahead = sent / rate - (time.monotonic() - started)
-            if ahead > 0:
-                time.sleep(ahead)
-        if progress:
-            now = time.monotonic()
-            if now - last_report >= 1.0:
-                elapsed = now - started
-                print(
-                    f"generate-text: {sent:,} lines to {topic} ({sent / elapsed:,.0f} lines/s)",
-                    file=sys.stderr,
-                )
-                last_report = now
+    try:
+        for line in selected:
+            while True:
+                try:
+                    produce(topic, line.encode(), on_delivery=deliveries)
+                    break
+                except BufferError:
+                    poll(0.05)
+            sent += 1
+            if sent % 1000 == 0:
+                poll(0)
+            if rate:
+                # Pace against the start time, so the average rate holds whatever sleep's jitter.
+                ahead = sent / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+            if progress:
+                now = time.monotonic()
+                if now - last_report >= 1.0:
+                    elapsed = now - started
+                    print(
+                        f"generate-text: {sent:,} lines to {topic} ({sent / elapsed:,.0f} lines/s)",
+                        file=sys.stderr,
+                    )
+                    last_report = now
+    except KeyboardInterrupt:
+        # Stopped (Ctrl-C, or SIGTERM on Heroku): deliver what is queued, say how much.
+        left = producer.flush(30)
+        print(
+            f"generate-text: stopped after {sent - left - deliveries.failed:,} lines "
+            f"delivered to {topic}",
+            file=sys.stderr,
+        )
+        raise
     left = producer.flush(30)
     if deliveries.failed or left:
         raise StreamsException(
@@ -88,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--topic", default=None, help="default: {KAFKA_PREFIX}textlines")
     args = parser.parse_args(argv)
     configure_logging()
+    stop_on_sigterm()
+    producer: Producer | None = None
     try:
         kafka = KafkaEnv.read(os.environ)
         if kafka.url is None:
@@ -106,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"generate-text: {error}", file=sys.stderr)
         return EXIT_BAD_SETUP
     except KeyboardInterrupt:
-        return 0
+        return flush_on_stop(producer, "generate-text")
     except OSError as error:
         print(f"generate-text: {error}", file=sys.stderr)
         return EXIT_BAD_SETUP

@@ -3,6 +3,8 @@ counting what the broker refused."""
 
 from __future__ import annotations
 
+import signal
+import sys
 from typing import Any
 
 from topicflow.brokers.base import Producer
@@ -43,3 +45,28 @@ def producer_for(config: StreamsConfig, topic: str, service: str) -> Producer:
             "--partitions N`, or your cluster's tooling) and start again"
         )
     return broker.producer({**config.producer_client_config(), "linger.ms": 20})
+
+
+# Heroku stops a dyno with SIGTERM and 30 s of grace: time enough to deliver
+# what is queued. Seconds given to that flush.
+STOP_FLUSH_S = 10.0
+
+
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt, so a generator stops as on Ctrl-C."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def flush_on_stop(producer: Producer | None, name: str) -> int:
+    """Deliver what is queued before exiting; the exit code of a stop."""
+    if producer is None:
+        return 0
+    left = producer.flush(STOP_FLUSH_S)
+    if left:
+        print(f"{name}: stopped with {left:,} lines not delivered", file=sys.stderr)
+        return 1
+    return 0

@@ -57,3 +57,34 @@ def test_generators_refuse_a_missing_topic(dev_env: DevEnv, unique: str) -> None
         assert done.returncode == 2
         assert f"topicflow topics {service}" in done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_sigterm_stops_generate_text_after_delivering_every_line(
+    dev_env: DevEnv, unique: str
+) -> None:
+    import re
+    import signal
+    import time
+
+    prefix = f"gen-{unique}."
+    create_topics(dev_env.bootstrap_servers, [f"{prefix}textlines"], 2)
+    env = {"KAFKA_URL": dev_env.kafka_url, "KAFKA_PREFIX": prefix}
+    process = subprocess.Popen(
+        [str(BIN / "generate-text"), "--rate", "3000"],
+        env={**os.environ, **env},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2.5)
+    process.send_signal(signal.SIGTERM)  # what Heroku sends
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    stopped = re.search(r"stopped after ([\d,]+) lines delivered", stderr)
+    assert stopped, stderr
+    delivered = int(stopped.group(1).replace(",", ""))
+    assert delivered > 1_000
+    # Every line it counted is in the topic: the queue was flushed before exiting.
+    assert (
+        len(read_values(dev_env.bootstrap_servers, f"{prefix}textlines", delivered, 20))
+        == delivered
+    )
