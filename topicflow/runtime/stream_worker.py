@@ -8,8 +8,13 @@ Kafka Streams calls it a StreamThread. Its loop tells the story of a batch:
     commit-> every commit_interval_ms: see `commit` for the order
 
 Rebalances happen inside `consume()`: librdkafka calls `_on_revoke` (commit,
-then close the tasks) and `_on_assign` (create the tasks of the new partitions,
-which start from the group's committed offsets).
+checkpoint, suspend the tasks) and `_on_assign` (resume the tasks that came
+back, create the others; they start from the group's committed offsets, after
+their stores are restored from the changelogs at the top of the next loop).
+
+Under exactly_once_v2 the commit is a Kafka transaction (runtime/transactions.py):
+what the tasks produced and the offsets they consumed commit together, and an
+aborted transaction makes the worker rebuild its tasks from their changelogs.
 """
 
 from __future__ import annotations
