@@ -32,6 +32,7 @@ ProcessingGuarantee = Literal["at_least_once", "exactly_once_v2"]
 DeserializationHandler = Literal["log_and_continue", "log_and_fail"]
 ProcessingHandler = Literal["log_and_continue", "log_and_fail"]
 OffsetReset = Literal["earliest", "latest"]
+AssignmentStrategy = Literal["range", "cooperative-sticky"]
 
 # A timestamp extractor gets the record's own timestamp, key, value and the
 # partition's current stream time, and returns the event time in epoch ms
@@ -114,6 +115,11 @@ class StreamsConfig:
     # stream worker adds its number. On Heroku: TOPICFLOW_STATIC_MEMBERSHIP=true
     # takes the dyno's name (DYNO, e.g. aggregator_worker.1).
     group_instance_id: str | None = None
+    # "range" (default): eager rebalances, and a member gets the same partition
+    # number of every co-partitioned topic, which tasks reading several topics
+    # need. "cooperative-sticky": incremental rebalances (only moved partitions
+    # stop), for topologies whose sub-topologies each read one topic.
+    partition_assignment_strategy: AssignmentStrategy = "range"
     client_id: str | None = None
     # librdkafka settings: for every client, then per client kind.
     client_config: Mapping[str, Any] = field(default_factory=dict)
@@ -145,6 +151,11 @@ class StreamsConfig:
             ("log_and_continue", "log_and_fail"),
         )
         _check_choice("auto_offset_reset", self.auto_offset_reset, ("earliest", "latest"))
+        _check_choice(
+            "partition_assignment_strategy",
+            self.partition_assignment_strategy,
+            ("range", "cooperative-sticky"),
+        )
 
     def __repr__(self) -> str:
         shown = []
@@ -248,9 +259,8 @@ class StreamsConfig:
                 "session.timeout.ms": self.session_timeout_ms,
                 # Never read records of aborted transactions (exactly-once upstream).
                 "isolation.level": "read_committed",
-                # The range assignor gives one member the same partition number of
-                # every co-partitioned source topic, which a task needs.
-                "partition.assignment.strategy": "range",
+                # See partition_assignment_strategy: range unless the user opts in.
+                "partition.assignment.strategy": self.partition_assignment_strategy,
                 # Prefetch enough to keep a batch ready, but bound it: librdkafka's
                 # default of 64 MB of queued messages dominates a worker's memory.
                 "fetch.wait.max.ms": 100,
@@ -358,6 +368,7 @@ _ENV_INT_SETTINGS = (
 )
 _ENV_STR_SETTINGS = (
     "state_dir",
+    "partition_assignment_strategy",
     "group_instance_id",
     "auto_offset_reset",
     "processing_guarantee",

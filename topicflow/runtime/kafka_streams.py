@@ -142,6 +142,7 @@ class KafkaStreams:
             self._check_transactions(broker)
         admin = broker.admin()
         subtopologies = self._topology.subtopologies()
+        self._check_assignment_strategy(subtopologies)
         self._prepare_topics(admin, subtopologies, timeout)
         self._transition(State.REBALANCING)
         self._workers = [
@@ -191,6 +192,17 @@ class KafkaStreams:
         self._processes = WorkerProcesses(self._topology, self._config, on_states, on_failure)
         self._transition(State.REBALANCING)
         self._processes.start(self._config.startup_timeout_ms / 1000)
+
+    def _check_assignment_strategy(self, subtopologies: list[SubTopology]) -> None:
+        if self._config.partition_assignment_strategy != "cooperative-sticky":
+            return
+        for sub in subtopologies:
+            if len(sub.source_topics) > 1:
+                raise ConfigError(
+                    "partition_assignment_strategy='cooperative-sticky' places each partition "
+                    f"on its own, but sub-topology {sub.id} reads {', '.join(sub.source_topics)} "
+                    "whose partitions must stay together in one task: use 'range'"
+                )
 
     def _check_transactions(self, broker: Broker) -> None:
         """Fail at start, in one line, where exactly-once cannot work."""

@@ -429,6 +429,7 @@ class StreamWorker:
         self._set_state(WorkerState.RUNNING)
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        log.info("%s revoked %d partitions", self.name, len(partitions))
         self._set_state(WorkerState.PARTITIONS_REVOKED)
         committed = False
         if self._tasks:
