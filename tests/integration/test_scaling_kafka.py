@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Producer
 
 from services import aggregator
@@ -64,8 +65,9 @@ def _scale_during(
     return instances
 
 
+@pytest.mark.parametrize("workers", [1, 2], ids=["1-worker", "2-worker-processes"])
 def test_scaling_out_and_in_on_heroku_like_kafka_keeps_counts_exact(
-    heroku_app: HerokuApp, database: str, tmp_path: Path
+    heroku_app: HerokuApp, database: str, tmp_path: Path, workers: int
 ) -> None:
     config = aggregator.SERVICE.config({"KAFKA_PREFIX": heroku_app.prefix})
     heroku_app.create_topics(["words"], PARTITIONS)
@@ -81,6 +83,8 @@ def test_scaling_out_and_in_on_heroku_like_kafka_keeps_counts_exact(
         "TOPICFLOW_COMMIT_INTERVAL_MS": "500",
         "TOPICFLOW_SESSION_TIMEOUT_MS": "6000",
         "TOPICFLOW_STATE_DIR": str(tmp_path / "state"),
+        # Vertical scaling too: each instance runs this many worker processes.
+        "TOPICFLOW_NUM_STREAM_THREADS": str(workers),
     }
     words, timestamps, truth = workload(40_000)
 
