@@ -15,6 +15,7 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from topicflow.state.session_store import session_changelog_key
 from topicflow.state.stores import InMemoryWindowStore, StoreSpec
 from topicflow.topology.nodes import RecordContext, RecordSender
 
@@ -65,6 +66,16 @@ class ChangelogWriter:
             self._partition,
         )
 
+    def log_session(self, key: Any, start: int, end: int, value: Any, timestamp: int) -> None:
+        self._send(
+            self.topic,
+            session_changelog_key(self._serialize_key(key), start, end),
+            None if value is None else self._serialize_value(value),
+            timestamp,
+            None,
+            self._partition,
+        )
+
     def log_window(self, key: Any, window_start: int, value: Any, timestamp: int) -> None:
         self._send(
             self.topic,
@@ -76,8 +87,9 @@ class ChangelogWriter:
         )
 
 
-class CachedKeyValueStore:
-    """A key-value store with a record cache and a changelog."""
+class _CachedStore:
+    """What the cached stores share: the inner store, the changelog, the cache size,
+    and the flush listener through which an aggregation forwards its results."""
 
     def __init__(
         self,
@@ -93,16 +105,30 @@ class CachedKeyValueStore:
         self._changelog = changelog
         self._rc = record_context
         self._cache_entries = cache_entries if spec.caching else 0
-        self._dirty: dict[Any, tuple[Any, int]] = {}
-        self._listener: FlushListener | None = None
+        self._dirty: dict[Any, Any] = {}
+        self._listener: Any = None
 
-    def set_flush_listener(self, listener: FlushListener) -> None:
+    def set_flush_listener(self, listener: Any) -> None:
         self._listener = listener
 
     @property
     def forwards(self) -> bool:
         """Whether flushing sends records downstream (an aggregation's store)."""
         return self._listener is not None
+
+    def flush(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._dirty.clear()
+        self.inner.close()
+
+
+class CachedKeyValueStore(_CachedStore):
+    """A key-value store with a record cache and a changelog.
+
+    The flush listener is a `FlushListener`: (key, value, timestamp).
+    """
 
     def get(self, key: Any) -> Any:
         cached = self._dirty.get(key)
@@ -130,7 +156,7 @@ class CachedKeyValueStore:
         return existing
 
     def all(self) -> Iterator[tuple[Any, Any]]:
-        self.flush_to_store()
+        self.flush()
         return self.inner.all()  # type: ignore[no-any-return]
 
     def approximate_num_entries(self) -> int:
@@ -151,19 +177,15 @@ class CachedKeyValueStore:
         for key, (value, timestamp) in dirty.items():
             self._write_through(key, value, timestamp)
 
-    def flush_to_store(self) -> None:
-        self.flush()
-
     def restore(self, key: Any, value: Any) -> None:
         self.inner.put(key, value)
 
-    def close(self) -> None:
-        self._dirty.clear()
-        self.inner.close()
 
+class CachedWindowStore(_CachedStore):
+    """A window store with a record cache and a changelog; expires windows by stream time.
 
-class CachedWindowStore:
-    """A window store with a record cache and a changelog; expires windows by stream time."""
+    The flush listener is a `WindowFlushListener`: (key, window start, value, timestamp).
+    """
 
     def __init__(
         self,
@@ -173,24 +195,10 @@ class CachedWindowStore:
         record_context: RecordContext,
         cache_entries: int,
     ) -> None:
-        self.name = spec.name
-        self.spec = spec
-        self.inner = inner
-        self._changelog = changelog
-        self._rc = record_context
-        self._cache_entries = cache_entries if spec.caching else 0
+        super().__init__(spec, inner, changelog, record_context, cache_entries)
         # window start -> key -> (value, timestamp): no tuple key per record.
         self._dirty: dict[int, dict[Any, tuple[Any, int]]] = {}
         self._dirty_count = 0
-        self._listener: WindowFlushListener | None = None
-
-    def set_flush_listener(self, listener: WindowFlushListener) -> None:
-        self._listener = listener
-
-    @property
-    def forwards(self) -> bool:
-        """Whether flushing sends records downstream (an aggregation's store)."""
-        return self._listener is not None
 
     def observe_stream_time(self, stream_time: int) -> None:
         self.inner.observe_stream_time(stream_time)
@@ -217,19 +225,19 @@ class CachedWindowStore:
             self.flush()
 
     def fetch_range(self, key: Any, time_from: int, time_to: int) -> Iterator[tuple[int, Any]]:
-        self.flush_to_store()
-        return self.inner.fetch_range(key, time_from, time_to)
+        self.flush()
+        return self.inner.fetch_range(key, time_from, time_to)  # type: ignore[no-any-return]
 
     def fetch_all(self, time_from: int, time_to: int) -> Iterator[tuple[Any, int, Any]]:
-        self.flush_to_store()
-        return self.inner.fetch_all(time_from, time_to)
+        self.flush()
+        return self.inner.fetch_all(time_from, time_to)  # type: ignore[no-any-return]
 
     def all(self) -> Iterator[tuple[Any, int, Any]]:
-        self.flush_to_store()
-        return self.inner.all()
+        self.flush()
+        return self.inner.all()  # type: ignore[no-any-return]
 
     def approximate_num_entries(self) -> int:
-        return self.inner.approximate_num_entries() + self._dirty_count
+        return self.inner.approximate_num_entries() + self._dirty_count  # type: ignore[no-any-return]
 
     def _write_through(self, key: Any, window_start: int, value: Any, timestamp: int) -> None:
         self.inner.put(key, value, window_start)
@@ -247,15 +255,8 @@ class CachedWindowStore:
             for key, (value, timestamp) in dirty[window_start].items():
                 self._write_through(key, window_start, value, timestamp)
 
-    def flush_to_store(self) -> None:
-        self.flush()
-
     def restore(self, key: Any, window_start: int, value: Any) -> None:
         self.inner.put(key, value, window_start)
-
-    def close(self) -> None:
-        self._dirty.clear()
-        self.inner.close()
 
 
 # -- session stores (appended: CachedSessionStore) ----------------------------------------------
@@ -264,7 +265,7 @@ class CachedWindowStore:
 SessionFlushListener = Callable[[Any, int, int, Any, int], None]
 
 
-class CachedSessionStore:
+class CachedSessionStore(_CachedStore):
     """A session store with a record cache and a changelog; expires sessions by stream time.
 
     The cache holds the changed sessions, (key, start, end) -> (value, timestamp),
@@ -273,6 +274,7 @@ class CachedSessionStore:
     overlay the cache on the inner store. A tombstone for a session that never
     reached the inner store (created and merged away between two flushes) is
     dropped at flush: no changelog record, nothing forwarded, as in Kafka Streams.
+    The flush listener is a `SessionFlushListener`.
     """
 
     def __init__(
@@ -283,27 +285,10 @@ class CachedSessionStore:
         record_context: RecordContext,
         cache_entries: int,
     ) -> None:
-        from topicflow.state.session_store import session_changelog_key
-
-        self.name = spec.name
-        self.spec = spec
-        self.inner = inner
-        self._changelog = changelog
-        self._changelog_key = session_changelog_key
-        self._rc = record_context
-        self._cache_entries = cache_entries if spec.caching else 0
+        super().__init__(spec, inner, changelog, record_context, cache_entries)
         self._dirty: dict[tuple[Any, int, int], tuple[Any, int]] = {}
         # key -> its dirty sessions {(start, end): None}, for reads by key.
         self._dirty_by_key: dict[Any, dict[tuple[int, int], None]] = {}
-        self._listener: SessionFlushListener | None = None
-
-    def set_flush_listener(self, listener: SessionFlushListener) -> None:
-        self._listener = listener
-
-    @property
-    def forwards(self) -> bool:
-        """Whether flushing sends records downstream (an aggregation's store)."""
-        return self._listener is not None
 
     def observe_stream_time(self, stream_time: int) -> None:
         self.inner.observe_stream_time(stream_time)
@@ -353,12 +338,12 @@ class CachedSessionStore:
     def find_sessions_ending_between(
         self, earliest_end: int, latest_end: int
     ) -> Iterator[tuple[Any, int, int, Any]]:
-        self.flush_to_store()
+        self.flush()
         return self.inner.find_sessions_ending_between(earliest_end, latest_end)  # type: ignore[no-any-return]
 
     def all(self) -> Iterator[tuple[Any, int, int, Any]]:
         """(key, start, end, value) of every session."""
-        self.flush_to_store()
+        self.flush()
         return self.inner.all()  # type: ignore[no-any-return]
 
     def approximate_num_entries(self) -> int:
@@ -390,16 +375,8 @@ class CachedSessionStore:
         if value is None and inner.fetch_session(key, start, end) is None:
             return  # nothing to delete: the session never reached the store
         inner.put(key, start, end, value)
-        changelog = self._changelog
-        if changelog is not None:
-            changelog._send(
-                changelog.topic,
-                self._changelog_key(changelog._serialize_key(key), start, end),
-                None if value is None else changelog._serialize_value(value),
-                timestamp,
-                None,
-                changelog._partition,
-            )
+        if self._changelog is not None:
+            self._changelog.log_session(key, start, end, value, timestamp)
         if self._listener is not None:
             self._listener(key, start, end, value, timestamp)
 
@@ -411,13 +388,9 @@ class CachedSessionStore:
         for (key, start, end), (value, timestamp) in dirty.items():
             self._write_through(key, start, end, value, timestamp)
 
-    def flush_to_store(self) -> None:
-        self.flush()
-
     def restore(self, key: Any, start: int, end: int, value: Any) -> None:
         self.inner.put(key, start, end, value)
 
     def close(self) -> None:
-        self._dirty.clear()
         self._dirty_by_key.clear()
-        self.inner.close()
+        super().close()
