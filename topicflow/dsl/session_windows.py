@@ -43,7 +43,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from topicflow.dsl.aggregations import Aggregator, Initializer, _forward_at, count_aggregator
+from topicflow.dsl.aggregations import (
+    Aggregator,
+    CloseFrontier,
+    Initializer,
+    _forward_at,
+    count_aggregator,
+    forward_each_at,
+)
 from topicflow.dsl.ktable import KTable
 from topicflow.dsl.operations import forward_to
 from topicflow.dsl.options import Materialized, Named
@@ -211,28 +218,22 @@ def session_aggregate_node(
                 forward_update(Windowed(key, SessionWindow(start, end)), value, timestamp)
 
             store.set_flush_listener(on_flush)
-        # Close time up to which sessions were emitted (emit on window close). None until
-        # the first record: sessions closed before this task started (restored from the
-        # changelog) were emitted by their previous owner, before its last commit.
-        emitted: list[int | None] = [None]
+        emitted = CloseFrontier()
 
         def emit_closed(close_time: int) -> None:
             """Forward, once, every session ending in [last close time, close_time)."""
-            last = emitted[0]
+            last = emitted.advance(close_time)
             if last is None:
-                emitted[0] = close_time
                 return
-            if close_time <= last:
-                return
-            emitted[0] = close_time
             closed = list(store.find_sessions_ending_between(last, close_time - 1))
-            saved_timestamp, saved_headers = rc.timestamp, rc.headers
-            try:
-                for key, start, end, value in closed:
-                    rc.timestamp, rc.headers = end, None
-                    forward(Windowed(key, SessionWindow(start, end)), value)
-            finally:
-                rc.timestamp, rc.headers = saved_timestamp, saved_headers
+            forward_each_at(
+                rc,
+                forward,
+                (
+                    (Windowed(key, SessionWindow(start, end)), value, end)
+                    for key, start, end, value in closed
+                ),
+            )
 
         def aggregate(key: Any, value: Any) -> None:
             if key is None or value is None:

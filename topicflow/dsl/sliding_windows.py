@@ -54,8 +54,10 @@ from typing import TYPE_CHECKING, Any
 from topicflow.dsl.aggregations import (
     Aggregations,
     Aggregator,
+    CloseFrontier,
     Initializer,
     _forward_at,
+    forward_each_at,
 )
 from topicflow.dsl.ktable import KTable
 from topicflow.dsl.operations import forward_to
@@ -244,33 +246,24 @@ def sliding_aggregate_node(
                 forward_update(Windowed(key, window), value, timestamp)
 
             store.set_flush_listener(on_flush)
-        # Close time up to which windows were emitted (emit on window close); None until
-        # the first record, as for session windows: windows closed before this task
-        # started were emitted by the task's previous owner.
-        emitted: list[int | None] = [None]
+        emitted = CloseFrontier()
 
         def emit_closed(close_time: int) -> None:
             """Forward, once, every window ending in [last close time, close_time)."""
-            last = emitted[0]
+            last = emitted.advance(close_time)
             if last is None:
-                emitted[0] = close_time
                 return
-            if close_time <= last:
-                return
-            emitted[0] = close_time
             first_start, last_start = max(0, last - difference), close_time - 1 - difference
             if last_start < first_start:
                 return
             closed = list(store.fetch_all(first_start, last_start))
-            saved_timestamp, saved_headers = rc.timestamp, rc.headers
-            try:
-                for key, start, value in closed:
-                    end = start + difference
-                    latest = _latest(times.between(key, start, end), start, end)
-                    rc.timestamp, rc.headers = end if latest is None else latest, None
-                    forward(Windowed(key, TimeWindow(start, end)), value)
-            finally:
-                rc.timestamp, rc.headers = saved_timestamp, saved_headers
+            forward_each_at(rc, forward, (final(key, start, value) for key, start, value in closed))
+
+        def final(key: Any, start: int, value: Any) -> tuple[Any, Any, int]:
+            """A window's final result, stamped with its latest record's time."""
+            end = start + difference
+            latest = _latest(times.between(key, start, end), start, end)
+            return Windowed(key, TimeWindow(start, end)), value, end if latest is None else latest
 
         def aggregate_record(key: Any, value: Any, t: int, close_time: int) -> bool:
             """Apply the record at `t` to the windows of `key`; False if it changed none."""
