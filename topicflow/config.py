@@ -93,6 +93,11 @@ class StreamsConfig:
     num_stream_threads: int = 1
     commit_interval_ms: int = 30_000
     processing_guarantee: ProcessingGuarantee = "at_least_once"
+    # At-least-once with exact aggregates: replays after a crash update no
+    # aggregate twice (origin headers on outputs, flush stamps on changelogs;
+    # see topicflow/runtime/replay.py). Needs no transactions, so it works on
+    # Heroku's plans. Off under exactly_once_v2, which does this with transactions.
+    idempotent_state: bool = False
     state_dir: str = field(default_factory=lambda: os.path.join(tempfile.gettempdir(), "topicflow"))
     default_key_serde: Serde[Any] = field(default_factory=Serdes.Bytes)
     default_value_serde: Serde[Any] = field(default_factory=Serdes.Bytes)
@@ -222,6 +227,11 @@ class StreamsConfig:
         kafka = KafkaEnv.read(environ)
         client_config = {**kafka.client_config(), **dict(settings.pop("client_config", {}))}
         settings.update(_settings_from_env(environ))
+        idempotent = environ.get("TOPICFLOW_IDEMPOTENT_STATE", "").strip().lower()
+        if idempotent:
+            if idempotent not in _BOOLEANS:
+                raise ConfigError(f"TOPICFLOW_IDEMPOTENT_STATE={idempotent!r}: use true or false")
+            settings["idempotent_state"] = _BOOLEANS[idempotent]
         if environ.get("TOPICFLOW_STATIC_MEMBERSHIP", "").strip().lower() in ("1", "true", "yes"):
             dyno = environ.get("DYNO", "").strip()
             if not dyno and "group_instance_id" not in settings:
@@ -285,6 +295,9 @@ class StreamsConfig:
                 "delivery.report.only.error": True,
             }
         )
+        if self.idempotent_state:
+            # Origins rely on it: a partition's records land in order, without gaps.
+            conf["enable.idempotence"] = True
         if self.exactly_once:
             # Transactions imply idempotence. The timeout bounds how long a killed
             # instance's open transaction blocks read_committed readers (failover
@@ -297,6 +310,12 @@ class StreamsConfig:
     @property
     def exactly_once(self) -> bool:
         return self.processing_guarantee == "exactly_once_v2"
+
+    @property
+    def stamps_replays(self) -> bool:
+        """Whether records carry origins and changelogs flush stamps (idempotent_state
+        under at-least-once)."""
+        return self.idempotent_state and not self.exactly_once
 
 
 @dataclass(frozen=True)
@@ -357,6 +376,8 @@ def redact(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # Settings that `TOPICFLOW_<NAME>` environment variables may set.
+_BOOLEANS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
 _ENV_INT_SETTINGS = (
     "num_stream_threads",
     "statestore_cache_max_bytes",

@@ -107,12 +107,14 @@ def _forward_at(rc: RecordContext, forward: Forward) -> Callable[[Any, Any, int]
     """Forward with the timestamp of the update, whenever the cache flushes it."""
 
     def forward_update(key: Any, value: Any, timestamp: int) -> None:
-        saved_timestamp, saved_headers = rc.timestamp, rc.headers
-        rc.timestamp, rc.headers = timestamp, None
+        # A cache flush's output derives from many records, not the one in flight:
+        # it carries no origin.
+        saved_timestamp, saved_headers, saved_origin = rc.timestamp, rc.headers, rc.origin
+        rc.timestamp, rc.headers, rc.origin = timestamp, None, None
         try:
             forward(key, value)
         finally:
-            rc.timestamp, rc.headers = saved_timestamp, saved_headers
+            rc.timestamp, rc.headers, rc.origin = saved_timestamp, saved_headers, saved_origin
 
     return forward_update
 
@@ -122,13 +124,14 @@ def forward_each_at(
 ) -> None:
     """Forward (key, value) results, each under its own timestamp (final results emitted
     on window close), and give the record context back as it was."""
-    saved_timestamp, saved_headers = rc.timestamp, rc.headers
+    saved_timestamp, saved_headers, saved_origin = rc.timestamp, rc.headers, rc.origin
+    rc.origin = None
     try:
         for key, value, timestamp in results:
             rc.timestamp, rc.headers = timestamp, None
             forward(key, value)
     finally:
-        rc.timestamp, rc.headers = saved_timestamp, saved_headers
+        rc.timestamp, rc.headers, rc.origin = saved_timestamp, saved_headers, saved_origin
 
 
 class CloseFrontier:
@@ -160,10 +163,19 @@ def aggregate_node(
         store.set_flush_listener(_forward_at(task.record_context, forward_to(children)))
         get, put = store.get, store.put
         metrics = task.metrics
+        rc = task.record_context
 
         def aggregate(key: Any, value: Any) -> None:
             if key is None or value is None:
                 metrics.dropped_records += 1
+                return
+            # Idempotent state, replaying after a crash: already in the aggregate?
+            if (
+                store.replay_stamps is not None
+                and rc.message is not None
+                and store.replayed(key, rc.message.offset())
+            ):
+                metrics.replayed_updates_skipped += 1
                 return
             old = get(key)
             put(key, aggregator(key, value, initializer() if old is None else old))
@@ -231,10 +243,19 @@ def window_aggregate_node(
             if emit_on_window_close and close_time >= emitted.next_close:
                 emit_closed(close_time)
             observe(stream_time)
+            # Idempotent state, replaying after a crash: the input offset, to skip
+            # windows whose aggregate already holds this record.
+            replay = (
+                rc.message.offset()
+                if store.replay_stamps is not None and rc.message is not None
+                else None
+            )
             if tumbling:
                 start = timestamp - timestamp % size
                 if start + size <= close_time:
                     metrics.late_records += 1
+                elif replay is not None and store.replayed(key, start, replay):
+                    metrics.replayed_updates_skipped += 1
                 else:
                     old = fetch(key, start)
                     put(key, aggregator(key, value, initializer() if old is None else old), start)
@@ -244,6 +265,9 @@ def window_aggregate_node(
                     if start + size <= close_time:
                         continue
                     accepted = True
+                    if replay is not None and store.replayed(key, start, replay):
+                        metrics.replayed_updates_skipped += 1
+                        continue
                     old = fetch(key, start)
                     put(key, aggregator(key, value, initializer() if old is None else old), start)
                 if not accepted:

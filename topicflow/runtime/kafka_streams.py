@@ -142,6 +142,7 @@ class KafkaStreams:
             self._check_transactions(broker)
         admin = broker.admin()
         subtopologies = self._topology.subtopologies()
+        self._check_idempotent_state(subtopologies)
         self._check_assignment_strategy(subtopologies)
         self._prepare_topics(admin, subtopologies, timeout)
         self._transition(State.REBALANCING)
@@ -202,6 +203,19 @@ class KafkaStreams:
                     "partition_assignment_strategy='cooperative-sticky' places each partition "
                     f"on its own, but sub-topology {sub.id} reads {', '.join(sub.source_topics)} "
                     "whose partitions must stay together in one task: use 'range'"
+                )
+
+    def _check_idempotent_state(self, subtopologies: list[SubTopology]) -> None:
+        """A flush stamp is one input position: a stateful task must read one topic."""
+        if not self._config.stamps_replays:
+            return
+        for sub in subtopologies:
+            stateful = any(getattr(node, "stores", None) for node in sub.nodes)
+            if stateful and len(sub.source_topics) > 1:
+                raise ConfigError(
+                    f"idempotent_state: sub-topology {sub.id} keeps state and reads "
+                    f"{', '.join(sub.source_topics)}; idempotent state needs stateful "
+                    "sub-topologies that read one topic (or use exactly_once_v2)"
                 )
 
     def _check_transactions(self, broker: Broker) -> None:

@@ -2,7 +2,8 @@
 
 `process_batch` is the one loop every record goes through, on Kafka, on the
 embedded broker and in the test driver. Per record it does: find the route of
-the message's partition, deserialize key and value, take the timestamp, set
+the message's partition, drop it if it is a replay the task has seen
+(idempotent state only), deserialize key and value, take the timestamp, set
 the task's record context, advance stream time, call the source node. Nothing
 is allocated here beyond what the user's functions allocate.
 
@@ -22,6 +23,7 @@ from confluent_kafka import KafkaError
 
 from topicflow.config import StreamsConfig
 from topicflow.errors import StreamsException, TopologyError
+from topicflow.runtime.replay import DUPLICATE
 from topicflow.runtime.task import SourceRoute
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,10 @@ class WorkerMetrics:
     dropped_records: int = 0
     late_records: int = 0
     restored_records: int = 0
+    # Idempotent state: replayed records dropped (seen upstream before, or already
+    # in a restored aggregate).
+    duplicates_skipped: int = 0
+    replayed_updates_skipped: int = 0
 
     def add(self, other: WorkerMetrics) -> None:
         for f in fields(self):
@@ -78,6 +84,14 @@ class BatchProcessor:
                 self._consumer_error(message)
                 continue
             route = routes[message.topic()][message.partition()]
+            headers = message.headers()
+            if route.origins is not None:
+                # Idempotent state: a record this task saw before (an upstream replay).
+                headers = route.origins.admit(headers)
+                if headers is DUPLICATE:
+                    route.position = message.offset() + 1
+                    self._metrics.duplicates_skipped += 1
+                    continue
             try:
                 key = route.deserialize_key(message.key())
                 value = route.deserialize_value(message.value())
@@ -96,7 +110,9 @@ class BatchProcessor:
             rc = task.record_context
             rc.message = message
             rc.timestamp = timestamp
-            rc.headers = message.headers()
+            rc.headers = headers
+            rc.origin = route.origin
+            rc.ordinal = 0
             task.stream_time = max(task.stream_time, timestamp)
             try:
                 route.process(key, value)

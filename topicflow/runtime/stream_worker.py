@@ -34,6 +34,7 @@ from topicflow.errors import RetriableError, StreamsException, TopicflowError
 from topicflow.processor.api import PunctuationType
 from topicflow.runtime.processing import BatchProcessor, Routes, WorkerMetrics
 from topicflow.runtime.record_collector import RecordCollector
+from topicflow.runtime.replay import OriginFilter
 from topicflow.runtime.task import StreamTask, TaskId
 from topicflow.runtime.transactions import TransactionAborted, Transactions, transactional_id
 from topicflow.state.stores import StoreSpec
@@ -236,9 +237,33 @@ class StreamWorker:
                 }
             )
             self._restore_consumer = self._broker.consumer(config)
+        tasks = [task for task in tasks if task.id in self._tasks]
+        committed = self._committed_positions(tasks) if self._config.stamps_replays else {}
         for task in tasks:
-            if task.id in self._tasks and task.state.needs_restore:
-                self.metrics.restored_records += task.state.restore(self._restore_consumer)
+            if task.state.needs_restore:
+                self.metrics.restored_records += task.state.restore(
+                    self._restore_consumer, committed.get(task.id)
+                )
+
+    def _committed_positions(self, tasks: list[StreamTask]) -> dict[TaskId, int]:
+        """Idempotent state: where each new task resumes (its committed offset, or -1),
+        with the table of origins committed beside it."""
+        assert self._consumer is not None
+        partitions = [TopicPartition(r.topic, r.partition) for t in tasks for r in t.routes]
+        if not partitions:
+            return {}
+        by_tp = {(tp.topic, tp.partition): tp for tp in self._consumer.committed(partitions, 30)}
+        positions: dict[TaskId, int] = {}
+        for task in tasks:
+            for route in task.routes:
+                tp = by_tp.get((route.topic, route.partition))
+                if tp is None or tp.offset < 0:
+                    positions.setdefault(task.id, -1)
+                    continue
+                positions[task.id] = max(positions.get(task.id, -1), tp.offset)
+                if task.origins is not None and tp.metadata:
+                    task.origins.positions.update(OriginFilter.decode(tp.metadata).positions)
+        return positions
 
     # -- time ----------------------------------------------------------------------
 
@@ -278,16 +303,34 @@ class StreamWorker:
             return False
         m = self.metrics
         # Skipped records move positions too: count them as progress.
-        seen = m.records_consumed + m.deserialization_errors + m.invalid_timestamps
+        seen = (
+            m.records_consumed
+            + m.deserialization_errors
+            + m.invalid_timestamps
+            + m.duplicates_skipped
+        )
         progress = (seen + m.processing_errors, self._collector.sent)
         if progress == self._committed_progress and self._retry_at is None:
             return True  # nothing consumed or produced since the last commit
-        offsets = [
-            TopicPartition(route.topic, route.partition, route.position)
+        routes = [
+            route
             for by_partition in self._routes.values()
             for route in by_partition.values()
             if route.position >= 0
         ]
+        if self._config.stamps_replays:
+            # Idempotent state: each task's table of origins commits with its offsets.
+            metadata = {
+                task.id: task.origins.encode()
+                for task in self._tasks.values()
+                if task.origins is not None
+            }
+            offsets = [
+                TopicPartition(r.topic, r.partition, r.position, metadata[r.task.id])
+                for r in routes
+            ]
+        else:
+            offsets = [TopicPartition(r.topic, r.partition, r.position) for r in routes]
         if self._transactions is not None:
             return self._commit_transaction(offsets, progress)
         self._collector.flush(FLUSH_TIMEOUT_S)
@@ -447,9 +490,15 @@ class StreamWorker:
                 self._write_checkpoints(consumer, list(self._tasks.values()))
             self._retry_at = None
             self._backoff = RETRY_BACKOFF_MIN_S
-        if self._tasks and self._transactions is not None and not committed:
+        if (
+            self._tasks
+            and not committed
+            and (self._transactions is not None or self._config.stamps_replays)
+        ):
             # Exactly-once: uncommitted changes were aborted, so the stores are ahead
-            # of what counts; whoever gets these tasks restores them.
+            # of what counts; whoever gets these tasks restores them. Idempotent
+            # state: the same, so that a replay meets restored stamps, not stores
+            # that already hold it.
             self._close_tasks(list(self._tasks.values()))
             self._tasks.clear()
             self._routes.clear()

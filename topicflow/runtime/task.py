@@ -16,6 +16,7 @@ from topicflow.config import StreamsConfig, TimestampExtractor
 from topicflow.errors import StreamsException, TopologyError
 from topicflow.processor.api import Cancellable, PunctuationType, Punctuator
 from topicflow.runtime.processor_context import system_time_ms
+from topicflow.runtime.replay import OriginFilter, origin_header, origin_id
 from topicflow.serdes import Serde
 from topicflow.state.manager import StateManager
 from topicflow.state.stores import StoreSpec
@@ -51,6 +52,8 @@ class SourceRoute:
         "deserialize_key",
         "deserialize_value",
         "extractor",
+        "origin",
+        "origins",
         "partition",
         "position",
         "process",
@@ -76,6 +79,10 @@ class SourceRoute:
         self.process = process
         self.extractor = extractor
         self.position = -1  # nothing processed yet
+        # Idempotent state only (else None): this partition's origin id, stamped on
+        # the task's outputs, and the task's filter of replayed inputs.
+        self.origin: bytes | None = None
+        self.origins: OriginFilter | None = None
 
 
 class _Schedule:
@@ -118,6 +125,9 @@ class StreamTask:
         # Plain attributes, not properties: the per-record path reads and writes them.
         self.record_context = RecordContext()
         self.stream_time = -1
+        # Idempotent state: which replayed inputs to drop (see runtime/replay.py).
+        self.origins: OriginFilter | None = OriginFilter() if config.stamps_replays else None
+        self.routes: list[SourceRoute] = []
         self._schedules: list[_Schedule] = []
         self._commit_requested = False
         self._instances: dict[str, Forward] = {}
@@ -137,6 +147,7 @@ class StreamTask:
             config,
             sender,
             self.record_context,
+            self.flushed_through if config.stamps_replays else None,
         )
         self._build()
 
@@ -250,9 +261,23 @@ class StreamTask:
         partitioner = node.partitioner
         extractor = node.topic_extractor
         resolve = self._resolve
+        headers_of = _headers_with_origin if self._config.stamps_replays else _headers
 
         if extractor is None and partitioner is None:
             topic = resolve(node.topic or "")
+            if headers_of is _headers_with_origin:
+
+                def stamping_sink(key: Any, value: Any) -> None:
+                    send(
+                        topic,
+                        serialize_key(key),
+                        serialize_value(value),
+                        rc.timestamp,
+                        _headers_with_origin(rc),
+                        -1,
+                    )
+
+                return stamping_sink
 
             def sink(key: Any, value: Any) -> None:
                 send(
@@ -274,7 +299,7 @@ class StreamTask:
                 serialize_key(key),
                 serialize_value(value),
                 rc.timestamp,
-                rc.headers,
+                headers_of(rc),
                 partition,
             )
 
@@ -289,7 +314,7 @@ class StreamTask:
         key_serde: Serde[Any] = node.key_serde or self._config.default_key_serde
         value_serde: Serde[Any] = node.value_serde or self._config.default_value_serde
         extractor = node.timestamp_extractor or self._config.default_timestamp_extractor
-        return SourceRoute(
+        route = SourceRoute(
             self,
             topic,
             partition,
@@ -298,6 +323,22 @@ class StreamTask:
             process,
             extractor,
         )
+        if self.origins is not None:
+            route.origin = origin_id(self._config.application_id, topic, partition)
+            route.origins = self.origins
+        self.routes = [r for r in self.routes if (r.topic, r.partition) != (topic, partition)]
+        self.routes.append(route)
+        return route
+
+    def flushed_through(self) -> int:
+        """The input offset before which every record is reflected in the stores:
+        the flush stamp of changelog records written now (single-topic tasks)."""
+        position = self.routes[0].position if self.routes else -1
+        message = self.record_context.message
+        if message is not None:
+            # Inside the processing of a record (a cache overflow): it is applied.
+            position = max(position, message.offset() + 1)
+        return position
 
     @property
     def source_topics(self) -> list[str]:
@@ -319,7 +360,7 @@ class StreamTask:
                 continue
             if now < schedule.next_time:
                 continue
-            rc.message, rc.timestamp, rc.headers = None, now, None
+            rc.message, rc.timestamp, rc.headers, rc.origin = None, now, None, None
             schedule.callback(now)
             fired += 1
             # As in Kafka Streams: one firing however many intervals were missed,
@@ -341,6 +382,8 @@ class StreamTask:
         May raise RetriableError (an external system is down): the caller must
         then not commit, and call flush again later.
         """
+        # What a flush sends derives from no single input record: no origin.
+        self.record_context.origin = None
         for _position, flush in self._commit_listeners:
             flush()
 
@@ -357,9 +400,26 @@ class StreamTask:
             raise StreamsException(f"closing task {self.id} failed: {errors[0]}") from errors[0]
 
 
+def _headers(rc: RecordContext) -> Any:
+    return rc.headers
+
+
+def _headers_with_origin(rc: RecordContext) -> Any:
+    """The record's headers plus its origin: the input it derives from, and its ordinal."""
+    origin = rc.origin
+    if origin is None:
+        return rc.headers
+    ordinal = rc.ordinal
+    rc.ordinal = ordinal + 1
+    stamp = origin_header(origin, rc.message.offset(), ordinal)
+    headers = rc.headers
+    return [stamp] if not headers else [*headers, stamp]
+
+
 class _Counters:
     """Metrics of a task run outside a stream worker."""
 
     def __init__(self) -> None:
         self.dropped_records = 0
         self.late_records = 0
+        self.replayed_updates_skipped = 0

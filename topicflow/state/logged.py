@@ -15,6 +15,8 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from topicflow.brokers.base import Headers
+from topicflow.runtime.replay import flush_stamp
 from topicflow.state.session_store import session_changelog_key
 from topicflow.state.stores import InMemoryWindowStore, StoreSpec
 from topicflow.topology.nodes import RecordContext, RecordSender
@@ -56,33 +58,48 @@ class ChangelogWriter:
         self._serialize_key = key_serde.serialize
         self._serialize_value = value_serde.serialize
 
-    def log(self, key: Any, value: Any, timestamp: int) -> None:
+    def log(self, key: Any, value: Any, timestamp: int, headers: Headers | None = None) -> None:
         self._send(
             self.topic,
             self._serialize_key(key),
             None if value is None else self._serialize_value(value),
             timestamp,
-            None,
+            headers,
             self._partition,
         )
 
-    def log_session(self, key: Any, start: int, end: int, value: Any, timestamp: int) -> None:
+    def log_session(
+        self,
+        key: Any,
+        start: int,
+        end: int,
+        value: Any,
+        timestamp: int,
+        headers: Headers | None = None,
+    ) -> None:
         self._send(
             self.topic,
             session_changelog_key(self._serialize_key(key), start, end),
             None if value is None else self._serialize_value(value),
             timestamp,
-            None,
+            headers,
             self._partition,
         )
 
-    def log_window(self, key: Any, window_start: int, value: Any, timestamp: int) -> None:
+    def log_window(
+        self,
+        key: Any,
+        window_start: int,
+        value: Any,
+        timestamp: int,
+        headers: Headers | None = None,
+    ) -> None:
         self._send(
             self.topic,
             window_changelog_key(self._serialize_key(key), window_start),
             None if value is None else self._serialize_value(value),
             timestamp,
-            None,
+            headers,
             self._partition,
         )
 
@@ -107,6 +124,43 @@ class _CachedStore:
         self._cache_entries = cache_entries if spec.caching else 0
         self._dirty: dict[Any, Any] = {}
         self._listener: Any = None
+        # Idempotent state (else None): the task's input position, which stamps
+        # changelog records; and after a restore, the stamps of the keys a replay
+        # may find already applied, until the replay passes `_replay_until`.
+        self._flushed_through: Callable[[], int] | None = None
+        self.replay_stamps: dict[Any, int] | None = None
+        self._replay_until = -1
+
+    def stamp_flushes(self, flushed_through: Callable[[], int]) -> None:
+        self._flushed_through = flushed_through
+
+    @property
+    def stamped(self) -> bool:
+        return self._flushed_through is not None and self._changelog is not None
+
+    def set_replay_stamps(self, stamps: dict[Any, int]) -> None:
+        """After a restore: keys whose changelog value covers input up to their stamp."""
+        if stamps:
+            self.replay_stamps = stamps
+            self._replay_until = max(stamps.values())
+
+    def _replay_stamp(self, key: Any, offset: int) -> int | None:
+        """The stamp of `key` if the input record at `offset` is already in its value."""
+        if offset >= self._replay_until:
+            self.replay_stamps = None  # the replay is over
+            return None
+        assert self.replay_stamps is not None
+        stamp = self.replay_stamps.get(key)
+        return stamp if stamp is not None and offset < stamp else None
+
+    def _stamp(self) -> int:
+        """The flush stamp of a write now: every input record before it is in the value
+        written (the record in flight included)."""
+        flushed_through = self._flushed_through
+        return 0 if flushed_through is None else flushed_through()
+
+    def _stamp_headers(self, stamp: int) -> Headers | None:
+        return None if self._flushed_through is None else flush_stamp(stamp)
 
     def set_flush_listener(self, listener: Any) -> None:
         self._listener = listener
@@ -136,11 +190,25 @@ class CachedKeyValueStore(_CachedStore):
             return cached[0]
         return self.inner.get(key)
 
+    def replayed(self, key: Any, offset: int) -> bool:
+        """Idempotent state, after a restore: whether the input record at `offset` is
+        already in the value of `key`. If so the key is written again (same value,
+        same stamp) at the next flush: it may not have reached downstream before
+        the crash."""
+        stamp = self._replay_stamp(key, offset)
+        if stamp is None:
+            return False
+        self._put(key, self.get(key), stamp)
+        return True
+
     def put(self, key: Any, value: Any) -> None:
+        self._put(key, value, self._stamp())
+
+    def _put(self, key: Any, value: Any, stamp: int) -> None:
         if not self._cache_entries:
-            self._write_through(key, value, self._rc.timestamp)
+            self._write_through(key, value, self._rc.timestamp, stamp)
             return
-        self._dirty[key] = (value, self._rc.timestamp)
+        self._dirty[key] = (value, self._rc.timestamp, stamp)
         if len(self._dirty) > self._cache_entries:
             self.flush()
 
@@ -162,10 +230,10 @@ class CachedKeyValueStore(_CachedStore):
     def approximate_num_entries(self) -> int:
         return self.inner.approximate_num_entries() + len(self._dirty)  # type: ignore[no-any-return]
 
-    def _write_through(self, key: Any, value: Any, timestamp: int) -> None:
+    def _write_through(self, key: Any, value: Any, timestamp: int, stamp: int) -> None:
         self.inner.put(key, value)
         if self._changelog is not None:
-            self._changelog.log(key, value, timestamp)
+            self._changelog.log(key, value, timestamp, self._stamp_headers(stamp))
         if self._listener is not None:
             self._listener(key, value, timestamp)
 
@@ -174,8 +242,8 @@ class CachedKeyValueStore(_CachedStore):
         if not self._dirty:
             return
         dirty, self._dirty = self._dirty, {}
-        for key, (value, timestamp) in dirty.items():
-            self._write_through(key, value, timestamp)
+        for key, (value, timestamp, stamp) in dirty.items():
+            self._write_through(key, value, timestamp, stamp)
 
     def restore(self, key: Any, value: Any) -> None:
         self.inner.put(key, value)
@@ -196,8 +264,8 @@ class CachedWindowStore(_CachedStore):
         cache_entries: int,
     ) -> None:
         super().__init__(spec, inner, changelog, record_context, cache_entries)
-        # window start -> key -> (value, timestamp): no tuple key per record.
-        self._dirty: dict[int, dict[Any, tuple[Any, int]]] = {}
+        # window start -> key -> (value, timestamp, stamp): no tuple key per record.
+        self._dirty: dict[int, dict[Any, tuple[Any, int, int]]] = {}
         self._dirty_count = 0
 
     def observe_stream_time(self, stream_time: int) -> None:
@@ -211,16 +279,27 @@ class CachedWindowStore(_CachedStore):
                 return cached[0]
         return self.inner.fetch(key, window_start)
 
+    def replayed(self, key: Any, window_start: int, offset: int) -> bool:
+        """As `CachedKeyValueStore.replayed`, for the window of `key` at `window_start`."""
+        stamp = self._replay_stamp((key, window_start), offset)
+        if stamp is None:
+            return False
+        self._put(key, self.fetch(key, window_start), window_start, stamp)
+        return True
+
     def put(self, key: Any, value: Any, window_start: int) -> None:
+        self._put(key, value, window_start, self._stamp())
+
+    def _put(self, key: Any, value: Any, window_start: int, stamp: int) -> None:
         if not self._cache_entries:
-            self._write_through(key, window_start, value, self._rc.timestamp)
+            self._write_through(key, window_start, value, self._rc.timestamp, stamp)
             return
         window = self._dirty.get(window_start)
         if window is None:
             window = self._dirty[window_start] = {}
         if key not in window:
             self._dirty_count += 1
-        window[key] = (value, self._rc.timestamp)
+        window[key] = (value, self._rc.timestamp, stamp)
         if self._dirty_count > self._cache_entries:
             self.flush()
 
@@ -239,10 +318,14 @@ class CachedWindowStore(_CachedStore):
     def approximate_num_entries(self) -> int:
         return self.inner.approximate_num_entries() + self._dirty_count  # type: ignore[no-any-return]
 
-    def _write_through(self, key: Any, window_start: int, value: Any, timestamp: int) -> None:
+    def _write_through(
+        self, key: Any, window_start: int, value: Any, timestamp: int, stamp: int
+    ) -> None:
         self.inner.put(key, value, window_start)
         if self._changelog is not None:
-            self._changelog.log_window(key, window_start, value, timestamp)
+            self._changelog.log_window(
+                key, window_start, value, timestamp, self._stamp_headers(stamp)
+            )
         if self._listener is not None:
             self._listener(key, window_start, value, timestamp)
 
@@ -252,8 +335,8 @@ class CachedWindowStore(_CachedStore):
             return
         dirty, self._dirty, self._dirty_count = self._dirty, {}, 0
         for window_start in sorted(dirty):
-            for key, (value, timestamp) in dirty[window_start].items():
-                self._write_through(key, window_start, value, timestamp)
+            for key, (value, timestamp, stamp) in dirty[window_start].items():
+                self._write_through(key, window_start, value, timestamp, stamp)
 
     def restore(self, key: Any, window_start: int, value: Any) -> None:
         self.inner.put(key, value, window_start)
@@ -268,7 +351,7 @@ SessionFlushListener = Callable[[Any, int, int, Any, int], None]
 class CachedSessionStore(_CachedStore):
     """A session store with a record cache and a changelog; expires sessions by stream time.
 
-    The cache holds the changed sessions, (key, start, end) -> (value, timestamp),
+    The cache holds the changed sessions, (key, start, end) -> (value, timestamp, stamp),
     in the order of their latest write (as Kafka Streams' cache), so a merge
     flushes the removed sessions' tombstones before the merged session. Reads
     overlay the cache on the inner store. A tombstone for a session that never
@@ -286,7 +369,7 @@ class CachedSessionStore(_CachedStore):
         cache_entries: int,
     ) -> None:
         super().__init__(spec, inner, changelog, record_context, cache_entries)
-        self._dirty: dict[tuple[Any, int, int], tuple[Any, int]] = {}
+        self._dirty: dict[tuple[Any, int, int], tuple[Any, int, int]] = {}
         # key -> its dirty sessions {(start, end): None}, for reads by key.
         self._dirty_by_key: dict[Any, dict[tuple[int, int], None]] = {}
 
@@ -353,8 +436,9 @@ class CachedSessionStore(_CachedStore):
 
     def put(self, key: Any, start: int, end: int, value: Any) -> None:
         """Write the aggregate of session [start, end] of `key`; None removes the session."""
+        stamp = self._stamp()
         if not self._cache_entries:
-            self._write_through(key, start, end, value, self._rc.timestamp)
+            self._write_through(key, start, end, value, self._rc.timestamp, stamp)
             return
         cache_key = (key, start, end)
         # Remove, then add: flushes follow the order of the latest writes.
@@ -363,20 +447,24 @@ class CachedSessionStore(_CachedStore):
             if by_key is None:
                 by_key = self._dirty_by_key[key] = {}
             by_key[(start, end)] = None
-        self._dirty[cache_key] = (value, self._rc.timestamp)
+        self._dirty[cache_key] = (value, self._rc.timestamp, stamp)
         if len(self._dirty) > self._cache_entries:
             self.flush()
 
     def remove(self, key: Any, start: int, end: int) -> None:
         self.put(key, start, end, None)
 
-    def _write_through(self, key: Any, start: int, end: int, value: Any, timestamp: int) -> None:
+    def _write_through(
+        self, key: Any, start: int, end: int, value: Any, timestamp: int, stamp: int
+    ) -> None:
         inner = self.inner
         if value is None and inner.fetch_session(key, start, end) is None:
             return  # nothing to delete: the session never reached the store
         inner.put(key, start, end, value)
         if self._changelog is not None:
-            self._changelog.log_session(key, start, end, value, timestamp)
+            self._changelog.log_session(
+                key, start, end, value, timestamp, self._stamp_headers(stamp)
+            )
         if self._listener is not None:
             self._listener(key, start, end, value, timestamp)
 
@@ -385,8 +473,8 @@ class CachedSessionStore(_CachedStore):
         if not self._dirty:
             return
         dirty, self._dirty, self._dirty_by_key = self._dirty, {}, {}
-        for (key, start, end), (value, timestamp) in dirty.items():
-            self._write_through(key, start, end, value, timestamp)
+        for (key, start, end), (value, timestamp, stamp) in dirty.items():
+            self._write_through(key, start, end, value, timestamp, stamp)
 
     def restore(self, key: Any, start: int, end: int, value: Any) -> None:
         self.inner.put(key, start, end, value)

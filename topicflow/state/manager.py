@@ -30,6 +30,7 @@ from confluent_kafka import TopicPartition
 from topicflow.brokers.base import OFFSET_BEGINNING, Consumer
 from topicflow.config import StreamsConfig
 from topicflow.errors import StreamsException
+from topicflow.runtime.replay import read_flush_stamp
 from topicflow.serdes import Serde
 from topicflow.state.logged import (
     CachedKeyValueStore,
@@ -61,6 +62,7 @@ class StateManager:
         config: StreamsConfig,
         sender: RecordSender,
         record_context: RecordContext,
+        flushed_through: Callable[[], int] | None = None,
     ) -> None:
         self._task_id = task_id
         self._partition = partition
@@ -97,6 +99,8 @@ class StateManager:
             self.stores[spec.name] = store
             if changelog is not None:
                 self._changelogs[changelog.topic] = store
+                if flushed_through is not None:
+                    store.stamp_flushes(flushed_through)
 
     def _local_copy(self, spec: StoreSpec) -> Path:
         """The folder of a persistent store; wiped unless a clean close checkpointed it."""
@@ -129,8 +133,13 @@ class StateManager:
     def needs_restore(self) -> bool:
         return bool(self._changelogs)
 
-    def restore(self, consumer: Consumer) -> int:
-        """Bring every logged store up to its changelog's end; returns records applied."""
+    def restore(self, consumer: Consumer, replay_from: int | None = None) -> int:
+        """Bring every logged store up to its changelog's end; returns records applied.
+
+        Idempotent state: `replay_from` is the task's committed input offset,
+        where processing resumes. Changelog records stamped beyond it were written
+        after that commit: their keys get replay stamps (see runtime/replay.py).
+        """
         checkpoint, self._checkpoint = self._checkpoint, {}
         self._delete_checkpoint()
         start: dict[str, int] = {}
@@ -149,8 +158,16 @@ class StateManager:
         started = time.monotonic()
         consumer.assign([TopicPartition(t, self._partition, start[t]) for t in end])
         applied = 0
+        stamps: dict[str, dict[bytes, int]] = {}
         try:
             appliers = {topic: self._batch_applier(self._changelogs[topic]) for topic in end}
+            if replay_from is not None:
+                for topic in end:
+                    if self._changelogs[topic].stamped:
+                        stamps[topic] = {}
+                        appliers[topic] = _collecting_stamps(
+                            appliers[topic], stamps[topic], replay_from
+                        )
             single = next(iter(appliers.values())) if len(appliers) == 1 else None
             remaining = dict(end)
             idle_deadline = time.monotonic() + 60
@@ -190,6 +207,8 @@ class StateManager:
                 applied += len(messages)
         finally:
             consumer.unassign()
+        for topic, by_key in stamps.items():
+            self._set_replay_stamps(self._changelogs[topic], by_key)
         log.info(
             "task %s restored %d changelog records in %.2f s",
             self._task_id,
@@ -272,6 +291,31 @@ class StateManager:
 
         return apply
 
+    def _set_replay_stamps(self, store: Store, by_key: dict[bytes, int]) -> None:
+        """Hand a store the stamps of its replayed keys, keyed as its cache keys them."""
+        if not by_key:
+            return
+        spec = store.spec
+        deserialize_key = (spec.key_serde or self._config.default_key_serde).deserialize
+        stamps: dict[Any, int] = {}
+        if isinstance(store, CachedWindowStore):
+            for changelog_key, stamp in by_key.items():
+                key_bytes, window_start = split_window_changelog_key(changelog_key)
+                stamps[(deserialize_key(key_bytes), window_start)] = stamp
+        elif isinstance(store, CachedKeyValueStore):
+            for changelog_key, stamp in by_key.items():
+                stamps[deserialize_key(changelog_key)] = stamp
+        else:
+            return  # session stores: replays stay at-least-once
+        store.set_replay_stamps(stamps)
+        log.info(
+            "task %s: %d keys of store %s were written after the last commit; a replay "
+            "will not apply their records again",
+            self._task_id,
+            len(stamps),
+            spec.name,
+        )
+
     # -- checkpoints ------------------------------------------------------------------
 
     def _checkpoint_path(self) -> Path:
@@ -327,3 +371,23 @@ class StateManager:
     def close(self) -> None:
         for store in self.stores.values():
             store.close()
+
+
+def _collecting_stamps(
+    apply: Callable[[list[Any]], None], stamps: dict[bytes, int], replay_from: int
+) -> Callable[[list[Any]], None]:
+    """Wrap a batch applier: also note each key's latest flush stamp beyond `replay_from`."""
+
+    def apply_and_collect(messages: list[Any]) -> None:
+        apply(messages)
+        for message in messages:
+            key = message.key()
+            if key is None:
+                continue
+            stamp = read_flush_stamp(message.headers())
+            if stamp is not None and stamp > replay_from:
+                stamps[key] = stamp
+            else:
+                stamps.pop(key, None)
+
+    return apply_and_collect

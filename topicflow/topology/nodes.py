@@ -32,14 +32,21 @@ class RecordContext:
     `message` is the consumed message the record derives from (None inside a
     wall-clock punctuator); `timestamp` and `headers` are those of the record
     as it is forwarded, which a processor may change.
+
+    With idempotent state (topicflow/runtime/replay.py), `origin` is the id of
+    the input partition `message` comes from, and `ordinal` counts the records
+    sent so far for it: sinks stamp each output with both. `origin` is None
+    where outputs do not derive from one input record (punctuators, cache flushes).
     """
 
-    __slots__ = ("headers", "message", "timestamp")
+    __slots__ = ("headers", "message", "ordinal", "origin", "timestamp")
 
     def __init__(self) -> None:
         self.message: Any = None
         self.timestamp: int = 0
         self.headers: Headers | None = None
+        self.origin: bytes | None = None
+        self.ordinal = 0
 
     def topic(self) -> str | None:
         return None if self.message is None else self.message.topic()
@@ -72,6 +79,7 @@ class TaskMetrics(Protocol):
 
     dropped_records: int  # null keys or values an aggregation cannot use
     late_records: int  # records for windows already closed
+    replayed_updates_skipped: int  # idempotent state: updates a restored aggregate holds
 
 
 class TaskContext(Protocol):

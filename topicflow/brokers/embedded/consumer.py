@@ -463,14 +463,16 @@ class EmbeddedConsumer:
         """
         self._check_open()
         entries: list[tuple[str, int, int]] | None = None
+        metadata: dict[tuple[str, int], str] = {}
         if message is not None and offsets is not None:
             raise ValueError("commit() takes message or offsets, not both")
         if message is not None:
             entries = [(message.topic(), message.partition(), message.offset() + 1)]
         elif offsets is not None:
             entries = [(tp.topic, tp.partition, tp.offset) for tp in offsets]
+            metadata = {(tp.topic, tp.partition): tp.metadata for tp in offsets if tp.metadata}
         with self._broker._lock:
-            error, done = self._commit_locked(entries)
+            error, done = self._commit_locked(entries, metadata)
         result = [TopicPartition(t, p, o) for t, p, o in done]
         if asynchronous:
             if self._on_commit is not None:
@@ -481,7 +483,9 @@ class EmbeddedConsumer:
         return result
 
     def _commit_locked(
-        self, entries: list[tuple[str, int, int]] | None
+        self,
+        entries: list[tuple[str, int, int]] | None,
+        metadata: dict[tuple[str, int], str] | None = None,
     ) -> tuple[KafkaError | None, list[tuple[str, int, int]]]:
         member, group = self._member, self._group
         if group is None:
@@ -504,8 +508,7 @@ class EmbeddedConsumer:
                 reason = f"not a member of group {self._group_id!r}, which has members"
                 return KafkaError(KafkaError.UNKNOWN_MEMBER_ID, reason), []
             group = self._broker._group_locked(self._group_id)
-            for topic, partition, offset in entries:
-                group.committed[(topic, partition)] = offset
+            group.commit(entries, metadata or {})
             return None, entries
         assert group is not None
         for topic, partition, _ in entries:
@@ -515,8 +518,7 @@ class EmbeddedConsumer:
                     f"(group {group.group_id!r}, generation {group.generation})"
                 )
                 return KafkaError(KafkaError.ILLEGAL_GENERATION, reason), []
-        for topic, partition, offset in entries:
-            group.committed[(topic, partition)] = offset
+        group.commit(entries, metadata or {})
         return None, entries
 
     def _auto_commit_locked(self) -> None:
@@ -561,12 +563,18 @@ class EmbeddedConsumer:
         with broker._lock:
             group = broker._groups.get(self._group_id)
             committed = dict(group.committed) if group is not None else {}
-        return [
-            TopicPartition(
-                tp.topic, tp.partition, committed.get((tp.topic, tp.partition), OFFSET_INVALID)
+            metadata = dict(group.committed_metadata) if group is not None else {}
+        out = []
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            offset = committed.get(key, OFFSET_INVALID)
+            given = metadata.get(key)
+            out.append(
+                TopicPartition(tp.topic, tp.partition, offset)
+                if given is None
+                else TopicPartition(tp.topic, tp.partition, offset, given)
             )
-            for tp in partitions
-        ]
+        return out
 
     def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
         """The next offset consume() returns for each partition (OFFSET_INVALID if unassigned)."""

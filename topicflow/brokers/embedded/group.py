@@ -44,6 +44,20 @@ class Group:
         # Members that must revoke what they own before the generation can complete.
         self.pending: set[str] = set()
         self.committed: dict[TopicPartitionKey, int] = {}
+        # The metadata committed with an offset, where one was given.
+        self.committed_metadata: dict[TopicPartitionKey, str] = {}
+
+    def commit(
+        self, entries: Sequence[tuple[str, int, int]], metadata: Mapping[TopicPartitionKey, str]
+    ) -> None:
+        for topic, partition, offset in entries:
+            key = (topic, partition)
+            self.committed[key] = offset
+            given = metadata.get(key)
+            if given:
+                self.committed_metadata[key] = given
+            else:
+                self.committed_metadata.pop(key, None)
 
     def subscribes_to(self, topic: str) -> bool:
         return any(topic in m.topics for m in self.members.values())
@@ -93,6 +107,7 @@ class Group:
         """Drop committed offsets of a deleted topic, so a re-created one starts afresh."""
         for key in [k for k in self.committed if k[0] == topic]:
             del self.committed[key]
+            self.committed_metadata.pop(key, None)
 
     def _complete(self, partitions: Mapping[str, Sequence[object]]) -> None:
         counts = {
