@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
-from services.service import JAVA_EXAMPLE_SETTINGS, Service
+from services.service import SERVICE_SETTINGS, Service
 from topicflow import StreamsBuilder, Topology
 from topicflow.dsl.options import Materialized
 from topicflow.dsl.windows import TimeWindows
@@ -76,7 +76,7 @@ SERVICE = Service(
     input_topics=("words",),
     output_topics=(),
     build_topology=build_topology,
-    settings=JAVA_EXAMPLE_SETTINGS,
+    settings=SERVICE_SETTINGS,
 )
 
 

@@ -34,7 +34,7 @@ from typing import Any
 
 from services.logs import is_failed_login, parse_log_line, user_of
 from services.notifications import EMAIL_THRESHOLD, URGENT_THRESHOLD, AlertSink, EmailSink
-from services.service import JAVA_EXAMPLE_SETTINGS, Service
+from services.service import SERVICE_SETTINGS, Service
 from topicflow import Processor, Record, Serdes, StreamsBuilder, Topology
 from topicflow.dsl.options import Branched, Materialized, Named
 from topicflow.dsl.windows import TimeWindows, Windowed
@@ -159,7 +159,7 @@ SERVICE = Service(
     input_topics=("loglines",),
     output_topics=("anomalies",),
     build_topology=build_topology,
-    settings=JAVA_EXAMPLE_SETTINGS,
+    settings=SERVICE_SETTINGS,
 )
 
 

@@ -14,12 +14,15 @@ from topicflow.config import KafkaEnv
 from topicflow.errors import TopicflowError
 from topicflow.runtime.runner import EXIT_BAD_SETUP, configure_logging, run_until_signal
 
-# What the original Java example set for every service on top of Kafka Streams'
-# defaults: string keys and values, and 1 s commits.
-JAVA_EXAMPLE_SETTINGS: Mapping[str, Any] = {
+# What every service sets on top of Kafka Streams' defaults: as the original
+# Java example, string keys and values and 1 s commits; and idempotent state, so
+# that counts and alerts stay exact when a dyno is killed (Heroku's plans grant
+# no transactions for exactly_once_v2).
+SERVICE_SETTINGS: Mapping[str, Any] = {
     "default_key_serde": Serdes.String(),
     "default_value_serde": Serdes.String(),
     "commit_interval_ms": 1000,
+    "idempotent_state": True,
 }
 
 

@@ -13,7 +13,7 @@ import re
 
 import regex
 
-from services.service import JAVA_EXAMPLE_SETTINGS, Service
+from services.service import SERVICE_SETTINGS, Service
 from topicflow import StreamsBuilder, Topology
 
 # Java's `\W+` with UNICODE_CHARACTER_CLASS: a word character is
@@ -49,7 +49,7 @@ SERVICE = Service(
     input_topics=("textlines",),
     output_topics=("words",),
     build_topology=build_topology,
-    settings=JAVA_EXAMPLE_SETTINGS,
+    settings=SERVICE_SETTINGS,
 )
 
 

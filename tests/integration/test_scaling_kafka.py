@@ -1,14 +1,16 @@
 """Horizontal scaling with state: Aggregator instances come and go, counts stay exact.
 
 Tasks move on every rebalance and their state follows through the changelog.
-On the Heroku-like broker (no transactions, at-least-once) instances are added
-and removed gracefully: each leaving or revoked instance commits first, so the
-result is exact. On the plain broker under exactly_once_v2 one instance is also
-killed with SIGKILL mid-run, which at-least-once could not survive exactly.
+Instances are added, removed, and one is killed with SIGKILL mid-run. On the
+Heroku-like broker (no transactions) at-least-once with idempotent state (the
+services' default) keeps the counts exact; on the plain broker exactly_once_v2
+does. A single-kill test shows both sides: with idempotent state the successor
+drops the replayed duplicates; plain at-least-once counts them twice.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
@@ -29,6 +31,9 @@ from tests.integration.kafka_tools import (
 from topicflow.dev import DevEnv
 
 PARTITIONS = 6
+# About 20 s of input: it spans the scaling steps and the kill.
+INPUT_WORDS = 60_000
+INPUT_RATE = 3_000
 VOCABULARY = ["scale", "out", "in", "rebalance", "state", "follows", "partition", "task"]
 
 
@@ -41,6 +46,16 @@ def workload(count: int) -> tuple[list[str], list[int], dict[tuple[int, str], in
         key = (window_of(timestamp), word)
         truth[key] = truth.get(key, 0) + 1
     return words, timestamps, truth
+
+
+def differences(found: dict[tuple[int, str], int], truth: dict[tuple[int, str], int]) -> str:
+    """What a failed comparison shows: totals, and the first windows that differ."""
+    wrong = sorted(k for k in truth.keys() | found.keys() if found.get(k) != truth.get(k))
+    shown = ", ".join(f"{k}: {found.get(k)} (truth {truth.get(k)})" for k in wrong[:8])
+    return (
+        f"{sum(found.values())} counted for {sum(truth.values())} words; "
+        f"{len(wrong)} windows differ: {shown}"
+    )
 
 
 def _scale_during(
@@ -58,17 +73,19 @@ def _scale_during(
     instances[0].terminate()  # scale in
     assert instances[0].wait(30) == 0, instances[0].log()
     if kill:
-        time.sleep(0.5)
+        time.sleep(2.0)
+        # Mid-stream, so the killed instance has uncommitted work to replay.
+        assert produce_all.is_alive(), "input ended before the kill: slow it down"
         instances[1].kill()
         assert instances[1].wait(10) == -9
     produce_all.join(120)
     return instances
 
 
-@pytest.mark.parametrize("workers", [1, 2], ids=["1-worker", "2-worker-processes"])
-def test_scaling_out_and_in_on_heroku_like_kafka_keeps_counts_exact(
-    heroku_app: HerokuApp, database: str, tmp_path: Path, workers: int
-) -> None:
+def _heroku_aggregator_env(
+    heroku_app: HerokuApp, database: str, tmp_path: Path, **settings: str
+) -> dict[str, str]:
+    """Heroku's variables for the Aggregator, with its topics created by the operator."""
     config = aggregator.SERVICE.config({"KAFKA_PREFIX": heroku_app.prefix})
     heroku_app.create_topics(["words"], PARTITIONS)
     for internal in aggregator.SERVICE.topology(
@@ -77,30 +94,111 @@ def test_scaling_out_and_in_on_heroku_like_kafka_keeps_counts_exact(
         name = internal.full_name(config.application_id)
         heroku_app.kafka.create_topics([name], PARTITIONS, dict(internal.config) or None)
         heroku_app.created.append(name)
-    env = {
+    return {
         **heroku_app.env,
         "DATABASE_URL": database,
-        "TOPICFLOW_COMMIT_INTERVAL_MS": "500",
         "TOPICFLOW_SESSION_TIMEOUT_MS": "6000",
         "TOPICFLOW_STATE_DIR": str(tmp_path / "state"),
-        # Vertical scaling too: each instance runs this many worker processes.
-        "TOPICFLOW_NUM_STREAM_THREADS": str(workers),
+        **settings,
     }
-    words, timestamps, truth = workload(40_000)
 
-    def produce_as_operator() -> None:
+
+def _produce_as_operator(
+    heroku_app: HerokuApp, words: list[str], timestamps: list[int]
+) -> threading.Thread:
+    def produce_all() -> None:
         producer = Producer({"bootstrap.servers": heroku_app.kafka.operator_bootstrap})
         for i, (word, timestamp) in enumerate(zip(words, timestamps, strict=True)):
             producer.produce(heroku_app.topic("words"), word.encode(), timestamp=timestamp)
-            if i % 2_000 == 1_999:
+            if i % 1_000 == 999:
                 producer.flush(10)
-                time.sleep(0.1)  # spread the input over the scaling steps
+                time.sleep(1_000 / INPUT_RATE)  # spread the input over the scaling steps
         assert producer.flush(30) == 0
 
-    instances = _scale_during(threading.Thread(target=produce_as_operator), env, tmp_path, False)
+    return threading.Thread(target=produce_all)
+
+
+@pytest.mark.parametrize("idempotent", [True, False], ids=["idempotent-state", "plain"])
+def test_a_killed_instance_is_replayed_without_counting_twice_on_heroku_like_kafka(
+    heroku_app: HerokuApp, database: str, tmp_path: Path, idempotent: bool
+) -> None:
+    """One instance killed a second after a commit; its successor replays that second.
+
+    With idempotent state (the services' default) the counts stay exact and the
+    successor reports the duplicates it dropped. Plain at-least-once counts the
+    replay twice: the contrast that shows the kill does replay records.
+    """
+    env = _heroku_aggregator_env(
+        heroku_app,
+        database,
+        tmp_path,
+        TOPICFLOW_COMMIT_INTERVAL_MS="3000",
+        TOPICFLOW_IDEMPOTENT_STATE=str(idempotent).lower(),
+    )
+    words, timestamps, truth = workload(30_000)
+    produce_all = _produce_as_operator(heroku_app, words, timestamps)
+    killed = ServiceProcess("aggregator", env, tmp_path, "killed")
+    killed.wait_for_log(r"assigned \d+ partitions", 30)
+    produce_all.start()
+    time.sleep(4.0)  # the first commit is at 3 s: a second of uncommitted work
+    assert produce_all.is_alive(), "input ended before the kill"
+    killed.kill()
+    assert killed.wait(10) == -9
+    successor = ServiceProcess("aggregator", env, tmp_path, "successor")
+    try:
+        produce_all.join(60)
+        if idempotent:
+            wait_until(
+                lambda: table(database) == truth,
+                90,
+                "exact counts after the kill",
+                [successor],
+                lambda: differences(table(database), truth),
+            )
+        else:
+            wait_until(
+                lambda: sum(table(database).values()) > sum(truth.values()),
+                90,
+                "the replay counted twice",
+                [successor],
+                lambda: differences(table(database), truth),
+            )
+        successor.terminate()
+        assert successor.wait(30) == 0, successor.log()
+        skipped = re.search(r"'duplicates_skipped': (\d+)", successor.log())
+        assert skipped is not None, successor.log()
+        assert (int(skipped.group(1)) > 0) == idempotent
+    finally:
+        killed.stop()
+        successor.stop()
+
+
+@pytest.mark.parametrize("workers", [1, 2], ids=["1-worker", "2-worker-processes"])
+def test_scaling_and_a_killed_instance_on_heroku_like_kafka_keep_counts_exact(
+    heroku_app: HerokuApp, database: str, tmp_path: Path, workers: int
+) -> None:
+    env = _heroku_aggregator_env(
+        heroku_app,
+        database,
+        tmp_path,
+        # Long enough that the killed instance has uncommitted work to replay.
+        TOPICFLOW_COMMIT_INTERVAL_MS="3000",
+        # Vertical scaling too: each instance runs this many worker processes.
+        TOPICFLOW_NUM_STREAM_THREADS=str(workers),
+    )
+    words, timestamps, truth = workload(INPUT_WORDS)
+    instances = _scale_during(
+        _produce_as_operator(heroku_app, words, timestamps), env, tmp_path, True
+    )
     try:
         alive = [i for i in instances if i.process.poll() is None]
-        wait_until(lambda: table(database) == truth, 120, "exact counts after scaling", alive)
+        wait_until(
+            lambda: table(database) == truth,
+            150,
+            "exact counts after a kill",
+            alive,
+            lambda: differences(table(database), truth),
+        )
         for instance in alive:
             instance.terminate()
         for instance in alive:
@@ -124,16 +222,22 @@ def test_a_killed_instance_among_scaling_ones_changes_no_count_under_exactly_onc
         "TOPICFLOW_SESSION_TIMEOUT_MS": "6000",
         "TOPICFLOW_STATE_DIR": str(tmp_path / "state"),
     }
-    words, timestamps, truth = workload(40_000)
+    words, timestamps, truth = workload(INPUT_WORDS)
     producer = threading.Thread(
         target=produce,
         args=(dev_env.bootstrap_servers, f"{prefix}words", [w.encode() for w in words]),
-        kwargs={"rate": 8_000, "timestamps": timestamps},
+        kwargs={"rate": INPUT_RATE, "timestamps": timestamps},
     )
     instances = _scale_during(producer, env, tmp_path, True)
     try:
         alive = [i for i in instances if i.process.poll() is None]
-        wait_until(lambda: table(database) == truth, 150, "exact counts after a kill", alive)
+        wait_until(
+            lambda: table(database) == truth,
+            150,
+            "exact counts after a kill",
+            alive,
+            lambda: differences(table(database), truth),
+        )
         for instance in alive:
             instance.terminate()
         for instance in alive:

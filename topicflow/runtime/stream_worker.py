@@ -460,6 +460,13 @@ class StreamWorker:
                 self._tasks[task_id] = task
                 self._to_restore.append(task)
             self._routes.setdefault(tp.topic, {})[tp.partition] = task.route(tp.topic, tp.partition)
+        # librdkafka keeps a partition paused across a rebalance that gives it
+        # back: match the partitions to whether input is paused now (a commit
+        # postponed by a down sink), or they would stay paused for ever.
+        if self._retry_at is not None:
+            consumer.pause(partitions)
+        else:
+            consumer.resume(partitions)
         # Suspended tasks that did not come back belong to another member now.
         self._close_tasks(list(self._suspended.values()))
         self._suspended.clear()

@@ -154,8 +154,13 @@ class PostgresSink(WindowedCountSink):
         # exists, which a role that may only write rows does not have.
         row = connection.execute("SELECT to_regclass(%s)", (self.table,)).fetchone()
         if row is None or row[0] is None:
-            for statement in self._create_sql:
-                connection.execute(statement)
+            # Instances starting together would race (CREATE ... IF NOT EXISTS is
+            # not atomic in PostgreSQL): one creates, the others wait, then see it.
+            connection.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.table,))
+            row = connection.execute("SELECT to_regclass(%s)", (self.table,)).fetchone()
+            if row is None or row[0] is None:
+                for statement in self._create_sql:
+                    connection.execute(statement)
         connection.commit()
 
     def _write(self, connection: psycopg.Connection[Any], rows: list[Row]) -> None:

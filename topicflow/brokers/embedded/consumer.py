@@ -9,8 +9,9 @@ Group membership follows the eager protocol with the range assignor (see
 `consume()`: `on_revoke` then `on_assign` run there, on the member's thread,
 and never with the broker's lock held, so callbacks may commit.
 
-Paused partitions return nothing from `consume()`; pausing lasts until
-`resume()` or until the partition is revoked (a new assignment starts unpaused).
+Paused partitions return nothing from `consume()` until `resume()`. As in
+librdkafka, the pause outlives a rebalance: a paused partition revoked and
+assigned back to the same consumer is still paused.
 A position below the log start offset (retention dropped the records) is reset
 per auto.offset.reset, as Kafka's OFFSET_OUT_OF_RANGE; a position in a gap left
 by compaction reads on from the next retained record.
@@ -97,6 +98,7 @@ class EmbeddedConsumer:
         self._fetches: list[_Fetch] = []
         self._fetch_by_key: dict[TopicPartitionKey, _Fetch] = {}
         self._active: list[_Fetch] = []  # the fetches not paused
+        self._paused_keys: set[tuple[str, int]] = set()  # kept across rebalances
         self._manual = False  # partitions assigned with assign(), outside the group
         self._cursor = 0  # rotates the partition served first, for fairness
         self._in_callback = ""  # "assign"/"revoke" while that callback runs
@@ -254,7 +256,7 @@ class EmbeddedConsumer:
         """Stop returning records of these partitions until resume(); the member stays.
 
         Partitions not assigned are ignored, as librdkafka's per-partition
-        errors are by confluent-kafka. A revoked partition forgets its pause.
+        errors are by confluent-kafka.
         """
         self._set_paused(partitions, True)
 
@@ -269,9 +271,17 @@ class EmbeddedConsumer:
         with self._broker._lock:
             by_key = self._fetch_by_key
             for tp in partitions:
-                fetch = by_key.get((tp.topic, tp.partition))
+                key = (tp.topic, tp.partition)
+                if not paused:
+                    # Also a partition being assigned back (inside on_assign, before
+                    # its fetch exists): librdkafka clears the pause of a partition
+                    # it knows, assigned or not.
+                    self._paused_keys.discard(key)
+                fetch = by_key.get(key)
                 if fetch is not None:
                     fetch.paused = paused
+                    if paused:
+                        self._paused_keys.add(key)
             self._active = [f for f in self._fetches if not f.paused]
             # A consume() blocked in another thread waits for the old set.
             self._wakeup.notify_all()
@@ -279,7 +289,9 @@ class EmbeddedConsumer:
     def _set_fetches_locked(self, fetches: list[_Fetch]) -> None:
         self._fetches = fetches
         self._fetch_by_key = {f.key: f for f in fetches}
-        self._active = list(fetches)
+        for fetch in fetches:
+            fetch.paused = fetch.key in self._paused_keys
+        self._active = [f for f in fetches if not f.paused]
 
     # -- consuming -------------------------------------------------------------------------
 
