@@ -64,6 +64,7 @@ from confluent_kafka import TopicPartition  # noqa: E402
 
 from topicflow import Serdes, StreamsConfig  # noqa: E402
 from topicflow.brokers.base import OFFSET_BEGINNING, TopicSpec  # noqa: E402
+from topicflow.runtime.stream_worker import RESTORE_CONSUMER_CONFIG  # noqa: E402
 from topicflow.state.logged import CachedKeyValueStore  # noqa: E402
 from topicflow.state.manager import RESTORE_BATCH, StateManager  # noqa: E402
 from topicflow.state.stores import StoreSpec  # noqa: E402
@@ -157,19 +158,11 @@ class _Sender:
         return 1
 
 
-# The stream worker's restore consumer settings (stream_worker.py): large fetches.
-WORKER_RESTORE_CONFIG: dict[str, Any] = {
-    "fetch.max.bytes": 64 * 1024 * 1024,
-    "max.partition.fetch.bytes": 16 * 1024 * 1024,
-    "queued.max.messages.kbytes": 65536,
-}
-# Proposed on top: librdkafka (>= 2.1) postpones the next fetch by 1 s once its
-# queue passes queued.min.messages (100k), a stall of up to a second per ~570k
-# records here; restore drains the queue in a tight loop and wants no pause.
-PROPOSED_RESTORE_CONFIG: dict[str, Any] = {
-    **WORKER_RESTORE_CONFIG,
-    "fetch.queue.backoff.ms": 10,
-}
+# The stream worker's restore consumer settings.
+WORKER_RESTORE_CONFIG: dict[str, Any] = dict(RESTORE_CONSUMER_CONFIG)
+# Settings under trial, on top (none pending: the last trial, fetch.queue.backoff.ms
+# and fetch.wait.max.ms, is in the worker's settings now).
+PROPOSED_RESTORE_CONFIG: dict[str, Any] = {**WORKER_RESTORE_CONFIG}
 
 
 def _restore_consumer(broker: Any, config: StreamsConfig, tuned: bool = False) -> Any:

@@ -51,6 +51,21 @@ RETRY_BACKOFF_MIN_S = 0.5
 RETRY_BACKOFF_MAX_S = 30.0
 
 
+# librdkafka settings of the restore consumer (bench/restore.py measures them).
+RESTORE_CONSUMER_CONFIG: dict[str, Any] = {
+    # Large fetches: restore is bulk reading.
+    "fetch.max.bytes": 64 * 1024 * 1024,
+    "max.partition.fetch.bytes": 16 * 1024 * 1024,
+    "queued.max.messages.kbytes": 65536,
+    # librdkafka >= 2.1 waits a second before fetching again once its queue is
+    # full: restore drains the queue at once, so retry soon.
+    "fetch.queue.backoff.ms": 10,
+    # A fetch waiting for data blocks the watermark query of the next task on the
+    # same connection (librdkafka's default wait: 500 ms per task restored).
+    "fetch.wait.max.ms": 10,
+}
+
+
 class WorkerState(enum.Enum):
     CREATED = "CREATED"
     STARTING = "STARTING"
@@ -227,13 +242,7 @@ class StreamWorker:
                     "group.id": f"{self._config.application_id}-restore",
                     "enable.auto.commit": False,
                     "client.id": f"{config['client.id']}-{self.index}-restore-consumer",
-                    # Large fetches: restore is bulk reading.
-                    "fetch.max.bytes": 64 * 1024 * 1024,
-                    "max.partition.fetch.bytes": 16 * 1024 * 1024,
-                    "queued.max.messages.kbytes": 65536,
-                    # librdkafka >= 2.1 waits a second before fetching again once
-                    # its queue is full: restore drains the queue at once, so retry soon.
-                    "fetch.queue.backoff.ms": 10,
+                    **RESTORE_CONSUMER_CONFIG,
                 }
             )
             self._restore_consumer = self._broker.consumer(config)
