@@ -200,3 +200,13 @@ def table(database_url: str) -> dict[tuple[int, str], int]:
             return {(r[0], r[1]): r[2] for r in rows}
     except psycopg.errors.UndefinedTable:
         return {}
+
+
+def differences(found: dict[tuple[int, str], int], truth: dict[tuple[int, str], int]) -> str:
+    """What a failed comparison shows: totals, and the first windows that differ."""
+    wrong = sorted(k for k in truth.keys() | found.keys() if found.get(k) != truth.get(k))
+    shown = ", ".join(f"{k}: {found.get(k)} (truth {truth.get(k)})" for k in wrong[:8])
+    return (
+        f"{sum(found.values())} counted for {sum(truth.values())} words; "
+        f"{len(wrong)} windows differ: {shown}"
+    )

@@ -23,6 +23,7 @@ from tests.integration.heroku_conftest import HerokuApp
 from tests.integration.kafka_tools import (
     ServiceProcess,
     create_topics,
+    differences,
     produce,
     table,
     wait_until,
@@ -46,16 +47,6 @@ def workload(count: int) -> tuple[list[str], list[int], dict[tuple[int, str], in
         key = (window_of(timestamp), word)
         truth[key] = truth.get(key, 0) + 1
     return words, timestamps, truth
-
-
-def differences(found: dict[tuple[int, str], int], truth: dict[tuple[int, str], int]) -> str:
-    """What a failed comparison shows: totals, and the first windows that differ."""
-    wrong = sorted(k for k in truth.keys() | found.keys() if found.get(k) != truth.get(k))
-    shown = ", ".join(f"{k}: {found.get(k)} (truth {truth.get(k)})" for k in wrong[:8])
-    return (
-        f"{sum(found.values())} counted for {sum(truth.values())} words; "
-        f"{len(wrong)} windows differ: {shown}"
-    )
 
 
 def _scale_during(

@@ -248,3 +248,32 @@ def test_a_stateful_task_reading_two_topics_is_refused_at_start(tmp_path: Path) 
     streams = KafkaStreams(builder.build(), _config(tmp_path, idempotent=True), broker=broker)
     with pytest.raises(ConfigError, match="idempotent_state: sub-topology 0 keeps state"):
         streams.start()
+
+
+def test_a_replayed_keyless_output_lands_in_the_partition_of_its_first_copy(
+    tmp_path: Path,
+) -> None:
+    """Keyless records are spread by origin, not at random: the reader of that
+    partition is the one that knows the first copy and drops the replay."""
+    broker = EmbeddedBroker()
+    broker.create_topics([TopicSpec("in", 1), TopicSpec("words", 3)])
+    producer = broker.producer({})
+    for i in range(20):
+        producer.produce("in", f"w{i} x{i} y{i} z{i}".encode())
+    producer.flush(1)
+    builder = StreamsBuilder()
+    builder.stream("in").flat_map_values(lambda line: line.split()).to("words")
+    config = _config(tmp_path, idempotent=True)
+    for _run in range(2):  # the second run replays everything, as after a crash
+        streams = KafkaStreams(builder.build(), config, broker=broker)
+        streams.start()
+        _wait(lambda: broker.committed_offsets(APP).get(("in", 0)) == 20, "the lines")
+        assert streams.close(10)
+        broker._groups[APP].committed.clear()
+    partitions: dict[bytes, set[int]] = collections.defaultdict(set)
+    for partition, _offset, _key, _value, _ts, headers in broker.read_all("words"):
+        partitions[dict(headers or [])[ORIGIN_HEADER]].add(partition)
+    assert len(partitions) == 80  # each word twice, under one origin and position
+    assert all(len(found) == 1 for found in partitions.values())
+    # Spread over every partition, not piled on one.
+    assert {p for found in partitions.values() for p in found} == {0, 1, 2}

@@ -261,23 +261,11 @@ class StreamTask:
         partitioner = node.partitioner
         extractor = node.topic_extractor
         resolve = self._resolve
-        headers_of = _headers_with_origin if self._config.stamps_replays else _headers
+        partition_count = self._sender.partition_count
+        stamping = self._config.stamps_replays
 
-        if extractor is None and partitioner is None:
+        if extractor is None and partitioner is None and not stamping:
             topic = resolve(node.topic or "")
-            if headers_of is _headers_with_origin:
-
-                def stamping_sink(key: Any, value: Any) -> None:
-                    send(
-                        topic,
-                        serialize_key(key),
-                        serialize_value(value),
-                        rc.timestamp,
-                        _headers_with_origin(rc),
-                        -1,
-                    )
-
-                return stamping_sink
 
             def sink(key: Any, value: Any) -> None:
                 send(
@@ -286,22 +274,29 @@ class StreamTask:
 
             return sink
 
-        partition_count = self._sender.partition_count
         static_topic = resolve(node.topic or "")
 
         def routed_sink(key: Any, value: Any) -> None:
             topic = static_topic if extractor is None else extractor(key, value, rc)
+            key_bytes = serialize_key(key)
+            headers = rc.headers
             partition = -1
             if partitioner is not None:
                 partition = partitioner(topic, key, value, partition_count(topic))
-            send(
-                topic,
-                serialize_key(key),
-                serialize_value(value),
-                rc.timestamp,
-                headers_of(rc),
-                partition,
-            )
+            origin = rc.origin
+            if stamping and origin is not None:
+                # Idempotent state: stamp the output with its origin and ordinal.
+                ordinal = rc.ordinal
+                rc.ordinal = ordinal + 1
+                offset = rc.message.offset()
+                stamp = origin_header(origin, offset, ordinal)
+                headers = [stamp] if not headers else [*headers, stamp]
+                if partition < 0 and key_bytes is None:
+                    # A keyless record goes where its origin says, not at random: a
+                    # replay must land in the partition of the first copy, whose
+                    # reader knows it (round-robin over a record's outputs).
+                    partition = (origin[0] + offset + ordinal) % partition_count(topic)
+            send(topic, key_bytes, serialize_value(value), rc.timestamp, headers, partition)
 
         return routed_sink
 
@@ -398,22 +393,6 @@ class StreamTask:
         self._commit_listeners.clear()
         if errors:
             raise StreamsException(f"closing task {self.id} failed: {errors[0]}") from errors[0]
-
-
-def _headers(rc: RecordContext) -> Any:
-    return rc.headers
-
-
-def _headers_with_origin(rc: RecordContext) -> Any:
-    """The record's headers plus its origin: the input it derives from, and its ordinal."""
-    origin = rc.origin
-    if origin is None:
-        return rc.headers
-    ordinal = rc.ordinal
-    rc.ordinal = ordinal + 1
-    stamp = origin_header(origin, rc.message.offset(), ordinal)
-    headers = rc.headers
-    return [stamp] if not headers else [*headers, stamp]
 
 
 class _Counters:

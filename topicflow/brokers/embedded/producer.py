@@ -7,6 +7,7 @@ thread, as librdkafka does, so code that relies on that works the same here.
 
 from __future__ import annotations
 
+import random
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -45,7 +46,7 @@ class EmbeddedProducer:
         # poll() waits on this (it shares the broker's lock) for reports from other threads.
         self._reported = threading.Condition(broker._lock)
         self._pollers = 0
-        self._next_partition = 0  # round-robin for records without a key
+        self._random = random.Random()  # partitions for records without a key
 
     def produce(
         self,
@@ -86,8 +87,8 @@ class EmbeddedProducer:
                 if key is not None:
                     p = cached_partition_for_key(key, count)
                 else:
-                    p = self._next_partition % count
-                    self._next_partition = p + 1
+                    # As librdkafka's murmur2_random: keyless records go anywhere.
+                    p = self._random.randrange(count)
             elif partition < count:
                 p = partition
             else:
