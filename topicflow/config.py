@@ -91,6 +91,10 @@ class StreamsConfig:
     # None: the embedded in-process broker.
     bootstrap_servers: str | None = None
     num_stream_threads: int = 1
+    # Kafka Streams' num.standby.replicas: warm copies of each stateful task on
+    # this many other members (other machines first), kept up to date from the
+    # changelog, so a task that fails over restores only the last moments.
+    num_standby_replicas: int = 0
     commit_interval_ms: int = 30_000
     processing_guarantee: ProcessingGuarantee = "at_least_once"
     # At-least-once with exact aggregates: replays after a crash update no
@@ -140,6 +144,10 @@ class StreamsConfig:
                 "'_' and '-': it is part of internal topic names"
             )
         _check_positive("num_stream_threads", self.num_stream_threads)
+        if not isinstance(self.num_standby_replicas, int) or self.num_standby_replicas < 0:
+            raise ConfigError(
+                f"num_standby_replicas must be 0 or more, got {self.num_standby_replicas!r}"
+            )
         _check_positive("commit_interval_ms", self.commit_interval_ms)
         _check_positive("max_poll_records", self.max_poll_records)
         _check_choice(
@@ -380,6 +388,7 @@ _BOOLEANS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "
 
 _ENV_INT_SETTINGS = (
     "num_stream_threads",
+    "num_standby_replicas",
     "statestore_cache_max_bytes",
     "commit_interval_ms",
     "max_poll_records",

@@ -236,3 +236,62 @@ def test_a_killed_instance_among_scaling_ones_changes_no_count_under_exactly_onc
     finally:
         for instance in instances:
             instance.stop()
+
+
+def test_a_standby_takes_over_a_killed_instance_without_a_full_restore(
+    heroku_app: HerokuApp, database: str, tmp_path: Path
+) -> None:
+    """num_standby_replicas=1 on Heroku-like Kafka: the survivor of a SIGKILL
+    resumes the dead instance's tasks from its standby copies."""
+    env = _heroku_aggregator_env(
+        heroku_app,
+        database,
+        tmp_path,
+        TOPICFLOW_COMMIT_INTERVAL_MS="1000",
+        TOPICFLOW_NUM_STANDBY_REPLICAS="1",
+    )
+    # Many distinct words: a changelog long enough for a full restore to show.
+    start = window_of(int(time.time() * 1000)) - 40_000
+    words = [f"w{i % 20_000}" for i in range(40_000)]
+    timestamps = [start + i for i in range(len(words))]
+    truth: dict[tuple[int, str], int] = {}
+    for word, timestamp in zip(words, timestamps, strict=True):
+        truth[(window_of(timestamp), word)] = truth.get((window_of(timestamp), word), 0) + 1
+    instances = [ServiceProcess("aggregator", env, tmp_path, f"standby-{i}") for i in range(2)]
+    try:
+        for instance in instances:
+            instance.wait_for_log(r"standby tasks 1_\d", 60)
+        producer = _produce_as_operator(heroku_app, words[:30_000], timestamps[:30_000])
+        producer.start()
+        producer.join(60)
+        first_truth: dict[tuple[int, str], int] = {}
+        for word, timestamp in zip(words[:30_000], timestamps[:30_000], strict=True):
+            key = (window_of(timestamp), word)
+            first_truth[key] = first_truth.get(key, 0) + 1
+        wait_until(lambda: table(database) == first_truth, 90, "the first counts", instances)
+        time.sleep(3.0)  # standbys read the last changelog records
+        dead, survivor = instances
+        dead.kill()
+        assert dead.wait(10) == -9
+        survivor.wait_for_log(r"takes over its standby's stores", 60)
+        producer = _produce_as_operator(heroku_app, words[30_000:], timestamps[30_000:])
+        producer.start()
+        producer.join(60)
+        wait_until(
+            lambda: table(database) == truth,
+            90,
+            "exact counts after the take-over",
+            [survivor],
+            lambda: differences(table(database), truth),
+        )
+        survivor.terminate()
+        assert survivor.wait(30) == 0, survivor.log()
+        log = survivor.log()
+        taken = log[log.index("takes over its standby's stores") :]
+        restored = [int(n) for n in re.findall(r"restored (\d+) changelog records", taken)]
+        # The dead instance's tasks held about 15k changelog records (half of the
+        # first 30k words' window counts); the standbys had read them.
+        assert sum(restored) < 1_000, taken
+    finally:
+        for instance in instances:
+            instance.stop()

@@ -76,6 +76,7 @@ class Consumer(Protocol):
     def seek(self, partition: Any) -> None: ...
     def position(self, partitions: list[Any]) -> list[Any]: ...
     def consumer_group_metadata(self) -> Any: ...
+    def memberid(self) -> str | None: ...
     def get_watermark_offsets(
         self, partition: Any, timeout: float = ..., cached: bool = ...
     ) -> tuple[int, int]: ...
@@ -120,8 +121,17 @@ class TopicSpec:
     config: dict[str, str] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class GroupMember:
+    """A member of a consumer group, as its coordinator describes it."""
+
+    member_id: str
+    host: str  # where the member connects from: one per machine (dyno)
+    partitions: tuple[tuple[str, int], ...]
+
+
 class Admin(Protocol):
-    """Topic administration, reduced to what topicflow needs."""
+    """Topic and group administration, reduced to what topicflow needs."""
 
     def partition_counts(self, topics: Sequence[str], timeout: float) -> dict[str, int]:
         """Partition count of each named topic that exists; missing topics are absent."""
@@ -132,6 +142,10 @@ class Admin(Protocol):
         ...
 
     def delete_topics(self, topics: Sequence[str], timeout: float) -> None: ...
+
+    def group_members(self, group_id: str, timeout: float) -> list[GroupMember] | None:
+        """The members of a stable group with their partitions; None while it rebalances."""
+        ...
 
 
 class Broker(Protocol):

@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import Consumer as KafkaConsumer
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import ConsumerGroupState, KafkaError, KafkaException
 from confluent_kafka import Producer as KafkaProducer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from topicflow.brokers.base import Admin, Consumer, Producer, TopicSpec
+from topicflow.brokers.base import Admin, Consumer, GroupMember, Producer, TopicSpec
 from topicflow.errors import BrokerUnavailable
 
 log = logging.getLogger("topicflow.librdkafka")
@@ -197,6 +197,25 @@ class KafkaAdmin:
             except KafkaException as error:
                 if error.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
                     raise
+
+    def group_members(self, group_id: str, timeout: float) -> list[GroupMember] | None:
+        future = self._client.describe_consumer_groups([group_id], request_timeout=timeout)[
+            group_id
+        ]
+        description = future.result(timeout)
+        if description.state != ConsumerGroupState.STABLE:
+            return None
+        return [
+            GroupMember(
+                member.member_id,
+                member.host,
+                tuple(
+                    (tp.topic, tp.partition)
+                    for tp in (member.assignment.topic_partitions if member.assignment else [])
+                ),
+            )
+            for member in description.members
+        ]
 
 
 class _Silent(logging.Logger):

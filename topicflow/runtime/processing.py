@@ -57,6 +57,8 @@ class WorkerMetrics:
     # in a restored aggregate).
     duplicates_skipped: int = 0
     replayed_updates_skipped: int = 0
+    # num_standby_replicas: changelog records applied to standby tasks.
+    standby_records: int = 0
 
     def add(self, other: WorkerMetrics) -> None:
         for f in fields(self):

@@ -23,18 +23,20 @@ import enum
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import TopicPartition
 
-from topicflow.brokers.base import OFFSET_BEGINNING, OFFSET_END, Broker, Consumer
+from topicflow.brokers.base import OFFSET_BEGINNING, OFFSET_END, Admin, Broker, Consumer
 from topicflow.config import StreamsConfig
 from topicflow.errors import RetriableError, StreamsException, TopicflowError
 from topicflow.processor.api import PunctuationType
 from topicflow.runtime.processing import BatchProcessor, Routes, WorkerMetrics
 from topicflow.runtime.record_collector import RecordCollector
 from topicflow.runtime.replay import OriginFilter
+from topicflow.runtime.standby import StandbyTasks, standby_placement, stateful_subtopologies
 from topicflow.runtime.task import StreamTask, TaskId
 from topicflow.runtime.transactions import TransactionAborted, Transactions, transactional_id
 from topicflow.state.stores import StoreSpec
@@ -50,6 +52,13 @@ FLUSH_TIMEOUT_S = 30.0
 RETRY_BACKOFF_MIN_S = 0.5
 RETRY_BACKOFF_MAX_S = 30.0
 
+
+# Standby tasks: records applied per loop iteration at most (they must not hold
+# up processing), how long after a rebalance to place them (the group's
+# assignment settles), and how often to look again.
+STANDBY_BATCH = 5_000
+STANDBY_SETTLE_S = 1.0
+STANDBY_REFRESH_S = 5.0
 
 # librdkafka settings of the restore consumer (bench/restore.py measures them).
 RESTORE_CONSUMER_CONFIG: dict[str, Any] = {
@@ -122,6 +131,11 @@ class StreamWorker:
         self._instance = instance
         self._restore_consumer: Consumer | None = None
         self._store_specs = store_specs
+        # num_standby_replicas: warm copies of other members' stateful tasks.
+        self._stateful = stateful_subtopologies(subtopologies)
+        self._standbys: StandbyTasks | None = None
+        self._standbys_due = 0.0  # when to place standbys again (monotonic)
+        self._admin: Admin | None = None
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -188,6 +202,17 @@ class StreamWorker:
         if config.exactly_once:
             self._transactions = Transactions(producer, consumer)
             self._transactions.start()
+        if config.num_standby_replicas and self._stateful:
+            self._admin = admin
+            self._standbys = StandbyTasks(
+                config,
+                self._broker,
+                {sub.id: sub for sub in self._subtopology_of.values()},
+                self._store_specs or {},
+                f"{producer_config['client.id'][: -len('-producer')]}-"
+                f"{self._instance or uuid.uuid4().hex[:12]}-standby",
+                RESTORE_CONSUMER_CONFIG,
+            )
         consumer.subscribe(
             sorted(self._subtopology_of),
             on_assign=self._guarded(self._on_assign),
@@ -214,6 +239,10 @@ class StreamWorker:
                 self._punctuate(PunctuationType.STREAM_TIME)
             self._punctuate(PunctuationType.WALL_CLOCK_TIME)
             now = time.monotonic()
+            if self._standbys is not None:
+                if now >= self._standbys_due:
+                    self._place_standbys(now)
+                self.metrics.standby_records += self._standbys.poll(STANDBY_BATCH)
             if self._retry_at is not None:
                 if now >= self._retry_at:
                     self.commit()
@@ -273,6 +302,50 @@ class StreamWorker:
                 if task.origins is not None and tp.metadata:
                     task.origins.positions.update(OriginFilter.decode(tp.metadata).positions)
         return positions
+
+    # -- standby tasks -------------------------------------------------------------
+
+    def _place_standbys(self, now: float) -> None:
+        """Keep on standby the tasks the group's description gives this member.
+
+        Every member computes the same placement (see runtime/standby.py); the
+        description is read again after each rebalance and every few seconds,
+        since another member's rebalance does not always reach this one.
+        """
+        assert self._standbys is not None and self._admin is not None
+        assert self._consumer is not None
+        self._standbys_due = now + STANDBY_REFRESH_S
+        try:
+            members = self._admin.group_members(self._config.application_id, 5.0)
+        except Exception as error:  # placement waits; processing goes on
+            log.warning("%s: cannot describe the group for standby tasks: %s", self.name, error)
+            return
+        me = self._consumer.memberid()
+        if members is None or me is None:
+            self._standbys_due = now + STANDBY_SETTLE_S  # rebalancing: soon again
+            return
+        placement = standby_placement(
+            members, self._subtopology_of, self._stateful, self._config.num_standby_replicas
+        )
+        wanted = placement.get(me, set()) - set(self._tasks)
+        self._standbys.update(wanted)
+        if self._config.stamps_replays and wanted:
+            self._standbys.raise_floors(self._committed_offsets(wanted))
+
+    def _committed_offsets(self, task_ids: set[TaskId]) -> dict[TaskId, int]:
+        """The group's committed offset of each task's input partition (-1: none)."""
+        assert self._consumer is not None
+        partitions = [
+            TopicPartition(topic, task_id.partition)
+            for topic, sub in self._subtopology_of.items()
+            for task_id in task_ids
+            if task_id.subtopology == sub.id
+        ]
+        committed: dict[TaskId, int] = {}
+        for tp in self._consumer.committed(partitions, 10):
+            task_id = TaskId(self._subtopology_of[tp.topic].id, tp.partition)
+            committed[task_id] = max(committed.get(task_id, -1), tp.offset)
+        return committed
 
     # -- time ----------------------------------------------------------------------
 
@@ -465,6 +538,8 @@ class StreamWorker:
                     self._resolve,
                     metrics=self.metrics,
                     store_specs=self._store_specs,
+                    # Kept warm here on standby: restore goes on from where it stood.
+                    warm=self._standbys.take(task_id) if self._standbys is not None else None,
                 )
                 self._tasks[task_id] = task
                 self._to_restore.append(task)
@@ -476,6 +551,8 @@ class StreamWorker:
             consumer.pause(partitions)
         else:
             consumer.resume(partitions)
+        # The group changed: place standbys again once its assignment is stable.
+        self._standbys_due = time.monotonic() + STANDBY_SETTLE_S
         # Suspended tasks that did not come back belong to another member now.
         self._close_tasks(list(self._suspended.values()))
         self._suspended.clear()
@@ -578,6 +655,8 @@ class StreamWorker:
                 consumer.close()
                 if self._restore_consumer is not None:
                     self._restore_consumer.close()
+                if self._standbys is not None:
+                    self._standbys.close()
             finally:
                 self._consumer = None
                 self._restore_consumer = None

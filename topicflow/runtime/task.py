@@ -18,7 +18,7 @@ from topicflow.processor.api import Cancellable, PunctuationType, Punctuator
 from topicflow.runtime.processor_context import system_time_ms
 from topicflow.runtime.replay import OriginFilter, origin_header, origin_id
 from topicflow.serdes import Serde
-from topicflow.state.manager import StateManager
+from topicflow.state.manager import StateManager, WarmState
 from topicflow.state.stores import StoreSpec
 from topicflow.topology.nodes import (
     Forward,
@@ -114,6 +114,7 @@ class StreamTask:
         clock: Callable[[], int] = system_time_ms,
         metrics: TaskMetrics | None = None,
         store_specs: dict[str, StoreSpec] | None = None,
+        warm: WarmState | None = None,
     ) -> None:
         self.id = task_id
         self.metrics: TaskMetrics = metrics if metrics is not None else _Counters()
@@ -148,6 +149,7 @@ class StreamTask:
             sender,
             self.record_context,
             self.flushed_through if config.stamps_replays else None,
+            warm,
         )
         self._build()
 

@@ -22,6 +22,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,20 @@ CACHE_ENTRY_BYTES = 128
 Store = CachedKeyValueStore | CachedWindowStore | CachedSessionStore
 
 
+@dataclass
+class WarmState:
+    """A standby task's stores, handed over to the active task that takes its place.
+
+    `positions`: per changelog topic, the next offset the standby would have read;
+    restore continues from there. `stamps`: per changelog topic, the flush stamps
+    of recent changelog records (idempotent state), as restore collects them.
+    """
+
+    inners: dict[str, Any]  # store name -> in-memory store, or a persistent one's folder
+    positions: dict[str, int]
+    stamps: dict[str, dict[bytes, int]] = field(default_factory=dict)
+
+
 class StateManager:
     def __init__(
         self,
@@ -63,12 +78,16 @@ class StateManager:
         sender: RecordSender,
         record_context: RecordContext,
         flushed_through: Callable[[], int] | None = None,
+        warm: WarmState | None = None,
+        directory: Path | None = None,
     ) -> None:
         self._task_id = task_id
         self._partition = partition
         self._config = config
-        self._directory = Path(config.state_dir) / config.application_id / task_id
+        self._directory = directory or Path(config.state_dir) / config.application_id / task_id
         self._checkpoint = self._read_checkpoint()
+        # A standby's stores taken over: restore continues where the standby stood.
+        self._warm = warm
         self.stores: dict[str, Store] = {}
         self._changelogs: dict[str, Store] = {}  # changelog topic -> store
         cache_entries = config.statestore_cache_max_bytes // CACHE_ENTRY_BYTES
@@ -80,11 +99,18 @@ class StateManager:
                 topic = spec.changelog_topic(config.application_id)
                 changelog = ChangelogWriter(topic, partition, sender, key_serde, value_serde)
             store: Store
+            # A standby's in-memory store is taken as it is; a persistent one
+            # arrives as its closed folder (see _local_copy).
+            inner: Any = warm.inners.get(spec.name) if warm is not None else None
+            if isinstance(inner, Path):
+                inner = None
             if spec.kind == "key_value":
-                inner: Any = self._inner_key_value(spec, key_serde, value_serde)
+                if inner is None:
+                    inner = self._inner_key_value(spec, key_serde, value_serde)
                 store = CachedKeyValueStore(spec, inner, changelog, record_context, cache_entries)
             elif spec.kind == "window":
-                inner = self._inner_window(spec, key_serde, value_serde)
+                if inner is None:
+                    inner = self._inner_window(spec, key_serde, value_serde)
                 store = CachedWindowStore(spec, inner, changelog, record_context, cache_entries)
             elif spec.kind == "session":
                 if spec.persistent:
@@ -92,7 +118,8 @@ class StateManager:
                         f"store {spec.name!r}: persistent session stores are not supported; "
                         "use an in-memory one"
                     )
-                inner = InMemorySessionStore(spec.name, spec.retention_ms)
+                if inner is None:
+                    inner = InMemorySessionStore(spec.name, spec.retention_ms)
                 store = CachedSessionStore(spec, inner, changelog, record_context, cache_entries)
             else:
                 raise StreamsException(f"store {spec.name!r}: {spec.kind} stores are not supported")
@@ -105,7 +132,13 @@ class StateManager:
     def _local_copy(self, spec: StoreSpec) -> Path:
         """The folder of a persistent store; wiped unless a clean close checkpointed it."""
         path = self._directory / spec.name
-        if spec.changelog_topic(self._config.application_id) not in self._checkpoint:
+        taken = self._warm.inners.get(spec.name) if self._warm is not None else None
+        if isinstance(taken, Path):
+            # A standby's copy, up to date to its position: moved into place.
+            shutil.rmtree(path, ignore_errors=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(taken, path)
+        elif spec.changelog_topic(self._config.application_id) not in self._checkpoint:
             shutil.rmtree(path, ignore_errors=True)
         return path
 
@@ -142,30 +175,40 @@ class StateManager:
         """
         checkpoint, self._checkpoint = self._checkpoint, {}
         self._delete_checkpoint()
+        warm, self._warm = self._warm, None
         start: dict[str, int] = {}
         end: dict[str, int] = {}
         for topic, store in self._changelogs.items():
             tp = TopicPartition(topic, self._partition)
             low, high = consumer.get_watermark_offsets(tp, timeout=30)
-            offset = checkpoint.get(topic) if store.inner.persistent else None
+            if warm is not None and topic in warm.positions:
+                offset: int | None = warm.positions[topic]
+            else:
+                offset = checkpoint.get(topic) if store.inner.persistent else None
             if offset is None or offset < low or offset > high:
                 offset = OFFSET_BEGINNING if low == 0 else low
             start[topic] = offset
             if high > max(offset, low):
                 end[topic] = high
+        stamps: dict[str, dict[bytes, int]] = {}
+        if replay_from is not None:
+            for topic, store in self._changelogs.items():
+                if store.stamped:
+                    recent = warm.stamps.get(topic, {}) if warm is not None else {}
+                    stamps[topic] = {k: g for k, g in recent.items() if g > replay_from}
         if not end:
+            for topic, by_key in stamps.items():
+                self._set_replay_stamps(self._changelogs[topic], by_key)
             return 0
         started = time.monotonic()
         consumer.assign([TopicPartition(t, self._partition, start[t]) for t in end])
         applied = 0
-        stamps: dict[str, dict[bytes, int]] = {}
         try:
             appliers = {topic: self._batch_applier(self._changelogs[topic]) for topic in end}
             if replay_from is not None:
                 for topic in end:
-                    if self._changelogs[topic].stamped:
-                        stamps[topic] = {}
-                        appliers[topic] = _collecting_stamps(
+                    if topic in stamps:
+                        appliers[topic] = collecting_stamps(
                             appliers[topic], stamps[topic], replay_from
                         )
             single = next(iter(appliers.values())) if len(appliers) == 1 else None
@@ -316,6 +359,31 @@ class StateManager:
             spec.name,
         )
 
+    # -- standby ----------------------------------------------------------------------
+
+    def changelog_appliers(self) -> dict[str, Callable[[list[Any]], None]]:
+        """Per changelog topic: apply a batch of its messages (a standby's updates)."""
+        return {topic: self._batch_applier(store) for topic, store in self._changelogs.items()}
+
+    def hand_over(
+        self, positions: dict[str, int], stamps: dict[str, dict[bytes, int]]
+    ) -> WarmState:
+        """The inner stores, for the active task taking over (this manager is done)."""
+        inners: dict[str, Any] = {}
+        for name, store in self.stores.items():
+            inner = store.inner
+            if inner.persistent:
+                # Reopened by the active task in its own folder: flushed (the
+                # write-ahead log is off) and closed here.
+                inner.flush()
+                inner.close()
+                inners[name] = inner.path
+            else:
+                inners[name] = inner
+        self.stores.clear()
+        self._changelogs.clear()
+        return WarmState(inners, positions, stamps)
+
     # -- checkpoints ------------------------------------------------------------------
 
     def _checkpoint_path(self) -> Path:
@@ -373,7 +441,7 @@ class StateManager:
             store.close()
 
 
-def _collecting_stamps(
+def collecting_stamps(
     apply: Callable[[list[Any]], None], stamps: dict[bytes, int], replay_from: int
 ) -> Callable[[list[Any]], None]:
     """Wrap a batch applier: also note each key's latest flush stamp beyond `replay_from`."""

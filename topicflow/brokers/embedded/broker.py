@@ -17,7 +17,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from topicflow.brokers.base import Headers, TopicSpec
+from topicflow.brokers.base import GroupMember, Headers, TopicSpec
 from topicflow.brokers.embedded.config import LogConfig
 from topicflow.brokers.embedded.consumer import EmbeddedConsumer
 from topicflow.brokers.embedded.group import Group
@@ -254,6 +254,19 @@ class EmbeddedAdmin:
 
     def delete_topics(self, topics: Sequence[str], timeout: float) -> None:
         self._broker.delete_topics(topics)
+
+    def group_members(self, group_id: str, timeout: float) -> list[GroupMember] | None:
+        broker = self._broker
+        with broker._lock:
+            group = broker._groups.get(group_id)
+            if group is None:
+                return []
+            if not group.stable or group.pending:
+                return None
+            return [
+                GroupMember(member.member_id, "embedded", tuple(sorted(member.owned)))
+                for member in group.members.values()
+            ]
 
 
 def _check_topic_name(topic: str) -> None:
