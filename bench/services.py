@@ -122,6 +122,8 @@ def _prepare_kafka(bootstrap: str, service: str, count: int) -> None:
 def child(service: str, broker_kind: str, count: int, threads: int = 1) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="topicflow-bench-"))
     environ = {"TOPICFLOW_SQLITE_PATH": str(workdir / "counts.sqlite3")}
+    # Settings under comparison pass through (e.g. TOPICFLOW_IDEMPOTENT_STATE=false).
+    environ.update({k: v for k, v in os.environ.items() if k.startswith("TOPICFLOW_")})
     if broker_kind == "kafka":
         from topicflow.dev import up
 

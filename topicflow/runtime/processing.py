@@ -23,7 +23,7 @@ from confluent_kafka import KafkaError
 
 from topicflow.config import StreamsConfig
 from topicflow.errors import StreamsException, TopologyError
-from topicflow.runtime.replay import DUPLICATE
+from topicflow.runtime.replay import DUPLICATE, SEQUENCE_BITS
 from topicflow.runtime.task import SourceRoute
 
 log = logging.getLogger(__name__)
@@ -113,8 +113,10 @@ class BatchProcessor:
             rc.message = message
             rc.timestamp = timestamp
             rc.headers = headers
-            rc.origin = route.origin
-            rc.ordinal = 0
+            origin = rc.origin = route.origin
+            if origin is not None:
+                rc.ordinal = 0
+                rc.position = message.offset() << SEQUENCE_BITS
             task.stream_time = max(task.stream_time, timestamp)
             try:
                 route.process(key, value)

@@ -53,7 +53,7 @@ FLUSH_STAMP_HEADER = "topicflow.flushed"
 SEQUENCE_BITS = 20
 MAX_OUTPUTS_PER_RECORD = 1 << SEQUENCE_BITS
 
-_ORIGIN = struct.Struct(">8sq")  # origin id, position
+ORIGIN = struct.Struct(">8sq")  # origin id, position
 _STAMP = struct.Struct(">q")
 _METADATA_PREFIX = "tf1:"
 # 180 origins encode to 3,844 characters: under Kafka's default
@@ -82,7 +82,7 @@ def output_position(offset: int, ordinal: int) -> int:
 
 
 def origin_header(origin: bytes, offset: int, ordinal: int) -> tuple[str, bytes]:
-    return ORIGIN_HEADER, _ORIGIN.pack(origin, output_position(offset, ordinal))
+    return ORIGIN_HEADER, ORIGIN.pack(origin, output_position(offset, ordinal))
 
 
 def flush_stamp(position: int) -> list[tuple[str, bytes | None]]:
@@ -111,21 +111,29 @@ class OriginFilter:
         """The record's headers without its origin, or DUPLICATE if it was seen before."""
         if not headers:
             return headers
-        for i, (name, value) in enumerate(headers):
+        if len(headers) == 1:  # the usual case: the origin is the only header
+            name, value = headers[0]
             if name != ORIGIN_HEADER:
-                continue
-            # Origins are per hop: the task's own outputs carry its own origin.
-            rest = headers[:i] + headers[i + 1 :]
-            if value is None or len(value) != _ORIGIN.size:
-                return rest or None
-            origin, position = _ORIGIN.unpack(value)
-            positions = self.positions
-            if position <= positions.get(origin, -1):
-                self.duplicates += 1
-                return DUPLICATE
-            positions[origin] = position
-            return rest or None
+                return headers
+            return DUPLICATE if self._seen(value) else None
+        for i, (name, value) in enumerate(headers):
+            if name == ORIGIN_HEADER:
+                if self._seen(value):
+                    return DUPLICATE
+                # Origins are per hop: the task's own outputs carry its own origin.
+                return headers[:i] + headers[i + 1 :] or None
         return headers
+
+    def _seen(self, value: bytes | None) -> bool:
+        if value is None or len(value) != ORIGIN.size:
+            return False  # not ours: nothing to compare
+        origin, position = ORIGIN.unpack(value)
+        positions = self.positions
+        if position <= positions.get(origin, -1):
+            self.duplicates += 1
+            return True
+        positions[origin] = position
+        return False
 
     # -- persisted as offset-commit metadata ---------------------------------------------
 
@@ -144,7 +152,7 @@ class OriginFilter:
             )
             items = items[-MAX_ORIGINS:]
             self.positions = dict(items)
-        packed = b"".join(_ORIGIN.pack(o, p) for o, p in items)
+        packed = b"".join(ORIGIN.pack(o, p) for o, p in items)
         return _METADATA_PREFIX + base64.b64encode(packed).decode()
 
     @classmethod
@@ -156,9 +164,9 @@ class OriginFilter:
             packed = base64.b64decode(metadata[len(_METADATA_PREFIX) :], validate=True)
         except ValueError:
             return cls()
-        size = _ORIGIN.size
+        size = ORIGIN.size
         positions = {}
         for at in range(0, len(packed) - len(packed) % size, size):
-            origin, position = _ORIGIN.unpack_from(packed, at)
+            origin, position = ORIGIN.unpack_from(packed, at)
             positions[origin] = position
         return cls(positions)

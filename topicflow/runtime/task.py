@@ -16,7 +16,16 @@ from topicflow.config import StreamsConfig, TimestampExtractor
 from topicflow.errors import StreamsException, TopologyError
 from topicflow.processor.api import Cancellable, PunctuationType, Punctuator
 from topicflow.runtime.processor_context import system_time_ms
-from topicflow.runtime.replay import OriginFilter, origin_header, origin_id
+from topicflow.runtime.replay import (
+    MAX_OUTPUTS_PER_RECORD,
+    ORIGIN,
+    ORIGIN_HEADER,
+    SEQUENCE_BITS,
+    OriginFilter,
+    origin_header,
+    origin_id,
+    output_position,
+)
 from topicflow.serdes import Serde
 from topicflow.state.manager import StateManager, WarmState
 from topicflow.state.stores import StoreSpec
@@ -266,8 +275,10 @@ class StreamTask:
         partition_count = self._sender.partition_count
         stamping = self._config.stamps_replays
 
-        if extractor is None and partitioner is None and not stamping:
+        if extractor is None and partitioner is None:
             topic = resolve(node.topic or "")
+            if stamping:
+                return self._stamping_sink(topic, serialize_key, serialize_value)
 
             def sink(key: Any, value: Any) -> None:
                 send(
@@ -290,7 +301,7 @@ class StreamTask:
                 # Idempotent state: stamp the output with its origin and ordinal.
                 ordinal = rc.ordinal
                 rc.ordinal = ordinal + 1
-                offset = rc.message.offset()
+                offset = rc.position >> SEQUENCE_BITS
                 stamp = origin_header(origin, offset, ordinal)
                 headers = [stamp] if not headers else [*headers, stamp]
                 if partition < 0 and key_bytes is None:
@@ -301,6 +312,44 @@ class StreamTask:
             send(topic, key_bytes, serialize_value(value), rc.timestamp, headers, partition)
 
         return routed_sink
+
+    def _stamping_sink(
+        self,
+        topic: str,
+        serialize_key: Callable[[Any], bytes | None],
+        serialize_value: Callable[[Any], bytes | None],
+    ) -> Forward:
+        """The sink of the common case (one topic, default partitioner) under
+        idempotent state: each output carries its origin and position."""
+        send = self._sender.send
+        partition_count = self._sender.partition_count
+        rc = self.record_context
+        pack = ORIGIN.pack
+        partitions = 0
+
+        def stamping_sink(key: Any, value: Any) -> None:
+            nonlocal partitions
+            key_bytes = serialize_key(key)
+            headers = rc.headers
+            origin = rc.origin
+            partition = -1
+            if origin is not None:
+                ordinal = rc.ordinal
+                if ordinal >= MAX_OUTPUTS_PER_RECORD:
+                    output_position(rc.position >> SEQUENCE_BITS, ordinal)  # raises
+                rc.ordinal = ordinal + 1
+                stamp = (ORIGIN_HEADER, pack(origin, rc.position + ordinal))
+                headers = [stamp] if not headers else [*headers, stamp]
+                if key_bytes is None:
+                    # A keyless record goes where its origin says, not at random: a
+                    # replay must land in the partition of the first copy, whose
+                    # reader knows it (round-robin over a record's outputs).
+                    if not partitions:
+                        partitions = partition_count(topic)
+                    partition = (origin[0] + (rc.position >> SEQUENCE_BITS) + ordinal) % partitions
+            send(topic, key_bytes, serialize_value(value), rc.timestamp, headers, partition)
+
+        return stamping_sink
 
     def route(self, topic: str, partition: int) -> SourceRoute:
         """The entry of one input partition (`topic` resolved) into this task."""

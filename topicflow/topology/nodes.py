@@ -34,12 +34,13 @@ class RecordContext:
     as it is forwarded, which a processor may change.
 
     With idempotent state (topicflow/runtime/replay.py), `origin` is the id of
-    the input partition `message` comes from, and `ordinal` counts the records
-    sent so far for it: sinks stamp each output with both. `origin` is None
+    the input partition `message` comes from, `position` its offset shifted to
+    leave room for an ordinal, and `ordinal` counts the records sent so far for
+    it: sinks stamp each output with origin and position + ordinal. `origin` is None
     where outputs do not derive from one input record (punctuators, cache flushes).
     """
 
-    __slots__ = ("headers", "message", "ordinal", "origin", "timestamp")
+    __slots__ = ("headers", "message", "ordinal", "origin", "position", "timestamp")
 
     def __init__(self) -> None:
         self.message: Any = None
@@ -47,6 +48,8 @@ class RecordContext:
         self.headers: Headers | None = None
         self.origin: bytes | None = None
         self.ordinal = 0
+        # With an origin: the message's offset << SEQUENCE_BITS (its outputs' base).
+        self.position = 0
 
     def topic(self) -> str | None:
         return None if self.message is None else self.message.topic()
