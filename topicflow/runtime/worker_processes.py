@@ -36,7 +36,7 @@ from topicflow.topology.topology import Topology
 log = logging.getLogger(__name__)
 
 # How often a worker reports its metrics and tasks to the parent.
-REPORT_EVERY_S = 1.0
+REPORT_EVERY_S = 0.2
 
 _ERRORS: dict[str, type[TopicflowError]] = {
     "ConfigError": ConfigError,
