@@ -214,7 +214,9 @@ class StandbyTasks:
             config = self._config.base_client_config()
             config.update(
                 {
-                    "group.id": f"{self._config.application_id}-standby",
+                    # The restore consumer's group: on Heroku's basic plans every
+                    # group must be created beforehand (bin/heroku-setup does that one).
+                    "group.id": f"{self._config.application_id}-restore",
                     "enable.auto.commit": False,
                     "client.id": self._client_id,
                     **self._restore_config,
