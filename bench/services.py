@@ -96,7 +96,10 @@ def _prepare_kafka(bootstrap: str, service: str, count: int) -> None:
     outputs = [PREFIX + t for t in ("words", "anomalies") if t != topic_name]
     admin.create_topics([TopicSpec(t, PARTITIONS) for t in outputs], 30)
     if admin.partition_counts([topic], 10):
-        fresh = marker.exists() and json.loads(marker.read_text()).get("count") == count
+        fresh = marker.exists() and json.loads(marker.read_text()) == {
+            "count": count,
+            "spread": "round-robin",
+        }
         if fresh and sum(end_offsets(bootstrap, topic)) == count:
             return
         admin.delete_topics([topic], 30)
@@ -107,16 +110,18 @@ def _prepare_kafka(bootstrap: str, service: str, count: int) -> None:
     admin.create_topics([TopicSpec(t, PARTITIONS) for t in outputs], 30)
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50})
     _, records = _inputs(service, count, int(time.time() * 1000) - SPAN_MS)
-    for timestamp, value in records:
+    # Round-robin over the partitions: even partitions, so that two workers get
+    # equal shares (librdkafka's sticky partitioner leaves them uneven by 50%).
+    for i, (timestamp, value) in enumerate(records):
         while True:
             try:
-                producer.produce(topic, value, timestamp=timestamp)
+                producer.produce(topic, value, partition=i % PARTITIONS, timestamp=timestamp)
                 break
             except BufferError:
                 producer.poll(0.1)
     producer.flush(60)
     marker.parent.mkdir(exist_ok=True)
-    marker.write_text(json.dumps({"count": count}))
+    marker.write_text(json.dumps({"count": count, "spread": "round-robin"}))
 
 
 def child(service: str, broker_kind: str, count: int, threads: int = 1) -> dict[str, Any]:
