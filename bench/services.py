@@ -173,8 +173,12 @@ def child(service: str, broker_kind: str, count: int, threads: int = 1) -> dict[
         if "from" in window and "to" not in window and consumed >= wanted * 0.9:
             window["to"] = (time.monotonic(), consumed)
         time.sleep(0.02)
+    # The clock stops when the input is consumed: closing (commit, leaving the
+    # group, and with worker processes their exit) is not throughput. CPU is
+    # read after it: a worker process's CPU is known once it has exited.
+    elapsed = time.monotonic() - started
     assert streams.close(60)
-    elapsed, cpu = time.monotonic() - started, _cpu() - cpu0
+    cpu = _cpu() - cpu0
     metrics = streams.metrics()
     return {
         "service": service,
