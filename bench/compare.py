@@ -1,18 +1,22 @@
-"""Side by side: topicflow and Java Kafka Streams on the blog's three topologies.
+"""Side by side: topicflow, Java Kafka Streams and Quix Streams on the blog's three topologies.
 
-First cut of issue 5's harness (Quix Streams and the chart are still to come).
-On the broker and database of `topicflow dev up`, for each system and topology:
-the same input (same records, timestamps and partitions: 4) is produced into
-topics of its own prefix, the system runs as its own process (topicflow's
-service module, or bench/java's program), and the harness measures from the
-moment it reports RUNNING until its group has committed every input and
-repartition record: input records/s, CPU seconds per million input records
-(of the whole process, from /proc, startup excluded) and peak RSS. Before a
-speed counts, the outputs are checked against ground truth computed here from
-the input: the number of words, the `windowed_counts` table, the alerts.
+First cut of issue 5's harness (the chart, the paced latency run and the cost
+curves are still to come). On the broker and database of `topicflow dev up`,
+for each system and topology:
 
-Settings on both sides: at-least-once (topicflow without idempotent state),
-1 s commits, record caches at their defaults, one stream thread, earliest.
+- the same input (same records, timestamps and partitions: 4) is produced into
+  topics of the run's own prefix;
+- the system runs as its own process: topicflow's service module, bench/java's
+  program, or bench/quix's in a virtualenv of its own;
+- the clock runs from the moment it reports RUNNING until its group has
+  committed every input and repartition record; CPU seconds (the whole
+  process, from /proc, startup excluded) and peak RSS are read from /proc;
+- before its speed counts, its outputs are checked against ground truth
+  computed here from the input: the number of words, the `windowed_counts`
+  table, the alerts.
+
+Settings everywhere: at-least-once (topicflow without idempotent state), 1 s
+commits, record caches at their defaults, one stream thread, earliest.
 
     .venv/bin/python bench/compare.py --lines 200000 --logs 200000 --words 2000000
 """
@@ -24,6 +28,7 @@ import collections
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -52,6 +57,8 @@ SPAN_MS = 120_000
 WINDOW_MS = 10_000
 URGENT, EMAIL = 100, 50
 JAVA = ROOT / "bench" / "java"
+# Quix Streams pins confluent-kafka below 2.13: a virtualenv of its own.
+QUIX_VENV = ROOT / ".dev" / "quix"
 TOPOLOGIES = {
     # topology: (service module, input topic, application name)
     "text-processor": ("services.text_processor", "textlines", "text-processor-app"),
@@ -118,7 +125,13 @@ def group_done(reader: Consumer, admin: AdminClient, group: str, topics: list[st
     `reader` is a consumer of `group` that never subscribes: it reads committed offsets.
     """
     names = admin.list_topics(timeout=10).topics
-    wanted = topics + [t for t in names if t.startswith(group) and t.endswith("-repartition")]
+    wanted = topics + [
+        t
+        for t in names
+        # Kafka Streams and topicflow: {group}-...-repartition; Quix: repartition__{group}--...
+        if (t.startswith(group) and t.endswith("-repartition"))
+        or t.startswith(f"repartition__{group}--")
+    ]
     partitions = [TopicPartition(t, p) for t in wanted for p in sorted(names[t].partitions)]
     committed = {
         (tp.topic, tp.partition): tp.offset for tp in reader.committed(partitions, timeout=10)
@@ -205,6 +218,15 @@ def start_system(
             env["DATABASE_URL"] = db
         command = [sys.executable, "-m", module]
         marker = "-> RUNNING"
+    elif system == "quix":
+        command = [
+            str(QUIX_VENV / "bin" / "python"), str(ROOT / "bench" / "quix" / "quix_bench.py"),
+            topology, bootstrap, prefix, prefix + app_name, str(workdir / "quix-state"),
+        ]  # fmt: skip
+        if db:
+            command.append(db.replace("postgres://", "postgresql://", 1))
+        env = dict(os.environ)
+        marker = "RUNNING"
     else:
         jars = [str(JAVA / "target" / "kafka-streams-bench.jar")]
         jars += [str(p) for p in sorted((JAVA / "target" / "lib").glob("*.jar"))]
@@ -344,7 +366,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--systems", default="topicflow,java")
+    parser.add_argument("--systems", default="topicflow,java,quix")
     parser.add_argument("--topologies", default=",".join(TOPOLOGIES))
     parser.add_argument("--lines", type=int, default=2_000_000)
     parser.add_argument("--logs", type=int, default=2_000_000)
@@ -356,6 +378,18 @@ def main() -> int:
     bootstrap = dev.bootstrap_servers
     if "java" in args.systems and not (JAVA / "target" / "kafka-streams-bench.jar").exists():
         subprocess.run(["mvn", "-q", "-B", "package"], cwd=JAVA, check=True)
+    if "quix" in args.systems and not (QUIX_VENV / "bin" / "python").exists():
+        uv = shutil.which("uv") or str(ROOT / ".dev" / "tools" / "bin" / "uv")
+        quiet = {"UV_PYTHON_DOWNLOADS": "never", **os.environ}
+        subprocess.run(
+            [uv, "venv", "-q", str(QUIX_VENV), "--python", sys.executable], check=True, env=quiet
+        )
+        subprocess.run(
+            [uv, "pip", "install", "-q", "--python", str(QUIX_VENV / "bin" / "python"),
+             "-r", str(ROOT / "bench" / "quix" / "requirements.txt")],
+            check=True,
+            env=quiet,
+        )  # fmt: skip
     start = int(time.time() * 1000) - SPAN_MS
     lines = timed_lines(args.lines, start)
     inputs: dict[str, tuple[list[tuple[int, str]], Any]] = {}
