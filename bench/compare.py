@@ -57,8 +57,9 @@ SPAN_MS = 120_000
 WINDOW_MS = 10_000
 URGENT, EMAIL = 100, 50
 JAVA = ROOT / "bench" / "java"
-# Quix Streams pins confluent-kafka below 2.13: a virtualenv of its own.
-QUIX_VENV = ROOT / ".dev" / "quix"
+# The bench's own virtualenv (bench/requirements.txt): Quix Streams, which pins
+# confluent-kafka below 2.13 and so cannot share topicflow's lock, and matplotlib.
+BENCH_VENV = ROOT / ".dev" / "bench-venv"
 TOPOLOGIES = {
     # topology: (service module, input topic, application name)
     "text-processor": ("services.text_processor", "textlines", "text-processor-app"),
@@ -220,7 +221,7 @@ def start_system(
         marker = "-> RUNNING"
     elif system == "quix":
         command = [
-            str(QUIX_VENV / "bin" / "python"), str(ROOT / "bench" / "quix" / "quix_bench.py"),
+            str(BENCH_VENV / "bin" / "python"), str(ROOT / "bench" / "quix" / "quix_bench.py"),
             topology, bootstrap, prefix, prefix + app_name, str(workdir / "quix-state"),
         ]  # fmt: skip
         if db:
@@ -378,15 +379,15 @@ def main() -> int:
     bootstrap = dev.bootstrap_servers
     if "java" in args.systems and not (JAVA / "target" / "kafka-streams-bench.jar").exists():
         subprocess.run(["mvn", "-q", "-B", "package"], cwd=JAVA, check=True)
-    if "quix" in args.systems and not (QUIX_VENV / "bin" / "python").exists():
+    if not (BENCH_VENV / "bin" / "python").exists():
         uv = shutil.which("uv") or str(ROOT / ".dev" / "tools" / "bin" / "uv")
         quiet = {"UV_PYTHON_DOWNLOADS": "never", **os.environ}
         subprocess.run(
-            [uv, "venv", "-q", str(QUIX_VENV), "--python", sys.executable], check=True, env=quiet
+            [uv, "venv", "-q", str(BENCH_VENV), "--python", sys.executable], check=True, env=quiet
         )
         subprocess.run(
-            [uv, "pip", "install", "-q", "--python", str(QUIX_VENV / "bin" / "python"),
-             "-r", str(ROOT / "bench" / "quix" / "requirements.txt")],
+            [uv, "pip", "install", "-q", "--python", str(BENCH_VENV / "bin" / "python"),
+             "-r", str(ROOT / "bench" / "requirements.txt")],
             check=True,
             env=quiet,
         )  # fmt: skip
@@ -415,6 +416,12 @@ def main() -> int:
     (out / "compare.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "compare.md").write_text(markdown(results))
     print(markdown(results))
+    # The chart, drawn by the bench virtualenv's matplotlib.
+    subprocess.run(
+        [str(BENCH_VENV / "bin" / "python"), str(ROOT / "bench" / "chart.py"),
+         str(out / "compare.json"), str(out / "compare.png")],
+        check=True,
+    )  # fmt: skip
     return 0 if all(r["correct"] for r in results) else 1
 
 

@@ -1,7 +1,7 @@
 """The blog's three topologies in Quix Streams, for bench/compare.py.
 
-Runs in a virtualenv of its own (`.dev/quix`, made by bench/compare.py from
-bench/quix/requirements.txt): Quix Streams pins confluent-kafka below 2.13,
+Runs in the bench's virtualenv (`.dev/bench-venv`, made by bench/compare.py
+from bench/requirements.txt): Quix Streams pins confluent-kafka below 2.13,
 which topicflow's lock cannot share.
 
 Usage: quix_bench.py TOPOLOGY BOOTSTRAP PREFIX APPLICATION_ID STATE_DIR [DATABASE_URL]
