@@ -120,3 +120,30 @@ def test_a_persistent_store_without_checkpoint_is_restored_in_full(tmp_path: Pat
     metrics = _run_until_committed(broker, tmp_path, True, 160)
     assert metrics["restored_records"] > 0
     assert _latest_counts(broker) == _truth(first + second)
+
+
+def test_a_changelog_whose_leader_is_not_known_yet_is_waited_for() -> None:
+    """Just after the internal topics are created, the broker may answer "not leader
+    for partition": restore waits for the leader instead of stopping the worker."""
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+    from topicflow.state.manager import watermarks
+
+    class Consumer:
+        calls = 0
+
+        def get_watermark_offsets(self, tp: Any, timeout: float) -> tuple[int, int]:
+            Consumer.calls += 1
+            if Consumer.calls < 3:
+                raise KafkaException(KafkaError(KafkaError.NOT_LEADER_FOR_PARTITION))
+            return 0, 42
+
+    assert watermarks(Consumer(), TopicPartition("c", 0), 5) == (0, 42)  # type: ignore[arg-type]
+    assert Consumer.calls == 3
+
+    class Broken:
+        def get_watermark_offsets(self, tp: Any, timeout: float) -> tuple[int, int]:
+            raise KafkaException(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED))
+
+    with pytest.raises(KafkaException):
+        watermarks(Broken(), TopicPartition("c", 0), 5)  # type: ignore[arg-type]

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from topicflow.brokers.base import OFFSET_BEGINNING, Consumer
 from topicflow.config import StreamsConfig
@@ -180,7 +180,7 @@ class StateManager:
         end: dict[str, int] = {}
         for topic, store in self._changelogs.items():
             tp = TopicPartition(topic, self._partition)
-            low, high = consumer.get_watermark_offsets(tp, timeout=30)
+            low, high = watermarks(consumer, tp)
             if warm is not None and topic in warm.positions:
                 offset: int | None = warm.positions[topic]
             else:
@@ -411,9 +411,7 @@ class StateManager:
                 store.inner.flush()
         for topic, store in self._changelogs.items():
             if store.inner.persistent:
-                _low, high = consumer.get_watermark_offsets(
-                    TopicPartition(topic, self._partition), timeout=10
-                )
+                _low, high = watermarks(consumer, TopicPartition(topic, self._partition), 10)
                 offsets[topic] = high
         if not offsets:
             return
@@ -439,6 +437,39 @@ class StateManager:
     def close(self) -> None:
         for store in self.stores.values():
             store.close()
+
+
+# Errors of a partition whose leader is not known yet, or of a slow answer.
+_PASSING = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError._TIMED_OUT,
+    KafkaError._TRANSPORT,
+    KafkaError._UNKNOWN_PARTITION,
+}
+
+
+def watermarks(consumer: Consumer, tp: TopicPartition, timeout: float = 30) -> tuple[int, int]:
+    """A partition's (low, high) watermarks, retrying what the broker says is passing.
+
+    A topic created a moment ago (the internal topics, at start) answers "not
+    leader for partition" until its leader is known: that is a wait, not a failure.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
+            return int(low), int(high)
+        except KafkaException as error:
+            kafka_error = error.args[0] if error.args else None
+            if kafka_error is None or time.monotonic() >= deadline:
+                raise
+            if kafka_error.code() not in _PASSING and not kafka_error.retriable():
+                raise
+            log.info("%s[%d]: %s; retrying", tp.topic, tp.partition, kafka_error.str())
+            time.sleep(0.1)
 
 
 def collecting_stamps(
