@@ -42,11 +42,38 @@ def workload(count: int) -> tuple[list[str], list[int], dict[tuple[int, str], in
     start = window_of(int(time.time() * 1000)) - 50_000
     words = [VOCABULARY[(i * 5 + i // 11) % len(VOCABULARY)] for i in range(count)]
     timestamps = [start + i for i in range(count)]
+    return words, timestamps, window_truth(words, timestamps)
+
+
+def window_truth(words: list[str], timestamps: list[int]) -> dict[tuple[int, str], int]:
+    """(window start, word) -> count: what windowed_counts must hold."""
     truth: dict[tuple[int, str], int] = {}
     for timestamp, word in zip(timestamps, words, strict=True):
         key = (window_of(timestamp), word)
         truth[key] = truth.get(key, 0) + 1
-    return words, timestamps, truth
+    return truth
+
+
+def _converge_then_stop(
+    instances: list[ServiceProcess], database: str, truth: dict[tuple[int, str], int]
+) -> None:
+    """Wait until the survivors' table equals ground truth, then stop them cleanly."""
+    try:
+        alive = [i for i in instances if i.process.poll() is None]
+        wait_until(
+            lambda: table(database) == truth,
+            150,
+            "exact counts after a kill",
+            alive,
+            lambda: differences(table(database), truth),
+        )
+        for instance in alive:
+            instance.terminate()
+        for instance in alive:
+            assert instance.wait(30) == 0, instance.log()
+    finally:
+        for instance in instances:
+            instance.stop()
 
 
 def _scale_during(
@@ -181,22 +208,7 @@ def test_scaling_and_a_killed_instance_on_heroku_like_kafka_keep_counts_exact(
     instances = _scale_during(
         _produce_as_operator(heroku_app, words, timestamps), env, tmp_path, True
     )
-    try:
-        alive = [i for i in instances if i.process.poll() is None]
-        wait_until(
-            lambda: table(database) == truth,
-            150,
-            "exact counts after a kill",
-            alive,
-            lambda: differences(table(database), truth),
-        )
-        for instance in alive:
-            instance.terminate()
-        for instance in alive:
-            assert instance.wait(30) == 0, instance.log()
-    finally:
-        for instance in instances:
-            instance.stop()
+    _converge_then_stop(instances, database, truth)
 
 
 def test_a_killed_instance_among_scaling_ones_changes_no_count_under_exactly_once(
@@ -220,22 +232,7 @@ def test_a_killed_instance_among_scaling_ones_changes_no_count_under_exactly_onc
         kwargs={"rate": INPUT_RATE, "timestamps": timestamps},
     )
     instances = _scale_during(producer, env, tmp_path, True)
-    try:
-        alive = [i for i in instances if i.process.poll() is None]
-        wait_until(
-            lambda: table(database) == truth,
-            150,
-            "exact counts after a kill",
-            alive,
-            lambda: differences(table(database), truth),
-        )
-        for instance in alive:
-            instance.terminate()
-        for instance in alive:
-            assert instance.wait(30) == 0, instance.log()
-    finally:
-        for instance in instances:
-            instance.stop()
+    _converge_then_stop(instances, database, truth)
 
 
 def test_a_standby_takes_over_a_killed_instance_without_a_full_restore(
@@ -254,9 +251,7 @@ def test_a_standby_takes_over_a_killed_instance_without_a_full_restore(
     start = window_of(int(time.time() * 1000)) - 40_000
     words = [f"w{i % 20_000}" for i in range(40_000)]
     timestamps = [start + i for i in range(len(words))]
-    truth: dict[tuple[int, str], int] = {}
-    for word, timestamp in zip(words, timestamps, strict=True):
-        truth[(window_of(timestamp), word)] = truth.get((window_of(timestamp), word), 0) + 1
+    truth = window_truth(words, timestamps)
     instances = [ServiceProcess("aggregator", env, tmp_path, f"standby-{i}") for i in range(2)]
     try:
         for instance in instances:
@@ -264,10 +259,7 @@ def test_a_standby_takes_over_a_killed_instance_without_a_full_restore(
         producer = _produce_as_operator(heroku_app, words[:30_000], timestamps[:30_000])
         producer.start()
         producer.join(60)
-        first_truth: dict[tuple[int, str], int] = {}
-        for word, timestamp in zip(words[:30_000], timestamps[:30_000], strict=True):
-            key = (window_of(timestamp), word)
-            first_truth[key] = first_truth.get(key, 0) + 1
+        first_truth = window_truth(words[:30_000], timestamps[:30_000])
         wait_until(lambda: table(database) == first_truth, 90, "the first counts", instances)
         time.sleep(3.0)  # standbys read the last changelog records
         dead, survivor = instances

@@ -157,3 +157,43 @@ def test_placement_puts_standbys_on_other_members_other_hosts_first() -> None:
     assert sum(len(tasks) for tasks in two.values()) == 8
     # A stateless sub-topology has no standbys.
     assert all(not tasks for tasks in standby_placement(members, subs, set(), 1).values())
+
+
+def test_a_take_over_keeps_the_standbys_recent_flush_stamps(tmp_path: Path) -> None:
+    """Idempotent state: stamps a standby saw beyond the committed offset reach the
+    new active task, or its replay would apply those records a second time."""
+    from topicflow.state.manager import StateManager, WarmState
+    from topicflow.state.stores import InMemoryKeyValueStore, StoreSpec
+    from topicflow.topology.nodes import RecordContext
+
+    spec = StoreSpec("counts", "key_value", Serdes.String(), Serdes.Long())
+    changelog = spec.changelog_topic(APP)
+    config = StreamsConfig(application_id=APP, state_dir=str(tmp_path), idempotent_state=True)
+    warm_store = InMemoryKeyValueStore("counts")
+    warm_store.put("k", 9)
+    warm = WarmState({"counts": warm_store}, {changelog: 5}, {changelog: {b"k": 9, b"old": 3}})
+
+    class Sender:
+        def send(self, *args: Any) -> None: ...
+
+        def partition_count(self, topic: str) -> int:
+            return 1
+
+    class Consumer:  # the standby had read the changelog to its end
+        def get_watermark_offsets(self, tp: Any, timeout: float) -> tuple[int, int]:
+            return 0, 5
+
+    state = StateManager(
+        "0_0",
+        0,
+        [spec],
+        config,
+        Sender(),
+        RecordContext(),
+        lambda: 0,
+        warm,  # type: ignore[arg-type]
+    )
+    assert state.restore(Consumer(), replay_from=5) == 0  # type: ignore[arg-type]
+    store = state.stores["counts"]
+    assert store.get("k") == 9  # the standby's store itself, not an empty one
+    assert store.replay_stamps == {"k": 9}  # "old" (3) is at or below the commit

@@ -33,9 +33,8 @@ from confluent_kafka import TopicPartition
 
 from topicflow.brokers.base import OFFSET_BEGINNING, Broker, Consumer, GroupMember
 from topicflow.config import StreamsConfig
-from topicflow.runtime.replay import read_flush_stamp
 from topicflow.runtime.task import TaskId
-from topicflow.state.manager import StateManager, WarmState
+from topicflow.state.manager import StateManager, WarmState, note_flush_stamps
 from topicflow.state.stores import StoreSpec
 from topicflow.topology.nodes import ProcessorNode, RecordContext
 from topicflow.topology.topology import SubTopology
@@ -110,19 +109,8 @@ class _Standby:
     def apply(self, topic: str, messages: list[Any]) -> None:
         self.appliers[topic](messages)
         self.positions[topic] = messages[-1].offset() + 1
-        if self.stamps is None:
-            return
-        stamps = self.stamps.setdefault(topic, {})
-        floor = self.floor
-        for message in messages:
-            key = message.key()
-            if key is None:
-                continue
-            stamp = read_flush_stamp(message.headers())
-            if stamp is not None and stamp > floor:
-                stamps[key] = stamp
-            else:
-                stamps.pop(key, None)
+        if self.stamps is not None:
+            note_flush_stamps(messages, self.stamps.setdefault(topic, {}), self.floor)
 
     def raise_floor(self, committed: int) -> None:
         """The active task committed `committed`: older stamps can no longer matter."""

@@ -276,32 +276,40 @@ class StreamWorker:
             )
             self._restore_consumer = self._broker.consumer(config)
         tasks = [task for task in tasks if task.id in self._tasks]
-        committed = self._committed_positions(tasks) if self._config.stamps_replays else {}
+        stamping = self._config.stamps_replays
+        committed = self._committed({task.id for task in tasks}) if stamping else {}
         for task in tasks:
+            # Idempotent state: the task resumes at its committed offset, with the
+            # table of origins committed beside it.
+            replay_from, metadata = committed.get(task.id, (-1, []))
+            if task.origins is not None:
+                for text in metadata:
+                    task.origins.positions.update(OriginFilter.decode(text).positions)
             if task.state.needs_restore:
                 self.metrics.restored_records += task.state.restore(
-                    self._restore_consumer, committed.get(task.id)
+                    self._restore_consumer, replay_from if stamping else None
                 )
 
-    def _committed_positions(self, tasks: list[StreamTask]) -> dict[TaskId, int]:
-        """Idempotent state: where each new task resumes (its committed offset, or -1),
-        with the table of origins committed beside it."""
+    def _committed(self, task_ids: set[TaskId]) -> dict[TaskId, tuple[int, list[str]]]:
+        """Per task: the group's committed offset of its input (-1: none) and the
+        metadata committed with it."""
         assert self._consumer is not None
-        partitions = [TopicPartition(r.topic, r.partition) for t in tasks for r in t.routes]
+        partitions = [
+            TopicPartition(topic, task_id.partition)
+            for topic, sub in self._subtopology_of.items()
+            for task_id in task_ids
+            if task_id.subtopology == sub.id
+        ]
         if not partitions:
             return {}
-        by_tp = {(tp.topic, tp.partition): tp for tp in self._consumer.committed(partitions, 30)}
-        positions: dict[TaskId, int] = {}
-        for task in tasks:
-            for route in task.routes:
-                tp = by_tp.get((route.topic, route.partition))
-                if tp is None or tp.offset < 0:
-                    positions.setdefault(task.id, -1)
-                    continue
-                positions[task.id] = max(positions.get(task.id, -1), tp.offset)
-                if task.origins is not None and tp.metadata:
-                    task.origins.positions.update(OriginFilter.decode(tp.metadata).positions)
-        return positions
+        committed: dict[TaskId, tuple[int, list[str]]] = {}
+        for tp in self._consumer.committed(partitions, 30):
+            task_id = TaskId(self._subtopology_of[tp.topic].id, tp.partition)
+            offset, metadata = committed.get(task_id, (-1, []))
+            if tp.metadata:
+                metadata.append(tp.metadata)
+            committed[task_id] = (max(offset, tp.offset), metadata)
+        return committed
 
     # -- standby tasks -------------------------------------------------------------
 
@@ -330,22 +338,8 @@ class StreamWorker:
         wanted = placement.get(me, set()) - set(self._tasks)
         self._standbys.update(wanted)
         if self._config.stamps_replays and wanted:
-            self._standbys.raise_floors(self._committed_offsets(wanted))
-
-    def _committed_offsets(self, task_ids: set[TaskId]) -> dict[TaskId, int]:
-        """The group's committed offset of each task's input partition (-1: none)."""
-        assert self._consumer is not None
-        partitions = [
-            TopicPartition(topic, task_id.partition)
-            for topic, sub in self._subtopology_of.items()
-            for task_id in task_ids
-            if task_id.subtopology == sub.id
-        ]
-        committed: dict[TaskId, int] = {}
-        for tp in self._consumer.committed(partitions, 10):
-            task_id = TaskId(self._subtopology_of[tp.topic].id, tp.partition)
-            committed[task_id] = max(committed.get(task_id, -1), tp.offset)
-        return committed
+            committed = self._committed(wanted)
+            self._standbys.raise_floors({task: offset for task, (offset, _) in committed.items()})
 
     # -- time ----------------------------------------------------------------------
 

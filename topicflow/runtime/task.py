@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from topicflow.brokers.base import Headers
 from topicflow.config import StreamsConfig, TimestampExtractor
 from topicflow.errors import StreamsException, TopologyError
 from topicflow.processor.api import Cancellable, PunctuationType, Punctuator
@@ -22,7 +23,6 @@ from topicflow.runtime.replay import (
     ORIGIN_HEADER,
     SEQUENCE_BITS,
     OriginFilter,
-    origin_header,
     origin_id,
     output_position,
 )
@@ -273,12 +273,10 @@ class StreamTask:
         extractor = node.topic_extractor
         resolve = self._resolve
         partition_count = self._sender.partition_count
-        stamping = self._config.stamps_replays
+        stamp = _origin_stamper(rc, partition_count) if self._config.stamps_replays else None
 
-        if extractor is None and partitioner is None:
+        if extractor is None and partitioner is None and stamp is None:
             topic = resolve(node.topic or "")
-            if stamping:
-                return self._stamping_sink(topic, serialize_key, serialize_value)
 
             def sink(key: Any, value: Any) -> None:
                 send(
@@ -296,60 +294,11 @@ class StreamTask:
             partition = -1
             if partitioner is not None:
                 partition = partitioner(topic, key, value, partition_count(topic))
-            origin = rc.origin
-            if stamping and origin is not None:
-                # Idempotent state: stamp the output with its origin and ordinal.
-                ordinal = rc.ordinal
-                rc.ordinal = ordinal + 1
-                offset = rc.position >> SEQUENCE_BITS
-                stamp = origin_header(origin, offset, ordinal)
-                headers = [stamp] if not headers else [*headers, stamp]
-                if partition < 0 and key_bytes is None:
-                    # A keyless record goes where its origin says, not at random: a
-                    # replay must land in the partition of the first copy, whose
-                    # reader knows it (round-robin over a record's outputs).
-                    partition = (origin[0] + offset + ordinal) % partition_count(topic)
+            if stamp is not None:
+                headers, partition = stamp(topic, key_bytes, partition)
             send(topic, key_bytes, serialize_value(value), rc.timestamp, headers, partition)
 
         return routed_sink
-
-    def _stamping_sink(
-        self,
-        topic: str,
-        serialize_key: Callable[[Any], bytes | None],
-        serialize_value: Callable[[Any], bytes | None],
-    ) -> Forward:
-        """The sink of the common case (one topic, default partitioner) under
-        idempotent state: each output carries its origin and position."""
-        send = self._sender.send
-        partition_count = self._sender.partition_count
-        rc = self.record_context
-        pack = ORIGIN.pack
-        partitions = 0
-
-        def stamping_sink(key: Any, value: Any) -> None:
-            nonlocal partitions
-            key_bytes = serialize_key(key)
-            headers = rc.headers
-            origin = rc.origin
-            partition = -1
-            if origin is not None:
-                ordinal = rc.ordinal
-                if ordinal >= MAX_OUTPUTS_PER_RECORD:
-                    output_position(rc.position >> SEQUENCE_BITS, ordinal)  # raises
-                rc.ordinal = ordinal + 1
-                stamp = (ORIGIN_HEADER, pack(origin, rc.position + ordinal))
-                headers = [stamp] if not headers else [*headers, stamp]
-                if key_bytes is None:
-                    # A keyless record goes where its origin says, not at random: a
-                    # replay must land in the partition of the first copy, whose
-                    # reader knows it (round-robin over a record's outputs).
-                    if not partitions:
-                        partitions = partition_count(topic)
-                    partition = (origin[0] + (rc.position >> SEQUENCE_BITS) + ordinal) % partitions
-            send(topic, key_bytes, serialize_value(value), rc.timestamp, headers, partition)
-
-        return stamping_sink
 
     def route(self, topic: str, partition: int) -> SourceRoute:
         """The entry of one input partition (`topic` resolved) into this task."""
@@ -444,6 +393,35 @@ class StreamTask:
         self._commit_listeners.clear()
         if errors:
             raise StreamsException(f"closing task {self.id} failed: {errors[0]}") from errors[0]
+
+
+def _origin_stamper(
+    rc: RecordContext, partition_count: Callable[[str], int]
+) -> Callable[[str, bytes | None, int], tuple[Headers | None, int]]:
+    """Idempotent state: (headers, partition) of an output, stamped with its origin
+    and position (see runtime/replay.py)."""
+    pack = ORIGIN.pack
+
+    def stamp(topic: str, key_bytes: bytes | None, partition: int) -> tuple[Headers | None, int]:
+        headers = rc.headers
+        origin = rc.origin
+        if origin is None:  # not derived from one input record: nothing to stamp
+            return headers, partition
+        ordinal = rc.ordinal
+        if ordinal >= MAX_OUTPUTS_PER_RECORD:
+            output_position(rc.position >> SEQUENCE_BITS, ordinal)  # raises
+        rc.ordinal = ordinal + 1
+        header = (ORIGIN_HEADER, pack(origin, rc.position + ordinal))
+        headers = [header] if not headers else [*headers, header]
+        if partition < 0 and key_bytes is None:
+            # A keyless record goes where its origin says, not at random: a replay
+            # must land in the partition of the first copy, whose reader knows it
+            # (round-robin over a record's outputs).
+            offset = rc.position >> SEQUENCE_BITS
+            partition = (origin[0] + offset + ordinal) % partition_count(topic)
+        return headers, partition
+
+    return stamp
 
 
 class _Counters:

@@ -479,14 +479,20 @@ def collecting_stamps(
 
     def apply_and_collect(messages: list[Any]) -> None:
         apply(messages)
-        for message in messages:
-            key = message.key()
-            if key is None:
-                continue
-            stamp = read_flush_stamp(message.headers())
-            if stamp is not None and stamp > replay_from:
-                stamps[key] = stamp
-            else:
-                stamps.pop(key, None)
+        note_flush_stamps(messages, stamps, replay_from)
 
     return apply_and_collect
+
+
+def note_flush_stamps(messages: list[Any], stamps: dict[bytes, int], floor: int) -> None:
+    """Per changelog key, the flush stamp of its latest record if beyond `floor`
+    (a key whose latest record has none, or one at or below it, is dropped)."""
+    for message in messages:
+        key = message.key()
+        if key is None:
+            continue
+        stamp = read_flush_stamp(message.headers())
+        if stamp is not None and stamp > floor:
+            stamps[key] = stamp
+        else:
+            stamps.pop(key, None)
