@@ -16,25 +16,29 @@ import regex
 from services.service import SERVICE_SETTINGS, Service
 from topicflow import StreamsBuilder, Topology
 
-# Java's `\W+` with UNICODE_CHARACTER_CLASS: a word character is
-# [\p{Alpha}\p{gc=Mn}\p{gc=Me}\p{gc=Mc}\p{Digit}\p{gc=Pc}\p{IsJoin_Control}]
+# Java's `\W+` with UNICODE_CHARACTER_CLASS splits at anything but a word
+# character: [\p{Alpha}\p{gc=Mn}\p{gc=Me}\p{gc=Mc}\p{Digit}\p{gc=Pc}\p{IsJoin_Control}]
 # (java.util.regex.Pattern). Python's own `\w` differs: it cuts words at
 # combining marks (Devanagari, Thai...) and connector punctuation, and keeps
-# superscript digits, so non-ASCII lines use the exact definition.
-UNICODE_SPLIT = regex.compile(
-    r"[^\p{Alpha}\p{gc=Mn}\p{gc=Me}\p{gc=Mc}\p{Nd}\p{gc=Pc}\p{Join_Control}]+"
+# superscript digits, so non-ASCII lines use the exact definition. The words
+# are the runs of word characters: finding them is the split with its empty
+# tokens (Java keeps a leading one) already dropped, and a third cheaper.
+UNICODE_WORD = regex.compile(
+    r"[\p{Alpha}\p{gc=Mn}\p{gc=Me}\p{gc=Mc}\p{Nd}\p{gc=Pc}\p{Join_Control}]+"
 )
-# On ASCII both definitions are [A-Za-z0-9_], and `re` splits about twice as fast.
-ASCII_SPLIT = re.compile(r"[^A-Za-z0-9_]+")
+# On ASCII both definitions are [A-Za-z0-9_] (lowercased: no A-Z), and `re`
+# matches about twice as fast.
+ASCII_WORD = re.compile(r"[a-z0-9_]+")
 
 
 def words_of(line: str | None) -> list[str]:
-    """The lowercased words of a line; empty tokens (Java keeps a leading one) dropped."""
+    """The lowercased words of a line."""
     if not line:
         return []
     lowered = line.lower()
-    split = ASCII_SPLIT.split if lowered.isascii() else UNICODE_SPLIT.split
-    return [word for word in split(lowered) if word]
+    if lowered.isascii():
+        return ASCII_WORD.findall(lowered)
+    return UNICODE_WORD.findall(lowered)
 
 
 def build_topology(prefix: str = "") -> Topology:

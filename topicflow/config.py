@@ -130,6 +130,9 @@ class StreamsConfig:
     # stop), for topologies whose sub-topologies each read one topic.
     partition_assignment_strategy: AssignmentStrategy = "range"
     client_id: str | None = None
+    # Let the stream workers tune Python's cyclic garbage collector for streaming
+    # (see runtime/stream_worker.py: tune_garbage_collector); it is process-wide.
+    tune_gc: bool = True
     # librdkafka settings: for every client, then per client kind.
     client_config: Mapping[str, Any] = field(default_factory=dict)
     consumer_config: Mapping[str, Any] = field(default_factory=dict)

@@ -34,7 +34,7 @@ class Serde(Generic[T]):
         return f"Serdes.{self.name}()"
 
 
-def _encode_str(s: str | None) -> bytes | None:
+def encode_str(s: str | None) -> bytes | None:
     return None if s is None else s.encode()
 
 
@@ -90,7 +90,7 @@ def _decode_json(data: bytes | None) -> Any:
 class Serdes:
     """Factory of the built-in serdes, named as Kafka's `Serdes` class names them."""
 
-    _STRING: Serde[str] = Serde("String", _encode_str, _decode_str)
+    _STRING: Serde[str] = Serde("String", encode_str, _decode_str)
     _BYTES: Serde[bytes] = Serde("Bytes", _identity_bytes, _identity_bytes)
     _INTEGER: Serde[int] = _struct_serde("Integer", _INT)
     _LONG: Serde[int] = _struct_serde("Long", _LONG)

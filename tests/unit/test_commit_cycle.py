@@ -19,7 +19,7 @@ class _UnacknowledgedProducer:
     def __init__(self) -> None:
         self.held: list[Any] = []
 
-    def produce(self, topic: str, value: Any = None, key: Any = None, **kwargs: Any) -> None:
+    def produce(self, topic: str, value: Any = None, key: Any = None, *args: Any) -> None:
         self.held.append((topic, key, value))
 
     def poll(self, timeout: float = 0) -> int:

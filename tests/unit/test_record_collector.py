@@ -18,11 +18,21 @@ class _FullThenFree:
         self.produced: list[tuple[Any, ...]] = []
         self.polls = 0
 
-    def produce(self, topic: str, value: Any = None, key: Any = None, **kw: Any) -> None:
+    def produce(
+        self,
+        topic: str,
+        value: Any = None,
+        key: Any = None,
+        partition: int = -1,
+        on_delivery: Any = None,
+        callback: Any = None,
+        timestamp: int = 0,
+        headers: Any = None,
+    ) -> None:
         if self.full_for:
             self.full_for -= 1
             raise BufferError("Local: Queue full")
-        self.produced.append((topic, key, value, kw["partition"], kw["timestamp"]))
+        self.produced.append((topic, key, value, partition, timestamp))
 
     def poll(self, timeout: float = 0) -> int:
         self.polls += 1
@@ -57,6 +67,6 @@ def test_failed_deliveries_fail_the_flush_that_precedes_a_commit() -> None:
         def topic(self) -> str:
             return "out"
 
-    collector._on_delivery(_Error(), _Message())
+    collector.on_delivery(_Error(), _Message())
     with pytest.raises(StreamsException, match="Topic authorization failed"):
         collector.flush(1)

@@ -91,9 +91,12 @@ class Producer(Protocol):
         key: bytes | None = ...,
         partition: int = ...,
         on_delivery: Callable[[Any, Any], None] | None = ...,
+        callback: Callable[[Any, Any], None] | None = ...,
         timestamp: int = ...,
         headers: Headers | None = ...,
-    ) -> None: ...
+    ) -> None:
+        """confluent-kafka's order, which the sinks pass positionally."""
+
     def poll(self, timeout: float = ...) -> int: ...
     def flush(self, timeout: float = ...) -> int: ...
     def __len__(self) -> int: ...

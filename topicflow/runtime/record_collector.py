@@ -1,10 +1,17 @@
 """RecordCollector: sends a worker's output records through its producer.
 
 Production is asynchronous: `send` hands the record to the producer's queue
-and returns. Delivery reports are served every `POLL_EVERY` records with
-`poll(0)` (librdkafka only calls back for failures, see the producer config),
-and `flush()` at commit time waits for every record to be acknowledged: a
-commit never covers input whose output might still be lost.
+and returns. Delivery reports are served by `poll()` after each consumed batch
+(only failures reach Python, see the producer config, but librdkafka holds
+every delivered record until its report is served), and `flush()` at commit
+time waits for every record to be acknowledged: a commit never covers input
+whose output might still be lost.
+
+The sinks call the client's `produce` themselves (`produce`, `on_delivery`),
+with positional arguments in confluent-kafka's order: keyword arguments cost
+the C client a UTF-8 decode and a hash per keyword per record (0.9 µs against
+0.5 µs a call, measured alone). Only when the queue is full do they fall back
+to `send`, which waits for room.
 """
 
 from __future__ import annotations
@@ -19,9 +26,6 @@ from topicflow.errors import StreamsException
 
 log = logging.getLogger(__name__)
 
-# Serve delivery reports this often; rarer saves calls, but the reports of
-# failures must not pile up in librdkafka's queue.
-POLL_EVERY = 1000
 # A full producer queue means the broker is slower than we are: wait this long
 # for room before trying again (and say so every WARN_AFTER_S).
 QUEUE_FULL_WAIT_S = 0.05
@@ -31,12 +35,13 @@ WARN_AFTER_S = 10.0
 class RecordCollector:
     def __init__(self, producer: Producer, partition_counts: Callable[[str], int]) -> None:
         self._producer = producer
-        self._produce = producer.produce
+        # produce(topic, value, key, partition, on_delivery, callback, timestamp, headers)
+        self.produce = producer.produce
         self._poll = producer.poll
         self._partition_counts = partition_counts
         self._partition_cache: dict[str, int] = {}
-        self._unpolled = 0
         self._failures: list[str] = []
+        # Records handed to the producer; the sinks count theirs here too.
         self.sent = 0
 
     def send(
@@ -51,23 +56,17 @@ class RecordCollector:
         full_since = 0.0
         while True:
             try:
-                self._produce(
-                    topic,
-                    value,
-                    key,
-                    partition=partition,
-                    on_delivery=self._on_delivery,
-                    timestamp=timestamp,
-                    headers=headers,
+                self.produce(
+                    topic, value, key, partition, self.on_delivery, None, timestamp, headers
                 )
                 break
             except BufferError:
                 full_since = self._wait_for_room(full_since)
         self.sent += 1
-        self._unpolled += 1
-        if self._unpolled >= POLL_EVERY:
-            self._unpolled = 0
-            self._poll(0)
+
+    def poll(self) -> None:
+        """Serve the delivery reports of records sent so far (call once per batch)."""
+        self._poll(0)
 
     def _wait_for_room(self, full_since: float) -> float:
         """The producer's queue is full: serve delivery reports for a while, warn if it lasts."""
@@ -84,7 +83,7 @@ class RecordCollector:
         self._poll(QUEUE_FULL_WAIT_S)
         return full_since
 
-    def _on_delivery(self, error: Any, message: Any) -> None:
+    def on_delivery(self, error: Any, message: Any) -> None:
         # Keep the first few reasons; one failure is enough to stop committing.
         if error is not None and len(self._failures) < 5:
             self._failures.append(f"{message.topic()}: {error.str()}")
@@ -101,7 +100,6 @@ class RecordCollector:
         remaining = self._producer.flush(timeout_s)
         while remaining and time.monotonic() < deadline:
             remaining = self._producer.flush(max(0.0, deadline - time.monotonic()))
-        self._unpolled = 0
         if self._failures:
             failures, self._failures = self._failures, []
             raise StreamsException(

@@ -20,6 +20,7 @@ aborted transaction makes the worker rebuild its tasks from their changelogs.
 from __future__ import annotations
 
 import enum
+import gc
 import logging
 import threading
 import time
@@ -198,7 +199,7 @@ class StreamWorker:
             )
         self._consumer = consumer = self._broker.consumer(consumer_config)
         producer = self._broker.producer(producer_config)
-        self._collector = RecordCollector(producer, partition_count)
+        self._collector = collector = RecordCollector(producer, partition_count)
         if config.exactly_once:
             self._transactions = Transactions(producer, consumer)
             self._transactions.start()
@@ -226,6 +227,8 @@ class StreamWorker:
         next_commit = time.monotonic() + commit_interval
         process_batch = self._processor.process_batch
         consume = consumer.consume
+        if config.tune_gc:
+            tune_garbage_collector()
 
         while not self._stop.is_set():
             messages = consume(max_records, poll_timeout)
@@ -236,6 +239,7 @@ class StreamWorker:
                 self._restore()
             if messages:
                 process_batch(messages, self._routes)
+                collector.poll()
                 self._punctuate(PunctuationType.STREAM_TIME)
             self._punctuate(PunctuationType.WALL_CLOCK_TIME)
             now = time.monotonic()
@@ -658,3 +662,30 @@ class StreamWorker:
                 self._tasks.clear()
                 self._suspended.clear()
                 self._routes.clear()
+
+
+_gc_tuned = False
+# Young-generation collections every this many allocations of tracked objects,
+# and a middle-generation one every this many of those.
+GC_YOUNG_THRESHOLD = 50_000
+GC_MIDDLE_THRESHOLD = 50
+
+
+def tune_garbage_collector() -> None:
+    """Collect garbage for a stream processor, once per process.
+
+    The per-record path makes short-lived acyclic objects (consumed messages,
+    keys, values) that reference counting frees; the cyclic collector finds
+    nothing in them, yet by default it runs every 700 allocations and, now and
+    then, walks every object the application holds. Objects alive at start
+    (modules, the topology) are frozen out of its walks, and it runs about 70
+    times less often: about 10% of the Aggregator's CPU time (bench/services.py).
+    """
+    global _gc_tuned
+    if _gc_tuned:
+        return
+    _gc_tuned = True
+    gc.collect()
+    gc.freeze()
+    _, _, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, GC_MIDDLE_THRESHOLD, oldest)

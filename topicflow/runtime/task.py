@@ -17,6 +17,7 @@ from topicflow.config import StreamsConfig, TimestampExtractor
 from topicflow.errors import StreamsException, TopologyError
 from topicflow.processor.api import Cancellable, PunctuationType, Punctuator
 from topicflow.runtime.processor_context import system_time_ms
+from topicflow.runtime.record_collector import RecordCollector
 from topicflow.runtime.replay import (
     MAX_OUTPUTS_PER_RECORD,
     ORIGIN,
@@ -26,7 +27,7 @@ from topicflow.runtime.replay import (
     origin_id,
     output_position,
 )
-from topicflow.serdes import Serde
+from topicflow.serdes import Serde, encode_str
 from topicflow.state.manager import StateManager, WarmState
 from topicflow.state.stores import StoreSpec
 from topicflow.topology.nodes import (
@@ -265,38 +266,65 @@ class StreamTask:
         return built
 
     def _sink(self, node: SinkNode) -> Forward:
-        send = self._sender.send
-        serialize_key = (node.key_serde or self._config.default_key_serde).serialize
-        serialize_value = (node.value_serde or self._config.default_value_serde).serialize
+        """The sink's per-record function: serialize, then hand to the producer.
+
+        On the producer (a RecordCollector) it calls the client's `produce`
+        itself, positionally, and falls back to `send` only when the queue is
+        full; String serdes are not called at all, since the client encodes a
+        str as UTF-8, which is what the serde would do.
+        """
+        sender = self._sender
+        collector = sender if isinstance(sender, RecordCollector) else _Producing(sender)
+        produce, on_delivery, send = collector.produce, collector.on_delivery, collector.send
+        raw = isinstance(sender, RecordCollector)
+        key_serde = node.key_serde or self._config.default_key_serde
+        value_serde = node.value_serde or self._config.default_value_serde
+        serialize_key = None if raw and key_serde.serialize is encode_str else key_serde.serialize
+        serialize_value = (
+            None if raw and value_serde.serialize is encode_str else value_serde.serialize
+        )
         rc = self.record_context
         partitioner = node.partitioner
         extractor = node.topic_extractor
-        resolve = self._resolve
-        partition_count = self._sender.partition_count
+        partition_count = sender.partition_count
         stamp = _origin_stamper(rc, partition_count) if self._config.stamps_replays else None
+        static_topic = self._resolve(node.topic or "")
 
         if extractor is None and partitioner is None and stamp is None:
-            topic = resolve(node.topic or "")
+            topic = static_topic
 
             def sink(key: Any, value: Any) -> None:
-                send(
-                    topic, serialize_key(key), serialize_value(value), rc.timestamp, rc.headers, -1
-                )
+                if serialize_key is not None and key is not None:
+                    key = serialize_key(key)
+                if serialize_value is not None:
+                    value = serialize_value(value)
+                try:
+                    produce(topic, value, key, -1, on_delivery, None, rc.timestamp, rc.headers)
+                except BufferError:
+                    send(topic, key, value, rc.timestamp, rc.headers, -1)
+                    return
+                collector.sent += 1
 
             return sink
 
-        static_topic = resolve(node.topic or "")
-
         def routed_sink(key: Any, value: Any) -> None:
             topic = static_topic if extractor is None else extractor(key, value, rc)
-            key_bytes = serialize_key(key)
-            headers = rc.headers
             partition = -1
             if partitioner is not None:
                 partition = partitioner(topic, key, value, partition_count(topic))
+            if serialize_key is not None and key is not None:
+                key = serialize_key(key)
+            if serialize_value is not None:
+                value = serialize_value(value)
+            headers = rc.headers
             if stamp is not None:
-                headers, partition = stamp(topic, key_bytes, partition)
-            send(topic, key_bytes, serialize_value(value), rc.timestamp, headers, partition)
+                headers, partition = stamp(topic, key, partition)
+            try:
+                produce(topic, value, key, partition, on_delivery, None, rc.timestamp, headers)
+            except BufferError:
+                send(topic, key, value, rc.timestamp, headers, partition)
+                return
+            collector.sent += 1
 
         return routed_sink
 
@@ -422,6 +450,30 @@ def _origin_stamper(
         return headers, partition
 
     return stamp
+
+
+class _Producing:
+    """A RecordSender other than the producer (the test driver's) seen as the
+    sinks see a RecordCollector."""
+
+    on_delivery: Callable[[Any, Any], None] | None = None
+
+    def __init__(self, sender: RecordSender) -> None:
+        self.send = sender.send
+        self.sent = 0
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        partition: int,
+        _on_delivery: Callable[[Any, Any], None] | None,
+        _callback: None,
+        timestamp: int,
+        headers: Headers | None,
+    ) -> None:
+        self.send(topic, key, value, timestamp, headers, partition)
 
 
 class _Counters:

@@ -55,9 +55,9 @@ class EmbeddedProducer:
         key: str | bytes | None = None,
         partition: int = -1,
         on_delivery: DeliveryCallback | None = None,
+        callback: DeliveryCallback | None = None,
         timestamp: int = 0,
         headers: HeadersArg | None = None,
-        callback: DeliveryCallback | None = None,
     ) -> None:
         """Append a record; partition -1 picks one: murmur2 of the key, else round-robin.
 
