@@ -24,7 +24,10 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Serde(Generic[T]):
-    """A named pair of functions: `serialize(obj) -> bytes` and `deserialize(bytes) -> obj`."""
+    """A named pair of functions: `serialize(obj) -> bytes` and `deserialize(bytes) -> obj`.
+
+    Consuming, a null key or value is None without a call to `deserialize`.
+    """
 
     name: str
     serialize: Callable[[T | None], bytes | None]
@@ -144,3 +147,20 @@ class Serdes:
             raise SerializationError(
                 f"unknown serde {name!r}: use one of {', '.join(sorted(table))}"
             ) from None
+
+
+def bytes_decoder(serde: Serde[T]) -> Callable[[bytes], T] | None:
+    """What the consuming loop calls on a record's key or value bytes when they are
+    not null; None when the bytes are the value (the Bytes serde).
+
+    String's is `bytes.decode` itself, a C function, so the commonest call on the
+    per-record path costs no Python frame.
+    """
+    deserialize = serde.deserialize
+    if deserialize is _identity_bytes:
+        return None
+    if deserialize is _decode_str:
+        return bytes.decode  # type: ignore[return-value]
+    if deserialize is _decode_json:
+        return _json_decode
+    return deserialize  # type: ignore[return-value]

@@ -231,7 +231,12 @@ def window_aggregate_node(
                 put(key, None, start)
             emitted.advance_to(close_time)
 
+        # Stream time last passed to the store: expiry needs a call only when it moves.
+        observed = -1
+        counting = aggregator is count_aggregator
+
         def aggregate(key: Any, value: Any) -> None:
+            nonlocal observed
             if key is None or value is None:
                 metrics.dropped_records += 1
                 return
@@ -242,7 +247,9 @@ def window_aggregate_node(
             # grace a window expires the moment it closes.
             if emit_on_window_close and close_time >= emitted.next_close:
                 emit_closed(close_time)
-            observe(stream_time)
+            if stream_time > observed:
+                observed = stream_time
+                observe(stream_time)
             # Idempotent state, replaying after a crash: the input offset, to skip
             # windows whose aggregate already holds this record.
             replay = (
@@ -256,6 +263,9 @@ def window_aggregate_node(
                     metrics.late_records += 1
                 elif replay is not None and store.replayed(key, start, replay):
                     metrics.replayed_updates_skipped += 1
+                elif counting:  # count(): the same as the aggregator, two calls fewer
+                    old = fetch(key, start)
+                    put(key, 1 if old is None else old + 1, start)
                 else:
                     old = fetch(key, start)
                     put(key, aggregator(key, value, initializer() if old is None else old), start)

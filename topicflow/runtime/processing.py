@@ -95,8 +95,12 @@ class BatchProcessor:
                     self._metrics.duplicates_skipped += 1
                     continue
             try:
-                key = route.deserialize_key(message.key())
-                value = route.deserialize_value(message.value())
+                key = message.key()
+                if key is not None and route.decode_key is not None:
+                    key = route.decode_key(key)
+                value = message.value()
+                if value is not None and route.decode_value is not None:
+                    value = route.decode_value(value)
             except Exception as error:
                 self._bad_record(route, message, "deserialization", error)
                 route.position = message.offset() + 1
@@ -117,7 +121,8 @@ class BatchProcessor:
             if origin is not None:
                 rc.ordinal = 0
                 rc.position = message.offset() << SEQUENCE_BITS
-            task.stream_time = max(task.stream_time, timestamp)
+            if timestamp > task.stream_time:  # noqa: PLR1730 - max() costs a call per record
+                task.stream_time = timestamp
             try:
                 route.process(key, value)
             except Exception as error:

@@ -27,7 +27,7 @@ from topicflow.runtime.replay import (
     origin_id,
     output_position,
 )
-from topicflow.serdes import Serde, encode_str
+from topicflow.serdes import Serde, bytes_decoder, encode_str
 from topicflow.state.manager import StateManager, WarmState
 from topicflow.state.stores import StoreSpec
 from topicflow.topology.nodes import (
@@ -59,8 +59,8 @@ class SourceRoute:
     """
 
     __slots__ = (
-        "deserialize_key",
-        "deserialize_value",
+        "decode_key",
+        "decode_value",
         "extractor",
         "origin",
         "origins",
@@ -76,16 +76,17 @@ class SourceRoute:
         task: StreamTask,
         topic: str,
         partition: int,
-        deserialize_key: Callable[[bytes | None], Any],
-        deserialize_value: Callable[[bytes | None], Any],
+        decode_key: Callable[[bytes], Any] | None,
+        decode_value: Callable[[bytes], Any] | None,
         process: Forward,
         extractor: TimestampExtractor | None,
     ) -> None:
         self.task = task
         self.topic = topic
         self.partition = partition
-        self.deserialize_key = deserialize_key
-        self.deserialize_value = deserialize_value
+        # Called on non-null bytes only; None: the bytes are the key or value.
+        self.decode_key = decode_key
+        self.decode_value = decode_value
         self.process = process
         self.extractor = extractor
         self.position = -1  # nothing processed yet
@@ -341,8 +342,8 @@ class StreamTask:
             self,
             topic,
             partition,
-            key_serde.deserialize,
-            value_serde.deserialize,
+            bytes_decoder(key_serde),
+            bytes_decoder(value_serde),
             process,
             extractor,
         )

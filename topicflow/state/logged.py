@@ -288,7 +288,9 @@ class CachedWindowStore(_CachedStore):
         return True
 
     def put(self, key: Any, value: Any, window_start: int) -> None:
-        self._put(key, value, window_start, self._stamp())
+        # As self._stamp(), inline: this is the windowed aggregations' per-record call.
+        flushed_through = self._flushed_through
+        self._put(key, value, window_start, 0 if flushed_through is None else flushed_through())
 
     def _put(self, key: Any, value: Any, window_start: int, stamp: int) -> None:
         if not self._cache_entries:
