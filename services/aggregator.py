@@ -52,18 +52,33 @@ def grace_from_env() -> timedelta:
     return timedelta(seconds=seconds)
 
 
+def persistent_from_env() -> bool:
+    """AGGREGATOR_STATE_STORE: `in-memory` (default, fastest) or `rocksdb`, for more
+    distinct words per window than the dyno's memory holds (bench/keys.py)."""
+    raw = os.environ.get("AGGREGATOR_STATE_STORE", "in-memory").strip().lower()
+    if raw not in ("in-memory", "rocksdb"):
+        raise ConfigError(f"AGGREGATOR_STATE_STORE must be in-memory or rocksdb, got {raw!r}")
+    return raw == "rocksdb"
+
+
 def build_topology(
-    prefix: str = "", sink: WindowedCountSink | None = None, grace: timedelta | None = None
+    prefix: str = "",
+    sink: WindowedCountSink | None = None,
+    grace: timedelta | None = None,
+    persistent: bool | None = None,
 ) -> Topology:
     windows = TimeWindows.of_size_and_grace(
         WINDOW, grace if grace is not None else grace_from_env()
     )
+    materialized = Materialized.as_(STORE).with_retention(windows.size_ms + windows.grace_ms)
+    if persistent if persistent is not None else persistent_from_env():
+        materialized = materialized.persistent_store()
     builder = StreamsBuilder()
     (
         builder.stream(f"{prefix}words")
         .group_by(lambda _key, word: word)
         .windowed_by(windows)
-        .count(Materialized.as_(STORE).with_retention(windows.size_ms + windows.grace_ms))
+        .count(materialized)
         .to_stream()
         .process(sink if sink is not None else WindowedCountSink.from_env())
     )

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from services.aggregator import SERVICE, STORE, build_topology
+from services.aggregator import SERVICE, STORE, build_topology, persistent_from_env
 from topicflow import StreamsConfig
 from topicflow.sinks.sqlite import SqliteSink
 from topicflow.testing import TopologyTestDriver
@@ -60,10 +60,12 @@ def run(
     records: list[tuple[str, int]],
     grace: timedelta = timedelta(minutes=5),
     commit_every: int = 1,
+    persistent: bool = False,
 ) -> TopologyTestDriver:
     """Pipe `records`, committing every `commit_every` records (0: never)."""
-    topology = build_topology("", sink=SqliteSink(path), grace=grace)
-    driver = TopologyTestDriver(topology, service_config(), commit_every_record=commit_every == 1)
+    topology = build_topology("", sink=SqliteSink(path), grace=grace, persistent=persistent)
+    config = service_config().with_overrides(state_dir=str(path.parent / "state"))
+    driver = TopologyTestDriver(topology, config, commit_every_record=commit_every == 1)
     words = driver.create_input_topic("words")
     for i, (word, timestamp) in enumerate(records, 1):
         # The Text Processor writes words with a null key.
@@ -81,12 +83,13 @@ def test_truth_sanity() -> None:
     }
 
 
-def test_windowed_counts_table_equals_the_ground_truth(tmp_path: Path) -> None:
+@pytest.mark.parametrize("persistent", [False, True], ids=["in-memory", "rocksdb"])
+def test_windowed_counts_table_equals_the_ground_truth(tmp_path: Path, persistent: bool) -> None:
     path = tmp_path / "c.sqlite"
     records = generate(seed=1, n=1_200, windows=12, jitter_ms=4_000)
     expected = truth(records)
     assert len({start for start, _ in expected}) >= 12
-    with run(path, records) as driver:
+    with run(path, records, persistent=persistent) as driver:
         assert driver.metrics.late_records == 0
         assert table(path) == expected
         # The store agrees with the table.
@@ -156,3 +159,25 @@ def test_store_retention_is_window_plus_grace(grace_s: int, tmp_path: Path) -> N
     sink = SqliteSink(tmp_path / "c.sqlite")
     topology = build_topology("", sink=sink, grace=timedelta(seconds=grace_s))
     assert topology.state_stores[STORE].retention_ms == WINDOW_MS + grace_s * 1000
+
+
+@pytest.mark.parametrize(
+    ("setting", "persistent"), [(None, False), ("in-memory", False), ("RocksDB", True)]
+)
+def test_the_state_store_is_chosen_by_aggregator_state_store(
+    setting: str | None, persistent: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    if setting is None:
+        monkeypatch.delenv("AGGREGATOR_STATE_STORE", raising=False)
+    else:
+        monkeypatch.setenv("AGGREGATOR_STATE_STORE", setting)
+    topology = build_topology("", sink=SqliteSink(tmp_path / "c.sqlite"))
+    assert topology.state_stores[STORE].persistent is persistent
+
+
+def test_an_unknown_state_store_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from topicflow.errors import ConfigError
+
+    monkeypatch.setenv("AGGREGATOR_STATE_STORE", "redis")
+    with pytest.raises(ConfigError, match="AGGREGATOR_STATE_STORE must be in-memory or rocksdb"):
+        persistent_from_env()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from sys import intern
 from typing import Any, Literal, Protocol
 
 from topicflow.serdes import Serde
@@ -140,6 +141,11 @@ class InMemoryWindowStore:
             bisect.insort(self._starts, window_start)
         if value is None:
             window.pop(key, None)
+        elif type(key) is str and key not in window:
+            # A word is a new str object in every record that carries it: one
+            # object per key across windows, not one per window (the Aggregator
+            # at 100k distinct words: about 10 windows per word).
+            window[intern(key)] = value
         else:
             window[key] = value
 
