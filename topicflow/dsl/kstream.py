@@ -172,7 +172,7 @@ class KStream(Generic[K, V]):
             # A grouping cannot place a null key: drop it before the topic (Kafka does too).
             upstream = f"{topic}-filter"
             builder.topology.add_node(
-                ProcessorNode(upstream, ops.filter_node(_has_key, keep_if=True), [self._node])
+                ProcessorNode(upstream, ops.drop_null_keys_node(), [self._node])
             )
         sink = SinkNode(
             f"{topic}-sink", [upstream], topic, None, key_serde, value_serde, partitioner
@@ -284,7 +284,3 @@ class BranchedKStream(Generic[K, V]):
                 if chained is not None:
                     result[branch_name] = chained
         return result
-
-
-def _has_key(key: Any, _value: Any) -> bool:
-    return key is not None

@@ -65,6 +65,21 @@ def map_node(mapper: Callable[[Any, Any], tuple[Any, Any]]) -> NodeFactory:
     return factory
 
 
+def drop_null_keys_node() -> NodeFactory:
+    """Forward keyed records only: what a grouping's repartition topic can place."""
+
+    def factory(task: TaskContext, children: dict[str, Forward]) -> Forward:
+        forward = forward_to(children)
+
+        def keep_keyed(key: Any, value: Any) -> None:
+            if key is not None:
+                forward(key, value)
+
+        return keep_keyed
+
+    return factory
+
+
 def map_values_node(mapper: Callable[..., Any], with_key: bool) -> NodeFactory:
     def factory(task: TaskContext, children: dict[str, Forward]) -> Forward:
         forward = forward_to(children)

@@ -91,7 +91,7 @@ class BatchProcessor:
                 # Idempotent state: a record this task saw before (an upstream replay).
                 headers = route.origins.admit(headers)
                 if headers is DUPLICATE:
-                    route.position = message.offset() + 1
+                    route.last = message
                     self._metrics.duplicates_skipped += 1
                     continue
             try:
@@ -103,7 +103,7 @@ class BatchProcessor:
                     value = route.decode_value(value)
             except Exception as error:
                 self._bad_record(route, message, "deserialization", error)
-                route.position = message.offset() + 1
+                route.last = message
                 continue
             timestamp = message.timestamp()[1]
             task = route.task
@@ -111,7 +111,7 @@ class BatchProcessor:
                 timestamp = route.extractor(timestamp, key, value, task.stream_time)
             if timestamp < 0:
                 self._bad_record(route, message, "timestamp", None)
-                route.position = message.offset() + 1
+                route.last = message
                 continue
             rc = task.record_context
             rc.message = message
@@ -127,7 +127,7 @@ class BatchProcessor:
                 route.process(key, value)
             except Exception as error:
                 self._processing_error(route, message, error)
-            route.position = message.offset() + 1
+            route.last = message
             processed += 1
         self._metrics.records_consumed += processed
 

@@ -55,17 +55,18 @@ class SourceRoute:
     """How a message of one input partition enters its task; one per topic-partition.
 
     `position` is the offset of the next record to process: what the commit
-    cycle commits for this partition.
+    cycle commits for this partition. The per-record path only keeps the last
+    message it processed or skipped (`last`); its offset is read when needed.
     """
 
     __slots__ = (
         "decode_key",
         "decode_value",
         "extractor",
+        "last",
         "origin",
         "origins",
         "partition",
-        "position",
         "process",
         "task",
         "topic",
@@ -89,11 +90,17 @@ class SourceRoute:
         self.decode_value = decode_value
         self.process = process
         self.extractor = extractor
-        self.position = -1  # nothing processed yet
+        self.last: Any = None  # the last message processed or skipped; None: none yet
         # Idempotent state only (else None): this partition's origin id, stamped on
         # the task's outputs, and the task's filter of replayed inputs.
         self.origin: bytes | None = None
         self.origins: OriginFilter | None = None
+
+    @property
+    def position(self) -> int:
+        """The offset after the last message processed or skipped; -1: none yet."""
+        last = self.last
+        return -1 if last is None else last.offset() + 1
 
 
 class _Schedule:
