@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 FAILED_LOGIN = "login failed"
 SUCCEEDED_LOGIN = "login succeeded"
@@ -106,6 +106,15 @@ def parse_log_line(line: str | bytes | None) -> LogLine | None:
 
 
 def _is_ip_address(text: str) -> bool:
+    # The common case, a dotted IPv4 address, by the rules of `ipaddress` (four
+    # ASCII decimal octets up to 255, no leading zero) at a fifth of its cost.
+    octets = text.split(".")
+    if len(octets) == 4 and all(
+        0 < len(o) <= 3 and o.isascii() and o.isdigit() and (o[0] != "0" or o == "0")
+        and int(o) <= 255
+        for o in octets
+    ):  # fmt: skip
+        return True
     try:
         ipaddress.ip_address(text)
     except ValueError:
@@ -115,6 +124,9 @@ def _is_ip_address(text: str) -> bool:
 
 def _parse_timestamp(text: str) -> datetime | None:
     text = " ".join(text.split())
+    fixed = _parse_fixed_timestamp(text)
+    if fixed is not None:
+        return fixed
     try:
         return datetime.strptime(text, TIMESTAMP_FORMAT)
     except ValueError:
@@ -124,6 +136,34 @@ def _parse_timestamp(text: str) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _parse_fixed_timestamp(text: str) -> datetime | None:
+    """`YYYY-MM-DD HH:MM:SS +HHMM` exactly, as the generator writes it, without
+    strptime (a sixth of its cost); None for anything else, which strptime then reads."""
+    if (
+        len(text) != 25
+        or text[4] != "-" or text[7] != "-" or text[10] != " " or text[13] != ":"
+        or text[16] != ":" or text[19] != " " or text[20] not in "+-"
+    ):  # fmt: skip
+        return None
+    digits = text[0:4] + text[5:7] + text[8:10] + text[11:13] + text[14:16] + text[17:19]
+    offset = text[21:25]
+    if not (digits.isascii() and digits.isdigit() and offset.isascii() and offset.isdigit()):
+        return None
+    minutes = int(offset[:2]) * 60 + int(offset[2:])
+    try:
+        zone = (
+            UTC
+            if minutes == 0
+            else timezone(timedelta(minutes=-minutes if text[20] == "-" else minutes))
+        )
+        return datetime(
+            int(digits[0:4]), int(digits[4:6]), int(digits[6:8]),
+            int(digits[8:10]), int(digits[10:12]), int(digits[12:14]), tzinfo=zone,
+        )  # fmt: skip
+    except ValueError:
+        return None
 
 
 def user_of(line: str | None) -> str | None:

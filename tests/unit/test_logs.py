@@ -347,3 +347,59 @@ def test_command_with_bad_arguments_says_so_in_one_line(
     assert generate_logs.main(["--failed-share", "2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["generate-logs: failed share must be between 0 and 1, got 2.0"]
+
+
+def _slow_ip(text: str) -> bool:
+    try:
+        ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _slow_timestamp(text: str) -> datetime | None:
+    from services.logs import TIMESTAMP_FORMAT
+
+    text = " ".join(text.split())
+    try:
+        return datetime.strptime(text, TIMESTAMP_FORMAT)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def test_the_fast_paths_read_what_ipaddress_and_strptime_read() -> None:
+    """The IPv4 and fixed-width timestamp fast paths agree with the library parsers,
+    on valid input and on near-misses (leading zeros, 256, Unicode digits, bad dates)."""
+    import random
+
+    from services.logs import _is_ip_address, _parse_timestamp
+
+    rng = random.Random(5)
+    octets = ["0", "1", "9", "10", "99", "100", "255", "256", "01", "00", "999", "+1", ""]
+    octets += ["\u00b2", "\u0661"]  # superscript two, Arabic-Indic one: digits, not ASCII
+    for _ in range(20_000):
+        parts = [rng.choice(octets) for _ in range(rng.choice([3, 4, 4, 4, 5]))]
+        text = ".".join(parts)
+        assert _is_ip_address(text) == _slow_ip(text), text
+    for text in ["::1", "fe80::1", "1.2.3.4.", "1..2.3"]:
+        assert _is_ip_address(text) == _slow_ip(text), text
+
+    def field(width: int, top: int) -> str:
+        if rng.random() < 0.05:
+            return rng.choice(["", "x", "\u0661\u0662", "9" * (width + 1)])
+        return str(rng.randrange(top + 1)).zfill(width if rng.random() < 0.95 else 1)
+
+    for _ in range(20_000):
+        text = (
+            f"{field(4, 2100)}-{field(2, 13)}-{field(2, 32)} {field(2, 24)}:{field(2, 60)}:"
+            f"{field(2, 61)} {rng.choice('+-')}{field(2, 24)}{field(2, 60)}"
+        )
+        fast, slow = _parse_timestamp(text), _slow_timestamp(text)
+        assert fast == slow, text
+        if fast is not None and slow is not None:
+            assert fast.utcoffset() == slow.utcoffset(), text
