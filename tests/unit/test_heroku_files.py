@@ -150,8 +150,12 @@ def test_changelogs_are_windowed_as_the_script_assumes() -> None:
 def test_consumer_groups_are_the_application_ids_and_restore_groups() -> None:
     for name, service in SERVICES.items():
         assert service.config(environ={}).application_id == f"{name}-app"
-    worker = (ROOT / "topicflow" / "runtime" / "stream_worker.py").read_text()
-    assert '"group.id": f"{self._config.application_id}-restore"' in worker
+    # The restore and standby consumers' group, which bin/heroku-setup creates.
+    from topicflow.runtime.stream_worker import restore_consumer_config
+
+    for name, service in SERVICES.items():
+        config = service.config(environ={})
+        assert restore_consumer_config(config, "c")["group.id"] == f"{name}-app-restore"
 
 
 # -- bin/heroku-setup: dry runs ----------------------------------------------------------

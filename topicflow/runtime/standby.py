@@ -36,7 +36,7 @@ from topicflow.config import StreamsConfig
 from topicflow.runtime.task import TaskId
 from topicflow.state.manager import StateManager, WarmState, note_flush_stamps
 from topicflow.state.stores import StoreSpec
-from topicflow.topology.nodes import ProcessorNode, RecordContext
+from topicflow.topology.nodes import RecordContext
 from topicflow.topology.topology import SubTopology
 
 log = logging.getLogger(__name__)
@@ -44,11 +44,7 @@ log = logging.getLogger(__name__)
 
 def stateful_subtopologies(subtopologies: Iterable[SubTopology]) -> set[int]:
     """The sub-topologies with at least one store."""
-    return {
-        sub.id
-        for sub in subtopologies
-        if any(isinstance(node, ProcessorNode) and node.stores for node in sub.nodes)
-    }
+    return {sub.id for sub in subtopologies if sub.store_names()}
 
 
 def standby_placement(
@@ -132,18 +128,18 @@ class StandbyTasks:
         subtopologies: dict[int, SubTopology],
         store_specs: dict[str, StoreSpec],
         client_id: str,
-        restore_config: dict[str, Any],
+        consumer_config: dict[str, Any],
     ) -> None:
         self._config = config
         self._broker = broker
         self._subtopologies = subtopologies
         self._store_specs = store_specs
         self._client_id = client_id
-        self._restore_config = restore_config
+        # The worker's restore consumer settings, under this standby set's client id.
+        self._consumer_config = consumer_config
         self._tasks: dict[TaskId, _Standby] = {}
         self._by_changelog: dict[tuple[str, int], tuple[_Standby, str]] = {}
         self._consumer: Consumer | None = None
-        self.records_applied = 0
 
     @property
     def task_ids(self) -> set[TaskId]:
@@ -166,8 +162,7 @@ class StandbyTasks:
 
     def _new_standby(self, task_id: TaskId) -> _Standby:
         sub = self._subtopologies[task_id.subtopology]
-        used = [store for n in sub.nodes if isinstance(n, ProcessorNode) for store in n.stores]
-        specs = [self._store_specs[name] for name in dict.fromkeys(used)]
+        specs = [self._store_specs[name] for name in sub.store_names()]
         # Persistent stores in a folder of their own: the task's folder may belong
         # to another instance sharing this state directory.
         directory = (
@@ -199,18 +194,7 @@ class StandbyTasks:
         if self._consumer is None:
             if not partitions:
                 return
-            config = self._config.base_client_config()
-            config.update(
-                {
-                    # The restore consumer's group: on Heroku's basic plans every
-                    # group must be created beforehand (bin/heroku-setup does that one).
-                    "group.id": f"{self._config.application_id}-restore",
-                    "enable.auto.commit": False,
-                    "client.id": self._client_id,
-                    **self._restore_config,
-                }
-            )
-            self._consumer = self._broker.consumer(config)
+            self._consumer = self._broker.consumer(self._consumer_config)
         self._consumer.assign(partitions)
 
     def poll(self, max_records: int) -> int:
@@ -229,7 +213,6 @@ class StandbyTasks:
             if target is not None:
                 standby, topic = target
                 standby.apply(topic, batch)
-        self.records_applied += len(messages)
         return len(messages)
 
     def raise_floors(self, committed: dict[TaskId, int]) -> None:

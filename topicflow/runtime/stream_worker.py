@@ -54,6 +54,23 @@ RETRY_BACKOFF_MIN_S = 0.5
 RETRY_BACKOFF_MAX_S = 30.0
 
 
+def restore_consumer_config(config: StreamsConfig, client_id: str) -> dict[str, Any]:
+    """The settings of a consumer of changelogs: restore's, and the standbys'."""
+    conf = config.base_client_config()
+    conf.update(
+        {
+            # Never subscribed and never committing: only assign() is used. The
+            # group still names one: on Heroku's basic plans every group must be
+            # created beforehand (bin/heroku-setup creates this one).
+            "group.id": f"{config.application_id}-restore",
+            "enable.auto.commit": False,
+            "client.id": client_id,
+            **RESTORE_CONSUMER_CONFIG,
+        }
+    )
+    return conf
+
+
 # Standby tasks: records applied per loop iteration at most (they must not hold
 # up processing), how long after a rebalance to place them (the group's
 # assignment settles), and how often to look again.
@@ -205,14 +222,17 @@ class StreamWorker:
             self._transactions.start()
         if config.num_standby_replicas and self._stateful:
             self._admin = admin
+            client_id = (
+                f"{config.base_client_config()['client.id']}-{self.index}-"
+                f"{self._instance or uuid.uuid4().hex[:12]}-standby"
+            )
             self._standbys = StandbyTasks(
                 config,
                 self._broker,
                 {sub.id: sub for sub in self._subtopology_of.values()},
                 self._store_specs or {},
-                f"{producer_config['client.id'][: -len('-producer')]}-"
-                f"{self._instance or uuid.uuid4().hex[:12]}-standby",
-                RESTORE_CONSUMER_CONFIG,
+                client_id,
+                restore_consumer_config(config, client_id),
             )
         consumer.subscribe(
             sorted(self._subtopology_of),
@@ -274,17 +294,11 @@ class StreamWorker:
         """
         tasks, self._to_restore = self._to_restore, []
         if self._restore_consumer is None:
-            config = self._config.base_client_config()
-            config.update(
-                {
-                    # Never subscribed and never committing: only assign() is used.
-                    "group.id": f"{self._config.application_id}-restore",
-                    "enable.auto.commit": False,
-                    "client.id": f"{config['client.id']}-{self.index}-restore-consumer",
-                    **RESTORE_CONSUMER_CONFIG,
-                }
+            base = self._config.base_client_config()["client.id"]
+            client_id = f"{base}-{self.index}-restore-consumer"
+            self._restore_consumer = self._broker.consumer(
+                restore_consumer_config(self._config, client_id)
             )
-            self._restore_consumer = self._broker.consumer(config)
         tasks = [task for task in tasks if task.id in self._tasks]
         stamping = self._config.stamps_replays
         committed = self._committed({task.id for task in tasks}) if stamping else {}

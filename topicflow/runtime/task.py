@@ -155,14 +155,11 @@ class StreamTask:
         self._close_listeners: list[tuple[int, Callable[[], None]]] = []
         self._building = 0
         self._sources: dict[str, tuple[SourceNode, Forward]] = {}
-        used = [
-            store for n in subtopology.nodes if isinstance(n, ProcessorNode) for store in n.stores
-        ]
         specs = store_specs or {}
         self.state = StateManager(
             str(task_id),
             task_id.partition,
-            [specs[name] for name in dict.fromkeys(used)],
+            [specs[name] for name in subtopology.store_names()],
             config,
             sender,
             self.record_context,

@@ -51,6 +51,11 @@ class SubTopology:
     source_topics: list[str]  # may contain internal names, see Topology.resolve
     sink_topics: list[str]
 
+    def store_names(self) -> list[str]:
+        """The state stores its processors use, each once, in node order."""
+        used = [store for n in self.nodes if isinstance(n, ProcessorNode) for store in n.stores]
+        return list(dict.fromkeys(used))
+
     def describe(self) -> str:
         lines = [f"Sub-topology: {self.id}"]
         for node in self.nodes:
