@@ -151,6 +151,8 @@ def _parse_fixed_timestamp(text: str) -> datetime | None:
     offset = text[21:25]
     if not (digits.isascii() and digits.isdigit() and offset.isascii() and offset.isdigit()):
         return None
+    if offset[2] > "5":  # strptime's %z takes minutes 00-59 only
+        return None
     minutes = int(offset[:2]) * 60 + int(offset[2:])
     try:
         zone = (
