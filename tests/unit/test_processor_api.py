@@ -316,17 +316,18 @@ def test_stream_time_punctuation_fires_at_first_record_then_every_interval() -> 
 
 
 def test_stream_time_punctuation_fires_once_for_a_jump_of_several_intervals() -> None:
+    """Kafka Streams' PunctuationSchedule.next: one firing for the missed intervals, then
+    the next on the schedule's grid (multiples of the interval), not a full interval later."""
     log = Log()
     with punctuation_driver(log, 10, STREAM_TIME, forward=False) as driver:
         source = driver.create_input_topic("in")
         source.pipe_input("k", "v", timestamp=0)
         source.pipe_input("k", "v", timestamp=47)  # 4 intervals later: one firing
         assert log.punctuations == [0, 47]
-        # The next one is a full interval after the late firing.
-        source.pipe_input("k", "v", timestamp=56)
+        source.pipe_input("k", "v", timestamp=49)
         assert log.punctuations == [0, 47]
-        source.pipe_input("k", "v", timestamp=57)
-        assert log.punctuations == [0, 47, 57]
+        source.pipe_input("k", "v", timestamp=50)  # the grid's next point, not 57
+        assert log.punctuations == [0, 47, 50]
 
 
 def test_stream_time_does_not_go_back_on_out_of_order_records() -> None:
@@ -367,10 +368,11 @@ def test_wall_clock_punctuation_fires_on_advance() -> None:
         assert log.punctuations == [1000, 2000]
         driver.advance_wall_clock_time(3500)  # three intervals missed: one firing
         assert log.punctuations == [1000, 2000, 5500]
-        driver.advance_wall_clock_time(999)
+        # The next is on the schedule's grid (PunctuationSchedule.next): 6000, not 6500.
+        driver.advance_wall_clock_time(499)
         assert log.punctuations == [1000, 2000, 5500]
         driver.advance_wall_clock_time(1)
-        assert log.punctuations == [1000, 2000, 5500, 6500]
+        assert log.punctuations == [1000, 2000, 5500, 6000]
 
 
 def test_wall_clock_punctuation_is_not_driven_by_record_timestamps() -> None:

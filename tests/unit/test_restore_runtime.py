@@ -147,3 +147,70 @@ def test_a_changelog_whose_leader_is_not_known_yet_is_waited_for() -> None:
 
     with pytest.raises(KafkaException):
         watermarks(Broken(), TopicPartition("c", 0), 5)  # type: ignore[arg-type]
+
+
+# -- timestamped stores: state written before them -----------------------------------------------
+
+
+def _out_records(broker: EmbeddedBroker) -> list[tuple[str, int, int]]:
+    return [
+        (key.decode(), int.from_bytes(value, "big", signed=True), ts)
+        for _p, _o, key, value, ts, _h in sorted(broker.read_all("out"), key=lambda r: r[:2])
+        if key is not None and value is not None
+    ]
+
+
+@pytest.mark.parametrize("persistent", [False, True], ids=["in-memory", "persistent"])
+def test_a_changelog_of_plain_values_restores_with_its_record_timestamps(
+    tmp_path: Path, persistent: bool
+) -> None:
+    """Changelog records keep the plain value, and the value's timestamp as the record's
+    (as Kafka Streams' timestamped stores log them), which is also how topicflow wrote
+    changelogs before its stores were timestamped: such a changelog restores each value
+    with its timestamp, and the next result is stamped max(record, restored value)."""
+    broker = EmbeddedBroker()
+    broker.create_topics([TopicSpec("in", 1), TopicSpec("out", 1)])
+    broker.create_topics([TopicSpec(f"{APP}-counts-changelog", 1)])
+    producer = broker.producer({})
+    # Written as a count store's changelog always was: key, Long value, the update's time.
+    producer.produce(
+        f"{APP}-counts-changelog", (5).to_bytes(8, "big"), b"k0", partition=0, timestamp=9_000
+    )
+    producer.flush(1)
+    producer.produce("in", b"v", b"k0", partition=0, timestamp=1_000)
+    producer.produce("in", b"v", b"k1", partition=0, timestamp=2_000)
+    producer.flush(1)
+    metrics = _run_until_committed(broker, tmp_path, persistent, 2)
+    assert metrics["restored_records"] == 1
+    # k0 continues from the restored 5, at the restored value's later timestamp.
+    assert _out_records(broker) == [("k0", 6, 9_000), ("k1", 1, 2_000)]
+
+
+def test_a_persistent_store_from_before_timestamped_stores_is_restored_in_full(
+    tmp_path: Path,
+) -> None:
+    """A RocksDB folder written before stores were timestamped holds values without their
+    timestamps; even with a checkpoint it is wiped and restored from the changelog."""
+    from rocksdict import AccessType, Options, Rdict
+
+    from topicflow.state.stores import TIMESTAMPED_MARKER
+
+    broker = EmbeddedBroker()
+    broker.create_topics([TopicSpec("in", 2), TopicSpec("out", 2)])
+    first = _records(0, 100)
+    _produce(broker, first)
+    _run_until_committed(broker, tmp_path, True, 100)
+    folders = [marker.parent for marker in tmp_path.rglob(TIMESTAMPED_MARKER)]
+    assert folders and list(tmp_path.rglob(".checkpoint"))
+    for folder in folders:  # rewrite it as the old format: plain values, no marker
+        (folder / TIMESTAMPED_MARKER).unlink()
+        db = Rdict(str(folder), Options(raw_mode=True), access_type=AccessType.read_write())
+        for key, value in list(db.items()):
+            db[key] = value[8:]
+        db.close()
+    second = _records(100, 60)
+    _produce(broker, second)
+    metrics = _run_until_committed(broker, tmp_path, True, 160)
+    assert metrics["restored_records"] > 0
+    assert _latest_counts(broker) == _truth(first + second)
+    assert all((folder / TIMESTAMPED_MARKER).exists() for folder in folders)

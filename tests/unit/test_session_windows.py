@@ -158,10 +158,12 @@ def test_records_within_the_gap_extend_the_session_replacing_the_old_one() -> No
     with driver:
         pipe(driver, [("a", 1_000), ("a", 3_000), ("a", 7_000)])
         assert got == [
+            # Results and tombstones carry their session's end as timestamp
+            # (KStreamSessionWindowAggregate.maybeForwardUpdate).
             (s("a", 1_000, 1_000), 1, 1_000),
-            (s("a", 1_000, 1_000), None, 3_000),
+            (s("a", 1_000, 1_000), None, 1_000),
             (s("a", 1_000, 3_000), 2, 3_000),
-            (s("a", 1_000, 3_000), None, 7_000),
+            (s("a", 1_000, 3_000), None, 3_000),
             (s("a", 1_000, 7_000), 3, 7_000),
         ]
         assert sessions(driver, "a") == [(1_000, 7_000, 3)]
@@ -174,7 +176,7 @@ def test_a_record_inside_a_session_keeps_its_bounds() -> None:
         # Kafka removes [1000, 4000] and puts it back: in the cache, one change.
         assert got[-2:] == [
             (s("a", 1_000, 4_000), 2, 4_000),
-            (s("a", 1_000, 4_000), 3, 2_000),
+            (s("a", 1_000, 4_000), 3, 4_000),
         ]
         assert sessions(driver, "a") == [(1_000, 4_000, 3)]
 
@@ -188,31 +190,38 @@ def test_a_record_at_the_same_time_as_a_one_instant_session_updates_it_in_place(
 
 
 def test_a_bridging_record_merges_two_sessions_tombstoning_both() -> None:
-    driver, got = session_count(SessionWindows.of_inactivity_gap_with_no_grace(GAP))
+    # A day's retention: with the default (gap + grace) the older session would have
+    # expired from the store, and a cached one's tombstone is then dropped at flush.
+    materialized = Materialized.as_("s").with_retention(DAY)
+    driver, got = session_count(SessionWindows.of_inactivity_gap_with_no_grace(GAP), materialized)
     with driver:
         pipe(driver, [("a", 0), ("a", 10_000)])
         assert sessions(driver, "a") == [(0, 0, 1), (10_000, 10_000, 1)]
         got.clear()
         pipe(driver, [("a", 5_000)])  # exactly one gap from both
         assert got == [
-            (s("a", 0, 0), None, 5_000),
-            (s("a", 10_000, 10_000), None, 5_000),
-            (s("a", 0, 10_000), 3, 5_000),
+            # Each tombstone at the end of the session it removes, the merged at its own.
+            (s("a", 0, 0), None, 0),
+            (s("a", 10_000, 10_000), None, 10_000),
+            (s("a", 0, 10_000), 3, 10_000),
         ]
         assert sessions(driver, "a") == [(0, 10_000, 3)]
 
 
 def test_a_bridging_record_merges_every_session_it_reaches() -> None:
-    driver, got = session_count(SessionWindows.of_inactivity_gap_with_no_grace(GAP))
+    # A day's retention: with the default (gap + grace) the older session would have
+    # expired from the store, and a cached one's tombstone is then dropped at flush.
+    materialized = Materialized.as_("s").with_retention(DAY)
+    driver, got = session_count(SessionWindows.of_inactivity_gap_with_no_grace(GAP), materialized)
     with driver:
         pipe(driver, [("a", 0), ("a", 2_000), ("a", 9_000), ("a", 12_000)])
         assert sessions(driver, "a") == [(0, 2_000, 2), (9_000, 12_000, 2)]
         got.clear()
         pipe(driver, [("a", 6_000)])
         assert got == [
-            (s("a", 0, 2_000), None, 6_000),
-            (s("a", 9_000, 12_000), None, 6_000),
-            (s("a", 0, 12_000), 5, 6_000),
+            (s("a", 0, 2_000), None, 2_000),
+            (s("a", 9_000, 12_000), None, 12_000),
+            (s("a", 0, 12_000), 5, 12_000),
         ]
 
 
@@ -294,8 +303,8 @@ def test_a_late_timestamp_merging_into_an_open_session_is_accepted() -> None:
         # 12500 < close time, but it merges into [12500, 20000], which ends after it.
         pipe(driver, [("a", 12_500)])
         assert got == [
-            (s("a", 17_000, 20_000), None, 12_500),
-            (s("a", 12_500, 20_000), 3, 12_500),
+            (s("a", 17_000, 20_000), None, 20_000),
+            (s("a", 12_500, 20_000), 3, 20_000),
         ]
         assert driver.metrics.late_records == 0
 
@@ -308,13 +317,17 @@ def test_late_records_do_not_change_the_store() -> None:
         assert driver.metrics.late_records == 1
 
 
-def test_null_keys_and_values_are_dropped_and_counted() -> None:
+def test_null_keys_are_dropped_and_counted_but_null_values_are_aggregated() -> None:
+    # KStreamSessionWindowAggregate skips a null key only; a null value goes to the
+    # aggregator (count counts it). A dropped record does not move the
+    # aggregation's stream time either: it is the largest timestamp it took.
     driver, got = session_count(SessionWindows.of_inactivity_gap_with_no_grace(GAP))
     with driver:
-        pipe(driver, [(None, 1_000)])
+        pipe(driver, [(None, 100_000)])
         pipe(driver, [("a", 1_000)], value=None)
-        assert got == []
-        assert driver.metrics.dropped_records == 2
+        assert got == [(s("a", 1_000, 1_000), 1, 1_000)]
+        assert driver.metrics.dropped_records == 1
+        assert driver.metrics.late_records == 0
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -327,7 +340,12 @@ def test_random_records_match_the_reference(seed: int) -> None:
         now += rng.choice([0, 200, 500, 999, 1_000, 1_001, 1_500, 4_000])
         jitter = rng.choice([0, 0, 0, 300, 1_000, 2_500, 6_000])
         records.append((rng.choice("ab"), max(0, now - jitter)))
-    driver, got = session_count(SessionWindows.of_inactivity_gap_and_grace(gap, grace))
+    # A day's retention: the reference knows no expiry (with Kafka's default, gap +
+    # grace, an expired session no longer merges; see the store tests).
+    materialized = Materialized.as_("s").with_retention(DAY)
+    driver, got = session_count(
+        SessionWindows.of_inactivity_gap_and_grace(gap, grace), materialized
+    )
     with driver:
         pipe(driver, records)
         expected, late = reference_sessions(records, gap, grace)
@@ -360,7 +378,7 @@ def test_aggregate_merges_the_sessions_aggregates_with_the_merger() -> None:
             list,
             lambda key, value, agg: [*agg, value],
             merger,
-            Materialized.as_("s").with_value_serde(Serdes.Json()),
+            Materialized.as_("s").with_value_serde(Serdes.Json()).with_retention(DAY),
         )
         .to_stream()
         .process(lambda: Collect(got))
@@ -371,7 +389,7 @@ def test_aggregate_merges_the_sessions_aggregates_with_the_merger() -> None:
             source.pipe_input("a", value, timestamp=timestamp)
         # Initializer, then each session merged in, by session end; then the record.
         assert merges == [("a", [], ["p"]), ("a", ["p"], ["q"])]
-        assert got[-1] == (s("a", 0, 10_000), ["p", "q", "r"], 5_000)
+        assert got[-1] == (s("a", 0, 10_000), ["p", "q", "r"], 10_000)
         assert sessions(driver, "a") == [(0, 10_000, ["p", "q", "r"])]
 
 
@@ -382,7 +400,7 @@ def test_reduce_merges_sessions_with_the_reducer() -> None:
         builder.stream("in")
         .group_by_key()
         .windowed_by(SessionWindows.of_inactivity_gap_with_no_grace(GAP))
-        .reduce(lambda agg, value: agg + value, Materialized.as_("s"))
+        .reduce(lambda agg, value: agg + value, Materialized.as_("s").with_retention(DAY))
         .to_stream()
         .process(lambda: Collect(got))
     )
@@ -398,7 +416,8 @@ def test_reduce_merges_sessions_with_the_reducer() -> None:
 
 
 def test_the_store_is_a_session_store_that_can_be_queried() -> None:
-    driver, _ = session_count(SessionWindows.of_inactivity_gap_with_no_grace(GAP))
+    materialized = Materialized.as_("s").with_retention(DAY)
+    driver, _ = session_count(SessionWindows.of_inactivity_gap_with_no_grace(GAP), materialized)
     with driver:
         pipe(driver, [("a", 0), ("b", 1_000), ("a", 2_000), ("a", 20_000)])
         store = driver.get_state_store("s")
@@ -416,17 +435,37 @@ def test_the_store_is_a_session_store_that_can_be_queried() -> None:
         ]
 
 
-def test_the_store_expires_sessions_by_stream_time() -> None:
+def test_the_store_expires_sessions_by_the_largest_session_end_put() -> None:
+    # InMemorySessionStore: the store's stream time is the largest session end put
+    # (not the task's stream time); a session is gone once end <= that - retention.
+    # Without a cache: a cached session is found until the cache evicts it.
     retention = 10_000
-    materialized = Materialized.as_("s").with_retention(retention)
+    materialized = Materialized.as_("s").with_retention(retention).with_caching_disabled()
     driver, _ = session_count(SessionWindows.of_inactivity_gap_with_no_grace(GAP), materialized)
     with driver:
         pipe(driver, [("a", 0), ("a", 3_000), ("b", 5_000)])
         pipe(driver, [("c", 13_000)])  # expiry: end <= 13000 - 10000
         assert sessions(driver, "a") == []
         assert sessions(driver, "b") == [(5_000, 5_000, 1)]
+        pipe(driver, [(None, 40_000)])  # not put: the store's time stays
+        assert sessions(driver, "b") == [(5_000, 5_000, 1)]
         pipe(driver, [("c", 15_000)])
         assert sessions(driver, "b") == []
+
+
+def test_the_default_retention_is_gap_plus_grace() -> None:
+    # SessionWindowedKStreamImpl: with no retention given, the store keeps gap + grace,
+    # so a session that old is gone and no longer merges with a record reaching it.
+    grace = 1_000
+    materialized = Materialized.as_("s").with_caching_disabled()
+    windows = SessionWindows.of_inactivity_gap_and_grace(GAP, grace)
+    driver, got = session_count(windows, materialized)
+    with driver:
+        pipe(driver, [("a", 0), ("b", GAP + grace)])  # a's [0, 0]: 0 <= 6000 - 6000
+        got.clear()
+        pipe(driver, [("a", GAP)])  # within the gap of [0, 0], but that session is gone
+        assert got == [(s("a", GAP, GAP), 1, GAP)]
+        assert driver.metrics.late_records == 0
 
 
 def test_in_memory_session_store_directly() -> None:
@@ -480,7 +519,9 @@ def test_persistent_session_stores_are_refused() -> None:
 
 def test_with_caching_a_session_created_and_merged_between_commits_is_never_forwarded() -> None:
     driver, got = session_count(
-        SessionWindows.of_inactivity_gap_with_no_grace(GAP), commit_every_record=False
+        SessionWindows.of_inactivity_gap_with_no_grace(GAP),
+        Materialized.as_("s").with_retention(DAY),
+        commit_every_record=False,
     )
     with driver:
         pipe(driver, [("a", 0), ("a", 20_000)])
@@ -494,9 +535,9 @@ def test_with_caching_a_session_created_and_merged_between_commits_is_never_forw
         # [16000, 20000], [11000, 20000] and [6000, 20000] lived in the cache only: no
         # tombstones for them; the rest in the order of the latest writes.
         assert got == [
-            (s("a", 20_000, 20_000), None, 16_000),
-            (s("a", 0, 0), None, 3_000),
-            (s("a", 0, 20_000), 6, 3_000),
+            (s("a", 20_000, 20_000), None, 20_000),
+            (s("a", 0, 0), None, 0),
+            (s("a", 0, 20_000), 6, 20_000),
         ]
         assert sessions(driver, "a") == [(0, 20_000, 6)]
 
@@ -510,11 +551,11 @@ def test_without_caching_every_change_is_forwarded_at_once() -> None:
         pipe(driver, [("a", 0), ("a", 1_000), ("a", 500)])
         assert got == [
             (s("a", 0, 0), 1, 0),
-            (s("a", 0, 0), None, 1_000),
+            (s("a", 0, 0), None, 0),
             (s("a", 0, 1_000), 2, 1_000),
             # A record inside the session: removed, then put back (Kafka's rule).
-            (s("a", 0, 1_000), None, 500),
-            (s("a", 0, 1_000), 3, 500),
+            (s("a", 0, 1_000), None, 1_000),
+            (s("a", 0, 1_000), 3, 1_000),
         ]
 
 
@@ -528,7 +569,7 @@ def test_sessions_after_group_by_go_through_a_repartition_topic() -> None:
         builder.stream("in")
         .group_by(lambda key, value: value, Grouped.as_("by-user"))
         .windowed_by(SessionWindows.of_inactivity_gap_with_no_grace(GAP))
-        .count(Materialized.as_("s"))
+        .count(Materialized.as_("s").with_retention(DAY))
         .to_stream()
         .process(lambda: Collect(got))
     )
@@ -557,17 +598,33 @@ def test_suppress_emits_each_session_once_after_end_plus_gap_plus_grace() -> Non
     )
     with driver:
         pipe(driver, [("a", 0), ("a", 2_000), ("b", 3_000)])
-        # [0, 2000] closes once its end < stream time - grace - gap: stream time > 8000.
-        pipe(driver, [("c", 8_000)])
+        # KTableSuppressProcessor: its stream time is the largest timestamp of the
+        # updates it gets (session ends); it emits a session once its end <= that
+        # stream time - grace - gap, so [0, 2000] at 8000.
+        pipe(driver, [("c", 7_999)])
         assert got == []
-        pipe(driver, [("c", 8_001)])
+        pipe(driver, [("c", 8_000)])
         assert got == [(s("a", 0, 2_000), 2, 2_000)]
-        pipe(driver, [("c", 9_001)])
+        pipe(driver, [("c", 8_999)])
+        assert got[1:] == []
+        pipe(driver, [("c", 9_000)])  # session [7999, 9000]: its end is 9000
         assert got[1:] == [(s("b", 3_000, 3_000), 1, 3_000)]
-        pipe(driver, [("c", 30_000)])
-        assert got[2:] == [(s("c", 8_000, 9_001), 3, 9_001)]
-        # Emitted sessions stay in the store until retention drops them.
-        assert sessions(driver, "a") == [(0, 2_000, 2)]
+        pipe(driver, [("d", 30_000)])
+        assert got[2:] == [(s("c", 7_999, 9_000), 4, 9_000)]
+
+
+def test_suppress_emits_closed_sessions_by_end_then_serialized_windowed_key() -> None:
+    # The suppression buffer orders by (session end, key bytes + end + start), unsigned.
+    driver, got = session_count(SessionWindows.of_inactivity_gap_with_no_grace(GAP), suppress=True)
+    with driver:
+        pipe(driver, [("b", 1_000), ("ab", 1_000), ("a", 1_000), ("a", 500), ("z", 600)])
+        pipe(driver, [("c", 6_000)])
+        assert got == [
+            (s("z", 600, 600), 1, 600),
+            (s("a", 500, 1_000), 2, 1_000),
+            (s("ab", 1_000, 1_000), 1, 1_000),
+            (s("b", 1_000, 1_000), 1, 1_000),
+        ]
 
 
 def test_suppress_emits_only_the_merged_session_not_the_ones_merged_away() -> None:

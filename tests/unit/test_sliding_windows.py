@@ -20,7 +20,7 @@ import pytest
 
 from topicflow import Processor, Serdes, StreamsBuilder, StreamsConfig, TopologyError
 from topicflow.dsl.options import Grouped, Materialized, Suppressed
-from topicflow.dsl.sliding_windows import SlidingWindowedKStream, record_times_store_name
+from topicflow.dsl.sliding_windows import SlidingWindowedKStream
 from topicflow.dsl.windows import SlidingWindows, TimeWindow, Windowed
 from topicflow.processor.api import Record
 from topicflow.testing import TopologyTestDriver
@@ -500,7 +500,8 @@ def test_null_keys_and_values_are_dropped_and_counted() -> None:
 # -- the stores -------------------------------------------------------------------------------
 
 
-def test_the_window_store_holds_the_aggregates_and_record_times_the_timestamps() -> None:
+def test_the_window_store_holds_each_aggregate_with_its_largest_record_timestamp() -> None:
+    """A timestamped window store, as Kafka's: the algorithm reads the timestamps back."""
     driver, _ = sliding_aggregate(SlidingWindows.of_time_difference_with_no_grace(10))
     with driver:
         pipe(driver, [("a", "1", 100), ("a", "2", 105), ("a", "3", 105)])
@@ -511,11 +512,11 @@ def test_the_window_store_holds_the_aggregates_and_record_times_the_timestamps()
             (101, "0+2+3"),
         ]
         assert store.fetch("a", 95) == "0+1+2+3"
-        times = driver.get_window_store(record_times_store_name("s"))
-        assert [start for _, start, _ in times.all()] == [100, 105]
+        assert store.fetch_with_timestamp("a", 90)[:2] == ("0+1", 100)
+        assert store.fetch_with_timestamp("a", 101)[:2] == ("0+2+3", 105)
 
 
-def test_both_stores_have_changelogs_and_retention_is_checked() -> None:
+def test_the_store_has_a_changelog_and_retention_is_checked() -> None:
     builder = StreamsBuilder()
     windowed = (
         builder.stream("in")
@@ -527,7 +528,7 @@ def test_both_stores_have_changelogs_and_retention_is_checked() -> None:
         windowed.count(Materialized.as_("short").with_retention(24))
     windowed.count(Materialized.as_("s").with_retention(25))
     topics = builder.build().internal_topics
-    assert set(topics) == {"s-changelog", "s-record-times-changelog"}
+    assert set(topics) == {"s-changelog"}
 
 
 def test_a_persistent_store_gives_the_same_results(tmp_path: Any) -> None:
@@ -574,25 +575,47 @@ def test_sliding_windows_after_group_by_go_through_a_repartition_topic() -> None
 
 
 def test_suppress_emits_each_window_once_after_its_end_plus_grace() -> None:
+    """Kafka's KTableSuppressProcessor: its stream time is the largest timestamp of the
+    updates it receives; a window goes out once its end <= that - grace (end inclusive
+    here, so one ms earlier than the aggregation closes it), with the timestamp of its
+    last update, ordered by window end, then serialized windowed key."""
     driver, got = sliding_aggregate(
         SlidingWindows.of_time_difference_and_grace(10, 5), suppress=True
     )
     with driver:
-        pipe(driver, [("a", "1", 100), ("a", "2", 105)])
-        # [90, 100] closes once its end < stream time - grace: stream time 106.
-        pipe(driver, [("b", "x", 105)])
+        pipe(driver, [("a", "1", 100)])
         assert got == []
-        pipe(driver, [("b", "y", 106)])
+        # a@105 updates 100's right window [101, 111] at 105: 100 <= 105 - 5.
+        pipe(driver, [("a", "2", 105)])
         assert got == [(w("a", 90, 10), "0+1", 100)]
+        pipe(driver, [("b", "x", 105), ("b", "y", 106)])
+        assert len(got) == 1
         pipe(driver, [("b", "z", 200)])
-        assert by_window(got) == [
+        assert got == [
             (w("a", 90, 10), "0+1", 100),
             (w("a", 95, 10), "0+1+2", 105),
-            (w("a", 101, 10), "0+2", 105),
             (w("b", 95, 10), "0+x", 105),
             (w("b", 96, 10), "0+x+y", 106),
+            (w("a", 101, 10), "0+2", 105),
             (w("b", 106, 10), "0+y", 106),
         ]
+
+
+def test_suppress_a_record_that_changes_no_window_emits_nothing() -> None:
+    """The suppression sees only updates: a record that makes none (late) emits nothing."""
+    driver, got = sliding_aggregate(
+        SlidingWindows.of_time_difference_and_grace(10, 5), suppress=True
+    )
+    with driver:
+        pipe(driver, [("a", "1", 100), ("b", "2", 120)])  # b@120's left window closes 90's
+        assert got == [(w("a", 90, 10), "0+1", 100)]
+        # Close time 115: b@105's only window, its left [95, 105], is closed: no update,
+        # and [110, 120] (end 120 > 120 - 5) stays buffered.
+        pipe(driver, [("b", "late", 105)])
+        assert driver.metrics.late_records == 1
+        assert len(got) == 1
+        pipe(driver, [("c", "3", 130)])
+        assert got[1:] == [(w("b", 110, 10), "0+2", 120)]
 
 
 def test_suppress_gives_the_final_value_of_every_window() -> None:
@@ -610,9 +633,9 @@ def test_suppress_gives_the_final_value_of_every_window() -> None:
 
 
 def test_a_task_continues_from_restored_stores() -> None:
-    """The record times are read back from their store at the first record, as after a
-    restore: a second driver whose stores are loaded with the first one's contents
-    carries on as if it had seen every record."""
+    """The window starts are read back from the store at the first record, as after a
+    restore: a second driver whose store is loaded with the first one's windows (and
+    their timestamps) carries on as if it had seen every record."""
     rng = random.Random(5)
     # Dense: the second half's first windows reach back into the first half.
     records = [(rng.choice("ab"), str(i), 100 + 3 * i + rng.randrange(3)) for i in range(60)]
@@ -621,16 +644,12 @@ def test_a_task_continues_from_restored_stores() -> None:
     before, _ = sliding_aggregate(windows)
     with before:
         pipe(before, first)
-        saved = {
-            name: list(before.get_window_store(name).all())
-            for name in ("s", record_times_store_name("s"))
-        }
+        saved = list(before.get_window_store("s").fetch_all_with_timestamps(0, 10_000))
     after, got = sliding_aggregate(windows)
     with after:
-        for name, entries in saved.items():
-            store = after.get_window_store(name)
-            for key, start, value in entries:
-                store.put(key, value, start)
+        store = after.get_window_store("s")
+        for key, start, entry in saved:
+            store.put(key, entry[0], start, entry[1])
         after.commit()
         got.clear()  # the loading itself
         pipe(after, second)
@@ -641,3 +660,34 @@ def test_a_task_continues_from_restored_stores() -> None:
     assert store == {key: value for key, (value, _) in expected.items()}
     touched = {key for key, _, _ in got}
     assert final(got) == {key: expected[key] for key in touched}
+
+
+# -- Kafka's order and its holes (KStreamSlidingWindowAggregate, checked against 4.1.1) -------
+
+
+def test_a_new_right_window_comes_before_the_update_of_the_window_holding_it() -> None:
+    """processEarly: the previous record's right window is created before [0, d] is
+    updated; processReverse: updates newest window first, then the created ones."""
+    driver, got = sliding_aggregate(SlidingWindows.of_time_difference_and_grace(5000, 3000))
+    with driver:
+        pipe(driver, [("c", "1", 2000), ("c", "2", 4000)])
+        assert got == [
+            (w("c", 0, 5000), "0+1", 2000),
+            (w("c", 2001, 5000), "0+2", 4000),
+            (w("c", 0, 5000), "0+1+2", 4000),
+        ]
+
+
+def test_a_left_window_closed_on_arrival_is_never_made_and_later_ones_copy_past_it() -> None:
+    """x@14000 arrives with close time 17000: its left window [9000, 14000] is skipped,
+    only 13500's right window is made. x@18200 then copies its left window from
+    [8500, 13500] (the latest window ending before 13200), missing 14000: Kafka's result."""
+    driver, got = sliding_aggregate(SlidingWindows.of_time_difference_and_grace(5000, 3000))
+    with driver:
+        pipe(driver, [("x", "a", 13500), ("y", "b", 20000), ("x", "c", 14000)])
+        assert got[-1:] == [(w("x", 13501, 5000), "0+c", 14000)]
+        pipe(driver, [("x", "d", 18200)])
+        assert got[-2:] == [
+            (w("x", 13501, 5000), "0+c+d", 18200),
+            (w("x", 13200, 5000), "0+a+d", 18200),
+        ]

@@ -235,4 +235,6 @@ def test_downstream_sees_cache_flushes_before_a_processor_flush_in_one_commit() 
         for key in "abcab":
             source.pipe_input(key, "v")
         driver.commit()
-        assert flushed[-1] == [("a", 2), ("b", 2), ("c", 1)]
+        # In the order of each key's latest write, as Kafka Streams' NamedCache
+        # flushes its dirty keys (a key written again moves to the end).
+        assert flushed[-1] == [("c", 1), ("a", 2), ("b", 2)]

@@ -287,14 +287,29 @@ def test_lateness_matches_brute_force(advance: int, grace: int) -> None:
         assert latest(got) == dict(expected)
 
 
-def test_null_keys_are_dropped_not_late() -> None:
+def test_null_keys_are_dropped_not_late_and_null_values_are_counted() -> None:
+    """KStreamWindowAggregate skips a null key only: a null value is aggregated (Kafka 4.1)."""
     driver, got = windowed_count(TimeWindows.of_size_with_no_grace(SIZE))
     with driver:
         source = driver.create_input_topic("in")
         source.pipe_input(None, "x", timestamp=1_000)
-        source.pipe_input("k", None, timestamp=1_000)
         assert got == []
-        assert driver.metrics.dropped_records == 2
+        source.pipe_input("k", None, timestamp=1_000)
+        assert [(k.key, v, ts) for k, v, ts in got] == [("k", 1, 1_000)]
+        assert driver.metrics.dropped_records == 1
+        assert driver.metrics.late_records == 0
+
+
+def test_lateness_follows_the_time_the_aggregation_observed() -> None:
+    """A null-key record the aggregation skips does not move its observed stream time
+    (KStreamWindowAggregate's observedStreamTime), so it makes no later record late."""
+    driver, got = windowed_count(TimeWindows.of_size_and_grace(SIZE, 5_000))
+    with driver:
+        source = driver.create_input_topic("in")
+        source.pipe_input("x", "a", timestamp=1_000)
+        source.pipe_input(None, "b", timestamp=30_000)
+        source.pipe_input("x", "c", timestamp=2_000)
+        assert [(k.key, v, ts) for k, v, ts in got] == [("x", 1, 1_000), ("x", 2, 2_000)]
         assert driver.metrics.late_records == 0
 
 
@@ -469,16 +484,8 @@ def test_suppress_refused_on_a_derived_table() -> None:
 # -- result timestamps ----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG (Kafka semantics, KAFKA-6453): an aggregation's result timestamp should be the "
-        "largest timestamp of the records that contributed to it; topicflow/dsl/aggregations.py "
-        "(_forward_at with the cache entry's timestamp, state/logged.py put) uses the latest "
-        "update's own timestamp, so an out-of-order record moves the result back in time"
-    ),
-)
 def test_result_timestamp_is_the_largest_contributing_timestamp() -> None:
+    """KStreamWindowAggregate stamps a result max(record, previous aggregate) (KIP-258)."""
     driver, got = windowed_count(TimeWindows.of_size_with_no_grace(SIZE))
     with driver:
         pipe(driver, [("k", 5_000), ("k", 1_000)])

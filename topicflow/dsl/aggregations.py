@@ -11,8 +11,10 @@ forwards downstream depends on the emission mode:
   window is forwarded once and the window is dropped from the store, since no
   later record may change it.
 
-Records with a null key or value are dropped and counted (Kafka Streams does
-the same); so are records for windows already closed (late records).
+Records with a null key are dropped and counted, as are records with a null
+value in aggregations that are not windowed (Kafka Streams does the same:
+windowed aggregations take a null value); so are records for windows already
+closed (late records).
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ def reducer_aggregator(reducer: Callable[[Any, Any], Any]) -> tuple[Initializer,
     return initializer, aggregate
 
 
-def _forward_at(rc: RecordContext, forward: Forward) -> Callable[[Any, Any, int], None]:
+def forward_at(rc: RecordContext, forward: Forward) -> Callable[[Any, Any, int], None]:
     """Forward with the timestamp of the update, whenever the cache flushes it."""
 
     def forward_update(key: Any, value: Any, timestamp: int) -> None:
@@ -158,14 +160,17 @@ class CloseFrontier:
 def aggregate_node(
     store_name: str, initializer: Initializer, aggregator: Aggregator
 ) -> NodeFactory:
+    """Kafka Streams' KStreamAggregate (and KStreamReduce, through `reducer_aggregator`)."""
+
     def factory(task: TaskContext, children: dict[str, Forward]) -> Forward:
         store = task.get_state_store(store_name)
-        store.set_flush_listener(_forward_at(task.record_context, forward_to(children)))
-        get, put = store.get, store.put
+        store.set_flush_listener(forward_at(task.record_context, forward_to(children)))
+        get, put = store.get_with_timestamp, store.put
         metrics = task.metrics
         rc = task.record_context
 
         def aggregate(key: Any, value: Any) -> None:
+            # KStreamAggregate skips a null key or a null value.
             if key is None or value is None:
                 metrics.dropped_records += 1
                 return
@@ -177,8 +182,18 @@ def aggregate_node(
             ):
                 metrics.replayed_updates_skipped += 1
                 return
+            # The result's timestamp is the latest of the records aggregated
+            # (timestamped stores, KIP-258): max(record, previous aggregate).
+            timestamp = rc.timestamp
             old = get(key)
-            put(key, aggregator(key, value, initializer() if old is None else old))
+            if old is None:
+                put(key, aggregator(key, value, initializer()), timestamp)
+            else:
+                put(
+                    key,
+                    aggregator(key, value, old[0]),
+                    timestamp if timestamp > old[1] else old[1],
+                )
 
         return aggregate
 
@@ -192,6 +207,13 @@ def window_aggregate_node(
     aggregator: Aggregator,
     emit_on_window_close: bool,
 ) -> NodeFactory:
+    """Kafka Streams' KStreamWindowAggregate, tumbling or hopping.
+
+    Lateness is decided by the time this processor has observed (the latest
+    timestamp of the records it took), not the task's stream time: a record
+    it skips for its null key does not move it. A null value is aggregated
+    (Kafka 4.1 skips only a null key in windowed aggregations).
+    """
     size, advance, grace = windows.size_ms, windows.advance_ms, windows.grace_ms
     tumbling = advance == size
 
@@ -200,10 +222,10 @@ def window_aggregate_node(
         rc = task.record_context
         forward = forward_to(children)
         metrics = task.metrics
-        fetch, put = store.fetch, store.put
+        fetch, put = store.fetch_with_timestamp, store.put
         observe = store.observe_stream_time
         if not emit_on_window_close:
-            forward_update = _forward_at(rc, forward)
+            forward_update = forward_at(rc, forward)
 
             def on_flush(key: Any, start: int, value: Any, timestamp: int) -> None:
                 forward_update(Windowed(key, TimeWindow(start, start + size)), value, timestamp)
@@ -211,45 +233,54 @@ def window_aggregate_node(
             store.set_flush_listener(on_flush)
         # Window end up to which final results were emitted (emit on window close).
         emitted = _EmitFrontier(size, advance)
+        serialize_key = store.serialize_key
 
         def emit_closed(close_time: int) -> None:
-            """Forward, once, every window whose end is at or before `close_time`."""
+            """Forward, once, every window whose end is at or before `close_time`.
+
+            As Kafka Streams' suppression buffer emits them: by window end, then
+            by serialized windowed key, each with its aggregate's timestamp.
+            """
             first_start = emitted.close_time - size + 1 if emitted.close_time >= 0 else 0
             last_start = close_time - size
-            closed = list(store.fetch_all(first_start, last_start))
+            closed = sorted(
+                store.fetch_all_with_timestamps(first_start, last_start),
+                key=lambda found: (found[1], serialize_key(found[0]) or b""),
+            )
             forward_each_at(
                 rc,
                 forward,
                 (
-                    (Windowed(key, TimeWindow(start, start + size)), value, start + size - 1)
-                    for key, start, value in closed
+                    (Windowed(key, TimeWindow(start, start + size)), entry[0], entry[1])
+                    for key, start, entry in closed
                 ),
             )
             # A closed window takes no more records: drop it (nothing is forwarded:
             # in this mode the store has no flush listener).
-            for key, start, _value in closed:
+            for key, start, _entry in closed:
                 put(key, None, start)
             emitted.advance_to(close_time)
 
-        # Stream time last passed to the store: expiry needs a call only when it moves.
+        # The latest timestamp this processor has taken (Kafka's observedStreamTime).
         observed = -1
         counting = aggregator is count_aggregator
 
         def aggregate(key: Any, value: Any) -> None:
             nonlocal observed
-            if key is None or value is None:
+            if key is None:
                 metrics.dropped_records += 1
                 return
             timestamp = rc.timestamp
-            stream_time = task.stream_time
-            close_time = stream_time - grace
+            moved = timestamp > observed
+            if moved:
+                observed = timestamp
+            close_time = observed - grace
             # Emit what closed before expiring anything: with retention = size +
             # grace a window expires the moment it closes.
             if emit_on_window_close and close_time >= emitted.next_close:
                 emit_closed(close_time)
-            if stream_time > observed:
-                observed = stream_time
-                observe(stream_time)
+            if moved:
+                observe(timestamp)
             # Idempotent state, replaying after a crash: the input offset, to skip
             # windows whose aggregate already holds this record.
             replay = (
@@ -261,27 +292,38 @@ def window_aggregate_node(
                 start = timestamp - timestamp % size
                 if start + size <= close_time:
                     metrics.late_records += 1
-                elif replay is not None and store.replayed(key, start, replay):
+                    return
+                if replay is not None and store.replayed(key, start, replay):
                     metrics.replayed_updates_skipped += 1
-                elif counting:  # count(): the same as the aggregator, two calls fewer
-                    old = fetch(key, start)
-                    put(key, 1 if old is None else old + 1, start)
+                    return
+                old = fetch(key, start)
+                if old is None:
+                    new = 1 if counting else aggregator(key, value, initializer())
+                    put(key, new, start, timestamp)
                 else:
-                    old = fetch(key, start)
-                    put(key, aggregator(key, value, initializer() if old is None else old), start)
-            else:
-                accepted = False
-                for start in windows.windows_for(timestamp):
-                    if start + size <= close_time:
-                        continue
-                    accepted = True
-                    if replay is not None and store.replayed(key, start, replay):
-                        metrics.replayed_updates_skipped += 1
-                        continue
-                    old = fetch(key, start)
-                    put(key, aggregator(key, value, initializer() if old is None else old), start)
-                if not accepted:
-                    metrics.late_records += 1
+                    new = old[0] + 1 if counting else aggregator(key, value, old[0])
+                    put(key, new, start, timestamp if timestamp > old[1] else old[1])
+                return
+            accepted = False
+            for start in windows.windows_for(timestamp):
+                if start + size <= close_time:
+                    continue
+                accepted = True
+                if replay is not None and store.replayed(key, start, replay):
+                    metrics.replayed_updates_skipped += 1
+                    continue
+                old = fetch(key, start)
+                if old is None:
+                    put(key, aggregator(key, value, initializer()), start, timestamp)
+                else:
+                    put(
+                        key,
+                        aggregator(key, value, old[0]),
+                        start,
+                        timestamp if timestamp > old[1] else old[1],
+                    )
+            if not accepted:
+                metrics.late_records += 1
 
         return aggregate
 

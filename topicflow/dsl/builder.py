@@ -75,7 +75,8 @@ class StreamsBuilder:
                 materialized.value_serde or consumed.value_serde,
                 persistent=materialized.persistent,
                 logging=materialized.logging,
-                caching=False,
+                caching=materialized.caching,
+                timestamped=True,
                 changelog_config={"cleanup.policy": "compact"},
             )
             self.topology.add_state_store(spec, name)

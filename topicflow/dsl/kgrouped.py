@@ -159,6 +159,7 @@ def _store_spec(
         persistent=materialized.persistent,
         logging=materialized.logging,
         caching=materialized.caching,
+        timestamped=True,
         retention_ms=retention_ms,
         window_size_ms=windows.size_ms if windows else 0,
         changelog_config=changelog_config,

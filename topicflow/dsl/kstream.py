@@ -147,12 +147,15 @@ class KStream(Generic[K, V]):
         """
         repartitioned = repartitioned or Repartitioned()
         base = repartitioned.name or self._builder.node_name("REPARTITION", None)
+        # Kafka Streams drops null keys before a repartition topic (KStreamImpl's
+        # repartition filter), for repartition() as for a grouping.
         return self._through_repartition_topic(
             base,
             repartitioned.key_serde,
             repartitioned.value_serde,
             repartitioned.number_of_partitions,
             repartitioned.partitioner,
+            drop_null_keys=True,
         )
 
     def _through_repartition_topic(

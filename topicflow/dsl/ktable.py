@@ -126,22 +126,37 @@ def _table_map_values(mapper: Callable[..., Any], with_key: bool) -> NodeFactory
 
 
 def table_source_node(store_name: str | None) -> NodeFactory:
-    """`builder.table(topic)`: each record is the new value of its key (null deletes it)."""
+    """`builder.table(topic)`: each record is the new value of its key (null deletes it).
+
+    As Kafka Streams' KTableSource: a record with a null key is dropped, whether
+    the table is materialized or not. A materialized table forwards what its
+    store writes through (at once, or at a cache flush).
+    """
 
     def factory(task: TaskContext, children: dict[str, Forward]) -> Forward:
         forward = ops.forward_to(children)
+        metrics = task.metrics
         if store_name is None:
-            return forward
+
+            def table_source(key: Any, value: Any) -> None:
+                if key is None:
+                    metrics.dropped_records += 1
+                    return
+                forward(key, value)
+
+            return table_source
+        from topicflow.dsl.aggregations import forward_at
+
         store = task.get_state_store(store_name)
+        store.set_flush_listener(forward_at(task.record_context, forward))
         put = store.put
 
-        def table_source(key: Any, value: Any) -> None:
+        def materialized_source(key: Any, value: Any) -> None:
             if key is None:
-                task.metrics.dropped_records += 1
+                metrics.dropped_records += 1
                 return
             put(key, value)
-            forward(key, value)
 
-        return table_source
+        return materialized_source
 
     return factory

@@ -40,15 +40,15 @@ aggregations do (Kafka's session aggregation drops null keys only).
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from topicflow.dsl.aggregations import (
     Aggregator,
-    CloseFrontier,
     Initializer,
-    _forward_at,
     count_aggregator,
+    forward_at,
     forward_each_at,
 )
 from topicflow.dsl.ktable import KTable
@@ -57,6 +57,7 @@ from topicflow.dsl.options import Materialized, Named
 from topicflow.dsl.windows import SessionWindow, SessionWindows, Windowed
 from topicflow.errors import TopologyError
 from topicflow.serdes import Serdes
+from topicflow.state.session_store import session_changelog_key
 from topicflow.state.stores import StoreSpec
 from topicflow.topology.nodes import Forward, NodeFactory, ProcessorNode, TaskContext
 
@@ -123,7 +124,9 @@ class SessionWindowedKStream:
         store = materialized.store_name or builder.node_name(f"{kind}-STATE-STORE", None)
         windows = self._windows
         minimum = windows.gap_ms + windows.grace_ms
-        retention = materialized.retention_ms or windows.retention_ms()
+        # Kafka Streams' default session store retention is gap + grace, no more
+        # (SessionWindowedKStreamImpl): it decides which old sessions a record can merge.
+        retention = materialized.retention_ms or minimum
         if retention < minimum:
             raise TopologyError(
                 f"store {store!r}: retention ({retention} ms) must be at least the inactivity "
@@ -174,22 +177,19 @@ def _sum_merger(_key: Any, aggregate1: Any, aggregate2: Any) -> Any:
 def _reduce_functions(
     reducer: Callable[[Any, Any], Any],
 ) -> tuple[Initializer, Aggregator, Merger]:
-    """Kafka Streams' session reduce: the first value is the aggregate, then
-    reducer(aggregate, value); two sessions merge as reducer(earlier merged, next)."""
-    missing = object()
+    """Kafka Streams' session reduce (SessionWindowedKStreamImpl): the aggregate starts
+    as None; a value makes `value if aggregate is None else reducer(aggregate, value)`,
+    so a null value starting a session makes a None aggregate (a tombstone); two
+    sessions merge as the aggregator would, the later aggregate as the value."""
 
     def initializer() -> Any:
-        return missing
+        return None
 
     def aggregator(_key: Any, value: Any, aggregate: Any) -> Any:
-        return value if aggregate is missing else reducer(aggregate, value)
+        return value if aggregate is None else reducer(aggregate, value)
 
     def merger(_key: Any, aggregate1: Any, aggregate2: Any) -> Any:
-        if aggregate1 is missing:
-            return aggregate2
-        if aggregate2 is missing:
-            return aggregate1
-        return reducer(aggregate1, aggregate2)
+        return aggregate2 if aggregate1 is None else reducer(aggregate1, aggregate2)
 
     return initializer, aggregator, merger
 
@@ -203,6 +203,9 @@ def session_aggregate_node(
     emit_on_window_close: bool,
 ) -> NodeFactory:
     gap, grace = windows.gap_ms, windows.grace_ms
+    # suppress(untilWindowCloses) waits, for sessions, grace + gap past a session's end
+    # (GraphGraceSearchUtil.extractGracePeriod for KStreamSessionWindowAggregate).
+    suppress_for = grace + gap
 
     def factory(task: TaskContext, children: dict[str, Forward]) -> Forward:
         store = task.get_state_store(store_name)
@@ -210,40 +213,30 @@ def session_aggregate_node(
         forward = forward_to(children)
         metrics = task.metrics
         find_sessions, put, remove = store.find_sessions, store.put, store.remove
-        observe = store.observe_stream_time
+        # KStreamSessionWindowAggregate's own stream time: the largest timestamp of the
+        # records it took (past the null-key check), not the task's stream time.
+        observed = -1
         if not emit_on_window_close:
-            forward_update = _forward_at(rc, forward)
+            forward_update = forward_at(rc, forward)
 
-            def on_flush(key: Any, start: int, end: int, value: Any, timestamp: int) -> None:
-                forward_update(Windowed(key, SessionWindow(start, end)), value, timestamp)
+            def on_flush(key: Any, start: int, end: int, value: Any, _timestamp: int) -> None:
+                # Results and tombstones carry the session's end as timestamp, with or
+                # without the cache (KStreamSessionWindowAggregate.maybeForwardUpdate,
+                # SessionCacheFlushListener).
+                forward_update(Windowed(key, SessionWindow(start, end)), value, end)
 
             store.set_flush_listener(on_flush)
-        emitted = CloseFrontier()
-
-        def emit_closed(close_time: int) -> None:
-            """Forward, once, every session ending in [last close time, close_time)."""
-            last = emitted.advance(close_time)
-            if last is None:
-                return
-            closed = list(store.find_sessions_ending_between(last, close_time - 1))
-            forward_each_at(
-                rc,
-                forward,
-                (
-                    (Windowed(key, SessionWindow(start, end)), value, end)
-                    for key, start, end, value in closed
-                ),
-            )
+        else:
+            store.set_flush_listener(_suppression_buffer(task, store, forward, suppress_for))
 
         def aggregate(key: Any, value: Any) -> None:
-            if key is None or value is None:
+            nonlocal observed
+            # Kafka Streams drops null keys only: a null value is aggregated.
+            if key is None:
                 metrics.dropped_records += 1
                 return
             timestamp = rc.timestamp
-            stream_time = task.stream_time
-            close_time = stream_time - grace - gap
-            if not emit_on_window_close:
-                observe(stream_time)
+            observed = max(observed, timestamp)
             merged = list(find_sessions(key, timestamp - gap, timestamp + gap))
             start = end = timestamp
             agg = initializer()
@@ -251,22 +244,73 @@ def session_aggregate_node(
                 agg = merger(key, agg, session_value)
                 start = min(start, session_start)
                 end = max(end, session_end)
-            if end < close_time:
+            if end < observed - grace - gap:
                 metrics.late_records += 1
-            else:
-                if start != timestamp or end != timestamp:
-                    for session_start, session_end, _ in merged:
-                        remove(key, session_start, session_end)
-                put(key, start, end, aggregator(key, value, agg))
-            if emit_on_window_close:
-                # As Kafka Streams: emit after the record is applied (a session it merged
-                # away is not emitted), then expire: expiry must not drop a closed session
-                # before it is emitted, and it lags one ms because with the smallest
-                # retention (gap + grace) a session ending at the close time would expire
-                # (end <= stream time - retention) before it closes (end < close time).
-                emit_closed(close_time)
-                observe(stream_time - 1)
+                return
+            if start != timestamp or end != timestamp:
+                for session_start, session_end, _ in merged:
+                    remove(key, session_start, session_end)
+            put(key, start, end, aggregator(key, value, agg))
 
         return aggregate
 
     return factory
+
+
+def _suppression_buffer(
+    task: TaskContext, store: Any, forward: Forward, suppress_for: int
+) -> Callable[[Any, int, int, Any, int], None]:
+    """Kafka Streams' KTableSuppressProcessor with an unbounded buffer, fed the session
+    aggregation's updates as they leave it (at once without a cache, at flush with one).
+
+    The buffer holds the latest update per session (a tombstone of a merged-away
+    session replaces it, and is never emitted: final results drop tombstones). Its
+    stream time is the largest timestamp of the updates it receives, each a session's
+    end; it then emits, in order of (session end, serialized windowed key: key bytes,
+    end, start, compared unsigned), every entry whose end <= stream time - grace - gap,
+    with the timestamp of the buffered update (that session's end).
+
+    After a restore (a takeover), the buffer is rebuilt from the store before the
+    first update: the sessions the previous owner's buffer still held are those
+    ending after the store's stream time - grace - gap (its buffer saw every end the
+    store saw); the ones before were emitted.
+    """
+    rc = task.record_context
+    serialize_key = store.serialize_key
+    buffer: dict[bytes, tuple[Any, int, int, Any]] = {}
+    queue: list[tuple[int, bytes]] = []  # heap of (end, windowed key bytes)
+    observed = -1
+    restored = False
+
+    def windowed_key(key: Any, start: int, end: int) -> bytes:
+        return session_changelog_key(serialize_key(key) or b"", start, end)
+
+    def receive(key: Any, start: int, end: int, value: Any, _timestamp: int) -> None:
+        nonlocal observed, restored
+        if not restored:
+            restored = True
+            observed = store.observed_stream_time
+            for k, s, e, v in store.find_sessions_ending_between(
+                observed - suppress_for + 1, 2**63 - 1
+            ):
+                if (k, s, e) != (key, start, end):
+                    wk = windowed_key(k, s, e)
+                    heapq.heappush(queue, (e, wk))
+                    buffer[wk] = (k, s, e, v)
+        observed = max(observed, end)
+        wk = windowed_key(key, start, end)
+        if wk not in buffer:
+            # A windowed key keeps its place: its end never changes.
+            heapq.heappush(queue, (end, wk))
+        buffer[wk] = (key, start, end, value)
+        expiry = observed - suppress_for
+        if queue[0][0] > expiry:
+            return
+        ready = []
+        while queue and queue[0][0] <= expiry:
+            k, s, e, v = buffer.pop(heapq.heappop(queue)[1])
+            if v is not None:
+                ready.append((Windowed(k, SessionWindow(s, e)), v, e))
+        forward_each_at(rc, forward, ready)
+
+    return receive

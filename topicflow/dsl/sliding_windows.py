@@ -1,82 +1,61 @@
 """Sliding-window aggregations: `group_by_key().windowed_by(SlidingWindows...).count()`.
 
-Kafka Streams' sliding windows (KIP-450, KStreamSlidingWindowAggregate). A
-window is `[start, start + difference]`, both ends INCLUSIVE; its key is
+Kafka Streams' sliding windows (KIP-450, KStreamSlidingWindowAggregate), rule for
+rule, so that the output records (key, value, timestamp and order) are Kafka's.
+A window is `[start, start + difference]`, both ends INCLUSIVE; its key is
 `Windowed(key, TimeWindow(start, start + difference))`, so for these windows
 `TimeWindow.end` is the last millisecond in the window, not one past it.
 
-Windows exist only where records make them. For the records of a key with
-timestamps T (all accepted), the windows are:
+The store is timestamped, as Kafka's: each window keeps (aggregate, timestamp),
+the timestamp being the largest record timestamp aggregated into it. Kafka
+finds the windows around a record (and the previous record's time) from them,
+with one range fetch of the key's windows starting in [t - 2 * difference,
+t + 1]; here a per-key index of window starts, kept in memory and rebuilt from
+the store at a task's first record, gives those starts without flushing the
+record cache (a range fetch flushes it, which would forward updates early).
 
-- each record's left window [t - difference, t] (a record earlier than the
-  difference goes into the window [0, difference] instead, as in Kafka Streams:
-  no window starts before 0);
-- each record's right window [t + 1, t + 1 + difference], when another record
-  of the key falls into it (a record later than t by at most difference + 1);
+Per record at t (KStreamSlidingWindowAggregateProcessor.process):
+- a null key or a null value is dropped (Kafka 4.1 still does so for sliding
+  windows, though its tumbling and hopping aggregations take null values);
+- lateness uses the processor's own observed stream time (the largest timestamp
+  of the records it took), close time = that - grace; a record whose own right
+  edge t + difference is before close time is dropped;
+- t < difference: processEarly (every record before `difference` shares [0, d]);
+- otherwise processReverse (Kafka's stores all iterate backwards): visit the
+  windows newest start first, updating the ones holding t, then create the
+  previous record's right window, the record's left window, and its right window.
+A window whose end is before close time is never updated or created (so a
+late record may leave holes Kafka leaves too: see the tests).
 
-and each holds the aggregate of the records whose timestamps it contains, in
-the order they arrived. Two records exactly `difference` apart share a window.
-
-A new record at t updates every window that contains it, creates its left
-window (from the window holding exactly the records in [t - difference, t)),
-its right window (copied from the window holding exactly the records in
-(t, t + 1 + difference], when there is one), and the right window of the
-record just before it, if t falls in that one: Kafka Streams' algorithm. Kafka
-finds those records through the largest record timestamp kept with each
-window's value; here the values stay plain aggregates, and a second window store,
-`{store}-record-times` (one entry per distinct record timestamp of each key,
-same retention, logged too), tells where the records are. A task reads that
-store into memory at its first record (after any restore) and keeps both in step.
-
-Late records, with closeTime = stream time - grace (Kafka Streams' rules):
-- a record with t + 1 + difference <= closeTime is dropped;
-- otherwise it skips the windows that end before closeTime (the right window it
-  may create ends after closeTime);
-- a record that changed no window at all is counted in `late_records` (Kafka
-  Streams counts each skipped window in its dropped-records sensor instead).
-
-Updates are forwarded when the cache flushes (emit on update), with the largest
-record timestamp in the window, as in Kafka Streams. With
-`suppress(Suppressed.until_window_closes())` each window is forwarded once
-instead, when its end is before stream time - grace (Kafka Streams'
-`EmitStrategy.onWindowClose()` rule for sliding windows), and stays in the store
-until retention drops it (it may still be copied into a new window). A task that
-takes over a partition emits the windows that close after its first record: the
-ones closed before were emitted by the previous owner before its last commit
-(Kafka Streams keeps the last emitted close time in its commit metadata).
+Updates are forwarded when the cache flushes (at once without a cache), each
+with its window's timestamp. With `suppress(Suppressed.until_window_closes())`
+they go instead through a buffer that behaves as Kafka's KTableSuppressProcessor:
+see `_SuppressBuffer`.
 """
 
 from __future__ import annotations
 
 import bisect
+import heapq
+import struct
 from typing import TYPE_CHECKING, Any
 
-from topicflow.dsl.aggregations import (
-    Aggregations,
-    Aggregator,
-    CloseFrontier,
-    Initializer,
-    _forward_at,
-    forward_each_at,
-)
+from topicflow.dsl.aggregations import Aggregations, Aggregator, Initializer, forward_at
 from topicflow.dsl.ktable import KTable
 from topicflow.dsl.operations import forward_to
 from topicflow.dsl.options import Materialized, Named
 from topicflow.dsl.windows import SlidingWindows, TimeWindow, Windowed
 from topicflow.errors import TopologyError
-from topicflow.serdes import Serdes
 from topicflow.state.stores import StoreSpec
 from topicflow.topology.nodes import Forward, NodeFactory, ProcessorNode, TaskContext
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from topicflow.dsl.kgrouped import KGroupedStream
 
 _DAY_MS = 24 * 3600 * 1000
-
-
-def record_times_store_name(store_name: str) -> str:
-    """The store of the record timestamps behind the sliding-window store `store_name`."""
-    return f"{store_name}-record-times"
+_START = struct.Struct(">q")
 
 
 class SlidingWindowedKStream(Aggregations):
@@ -126,246 +105,347 @@ class SlidingWindowedKStream(Aggregations):
             retention_ms=retention,
             window_size_ms=difference,
             changelog_config=changelog_config,
-        )
-        times = record_times_store_name(store)
-        times_spec = StoreSpec(
-            name=times,
-            kind="window",
-            key_serde=key_serde,
-            value_serde=Serdes.Long(),
-            persistent=materialized.persistent,
-            logging=materialized.logging,
-            caching=False,  # read by range on every record: a cache would be flushed anyway
-            retention_ms=retention,
-            window_size_ms=1,
-            changelog_config=dict(changelog_config),
+            # Kafka's TimestampedWindowStore: the algorithm reads each window's
+            # largest record timestamp.
+            timestamped=True,
         )
         table = KTable(builder, name, store_name=store)
 
         def make_node(emit_on_close: bool) -> ProcessorNode:
-            factory = sliding_aggregate_node(
-                store, times, windows, initializer, aggregator, emit_on_close
-            )
+            factory = sliding_aggregate_node(store, windows, initializer, aggregator, emit_on_close)
             return ProcessorNode(name, factory, [parent])
 
         builder.topology.add_node(make_node(False))
         builder.topology.add_state_store(spec, name)
-        builder.topology.add_state_store(times_spec, name)
         table._switch_to_emit_final = lambda: builder.topology.replace_factory(
             name, make_node(True).factory
         )
         return table
 
 
-class _RecordTimes:
-    """The record timestamps of each key, for one task.
+class _WindowStarts:
+    """The window starts of each key, sorted, for one task.
 
-    The `{store}-record-times` store holds them (and a restore rebuilds it); they
-    are mirrored in memory, sorted per key, so that the timestamps of one key in a
-    range cost a bisection: a window store keeps its windows by time, then key, so
-    a range of one key there visits the windows of every key in that range.
+    Stands in for Kafka's per-key range fetch: a window store keeps its windows by
+    time, then key, and a range fetch here flushes the record cache. Built from the
+    store at first use (after any restore); a start may outlive its window (expired
+    by retention): callers fetch each window and skip the missing ones.
     """
 
     def __init__(self, store: Any) -> None:
         self._store = store
         self._retention: int = store.spec.retention_ms
-        self._by_key: dict[Any, list[int]] | None = None  # built at first use: after restore
-        self._horizon = -(2**63)  # timestamps at or before it have expired
+        self._by_key: dict[Any, list[int]] | None = None
+        self._latest = -(2**63)  # the largest start added
         self._next_sweep = -(2**63)
 
-    def _index(self) -> dict[Any, list[int]]:
+    def index(self) -> dict[Any, list[int]]:
         if self._by_key is None:
             by_key: dict[Any, list[int]] = {}
-            for key, timestamp, _ in self._store.all():
-                by_key.setdefault(key, []).append(timestamp)
-            for times in by_key.values():
-                times.sort()
+            for key, start, _ in self._store.all():
+                by_key.setdefault(key, []).append(start)
+                self._latest = max(self._latest, start)
+            for starts in by_key.values():
+                starts.sort()
             self._by_key = by_key
         return self._by_key
 
-    def observe_stream_time(self, stream_time: int) -> None:
-        """Expire as the store does: timestamps at or before stream time - retention."""
-        self._store.observe_stream_time(stream_time)
-        self._horizon = max(self._horizon, stream_time - self._retention)
-        if self._by_key is not None and stream_time >= self._next_sweep:
-            # Now and then, forget the expired timestamps of every key (lookups skip them).
-            horizon = self._horizon
-            for key, times in list(self._by_key.items()):
-                del times[: bisect.bisect_right(times, horizon)]
-                if not times:
-                    del self._by_key[key]
-            self._next_sweep = stream_time + max(1, self._retention // 2)
-
     def between(self, key: Any, low: int, high: int) -> list[int]:
-        """The timestamps of `key` in [low, high], sorted."""
-        times = self._index().get(key)
-        if not times:
+        """The starts of `key` in [low, high], ascending."""
+        starts = self.index().get(key)
+        if not starts:
             return []
-        low = max(low, self._horizon + 1)
-        return times[bisect.bisect_left(times, low) : bisect.bisect_right(times, high)]
+        return starts[bisect.bisect_left(starts, low) : bisect.bisect_right(starts, high)]
 
-    def add(self, key: Any, timestamp: int) -> None:
-        times = self._index().setdefault(key, [])
-        i = bisect.bisect_left(times, timestamp)
-        if i < len(times) and times[i] == timestamp:
-            return
-        times.insert(i, timestamp)
-        self._store.put(key, 1, timestamp)
+    def add(self, key: Any, start: int) -> None:
+        by_key = self.index()
+        starts = by_key.get(key)
+        if starts is None:
+            by_key[key] = [start]
+        elif start > starts[-1]:
+            starts.append(start)
+        else:
+            i = bisect.bisect_left(starts, start)
+            if i == len(starts) or starts[i] != start:
+                starts.insert(i, start)
+        if start > self._latest:
+            self._latest = start
+            if start >= self._next_sweep:
+                self._sweep()
+
+    def _sweep(self) -> None:
+        """Now and then, forget the starts retention has expired (the store's own time
+        is the largest window start written, as Kafka's window stores)."""
+        horizon = self._latest - self._retention
+        assert self._by_key is not None
+        for key, starts in list(self._by_key.items()):
+            del starts[: bisect.bisect_right(starts, horizon)]
+            if not starts:
+                del self._by_key[key]
+        self._next_sweep = self._latest + max(1, self._retention // 2)
 
 
-def _latest(times: list[int], low: int, high: int) -> int | None:
-    """The largest of the sorted `times` in [low, high], if any."""
-    i = bisect.bisect_right(times, high)
-    if i and times[i - 1] >= low:
-        return times[i - 1]
-    return None
+class _SuppressBuffer:
+    """Kafka's KTableSuppressProcessor with `untilWindowCloses`, after the aggregation.
+
+    It takes every update the aggregation forwards (on cache flush), keeps the
+    latest per windowed key with that update's timestamp, and tracks its own
+    stream time: the largest timestamp of the updates it received (not the
+    records the aggregation took). After each update it emits, and forgets, every
+    window whose end <= stream time - grace, in the order of Kafka's
+    InMemoryTimeOrderedKeyValueChangeBuffer: by window end, then by serialized
+    windowed key (key bytes + 8-byte big-endian start, unsigned).
+
+    Kafka logs the buffer to a changelog; here it is rebuilt from the window store
+    at a task's first update: stream time is the largest window timestamp there
+    (every window's timestamp reached the buffer), and every window ending after
+    stream time - grace is still buffered, with the value the store holds.
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        difference: int,
+        grace: int,
+        forward: Callable[[Any, Any, int], None],
+    ) -> None:
+        self._store = store
+        self._difference = difference
+        self._grace = grace
+        self._forward = forward
+        self._serialize_key = store.serialize_key
+        self._entries: dict[tuple[Any, int], tuple[Any, int]] = {}
+        self._order: list[tuple[int, bytes, int, Any, int]] = []
+        self._sequence = 0  # ties only without a key serializer
+        self._stream_time = -1
+        self._started = False
+
+    def _start(self) -> None:
+        self._started = True
+        found = list(self._store.fetch_all_with_timestamps(0, 2**63 - 1))
+        for _key, _start, entry in found:
+            self._stream_time = max(self._stream_time, entry[1])
+        cut = self._stream_time - self._grace
+        for key, start, entry in found:
+            if start + self._difference > cut:
+                self._buffer(key, start, entry[0], entry[1])
+
+    def _buffer(self, key: Any, start: int, value: Any, timestamp: int) -> None:
+        slot = (key, start)
+        if slot not in self._entries:
+            key_bytes = self._serialize_key(key) or b""
+            self._sequence += 1
+            heapq.heappush(
+                self._order,
+                (
+                    start + self._difference,
+                    key_bytes + _START.pack(start),
+                    self._sequence,
+                    key,
+                    start,
+                ),
+            )
+        self._entries[slot] = (value, timestamp)
+
+    def update(self, key: Any, start: int, value: Any, timestamp: int) -> None:
+        if not self._started:
+            self._start()
+        self._buffer(key, start, value, timestamp)
+        self._stream_time = max(self._stream_time, timestamp)
+        cut = self._stream_time - self._grace
+        order, entries, difference = self._order, self._entries, self._difference
+        while order and order[0][0] <= cut:
+            _end, _bytes, _seq, key, start = heapq.heappop(order)
+            value, timestamp = entries.pop((key, start))
+            self._forward(Windowed(key, TimeWindow(start, start + difference)), value, timestamp)
 
 
 def sliding_aggregate_node(
     store_name: str,
-    times_name: str,
     windows: SlidingWindows,
     initializer: Initializer,
     aggregator: Aggregator,
     emit_on_window_close: bool,
 ) -> NodeFactory:
+    """Kafka Streams' KStreamSlidingWindowAggregate (and KTableSuppressProcessor on it)."""
     difference, grace = windows.time_difference_ms, windows.grace_ms
 
     def factory(task: TaskContext, children: dict[str, Forward]) -> Forward:
         store = task.get_state_store(store_name)
-        times = _RecordTimes(task.get_state_store(times_name))
-        rc = task.record_context
-        forward = forward_to(children)
+        index = _WindowStarts(store)
         metrics = task.metrics
-        fetch, put = store.fetch, store.put
-        if not emit_on_window_close:
-            forward_update = _forward_at(rc, forward)
+        fetch, put = store.fetch_with_timestamp, store.put
+        forward_update = forward_at(task.record_context, forward_to(children))
+        if emit_on_window_close:
+            store.set_flush_listener(
+                _SuppressBuffer(store, difference, grace, forward_update).update
+            )
+        else:
 
             def on_flush(key: Any, start: int, value: Any, timestamp: int) -> None:
-                window = TimeWindow(start, start + difference)
-                forward_update(Windowed(key, window), value, timestamp)
+                forward_update(
+                    Windowed(key, TimeWindow(start, start + difference)), value, timestamp
+                )
 
             store.set_flush_listener(on_flush)
-        emitted = CloseFrontier()
 
-        def emit_closed(close_time: int) -> None:
-            """Forward, once, every window ending in [last close time, close_time)."""
-            last = emitted.advance(close_time)
-            if last is None:
-                return
-            first_start, last_start = max(0, last - difference), close_time - 1 - difference
-            if last_start < first_start:
-                return
-            closed = list(store.fetch_all(first_start, last_start))
-            forward_each_at(rc, forward, (final(key, start, value) for key, start, value in closed))
+        # The largest timestamp this processor has taken (Kafka's observedStreamTime).
+        observed = -1
+        # Whether the record in flight changed a window: one that changed none is
+        # counted as late (Kafka counts each skipped window as a dropped record).
+        changed = False
 
-        def final(key: Any, start: int, value: Any) -> tuple[Any, Any, int]:
-            """A window's final result, stamped with its latest record's time."""
-            end = start + difference
-            latest = _latest(times.between(key, start, end), start, end)
-            return Windowed(key, TimeWindow(start, end)), value, end if latest is None else latest
+        def update(
+            key: Any, value: Any, t: int, start: int, old: Any, old_time: int, close: int, new: bool
+        ) -> None:
+            """Kafka's updateWindowAndForward: aggregate the record into the window at
+            `start` unless it closed; its timestamp becomes max(t, the window's)."""
+            nonlocal changed
+            if start + difference < close:
+                return  # closed: Kafka logs it as skipped and leaves it
+            changed = True
+            put(key, aggregator(key, value, old), start, t if old_time < t else old_time)
+            if new:
+                index.add(key, start)
 
-        def aggregate_record(key: Any, value: Any, t: int, close_time: int) -> bool:
-            """Apply the record at `t` to the windows of `key`; False if it changed none."""
-            # The key's record timestamps that can matter (t among them only if an earlier
-            # record had it): the records before t, for its left window and the previous
-            # record's right window, and after t, for its right window.
-            near = times.between(key, max(0, t - 2 * difference - 1), t + 1 + difference)
-            # The windows that may exist in [t - 2 * difference, t + 1]: left and right
-            # windows of those records (and [0, difference] for early records).
-            lowest = max(0, t - 2 * difference)
-            starts = set()
-            for q in near:
-                starts.add(q - difference if q >= difference else 0)
-                starts.add(q + 1)
-            found: dict[int, Any] = {}
-            for start in sorted(starts):
-                if lowest <= start <= t + 1:
-                    existing = fetch(key, start)
-                    if existing is not None:
-                        found[start] = existing
-            with_t = list(near)
-            bisect.insort(with_t, t)
-            # Kafka's left and right aggregates: the windows with the largest start before
-            # t - difference, and the largest start in (t - difference, t], as they were
-            # before this record.
-            left_source = right_source = None
-            for start in found:
-                if start < t - difference and (left_source is None or start > left_source):
-                    left_source = start
-                elif t - difference < start <= t and (right_source is None or start > right_source):
-                    right_source = start
-            left_value = None if left_source is None else found[left_source]
-            right_value = None if right_source is None else found[right_source]
-            changed = False
+        def create_right_window(key: Any, t: int, right_agg: tuple[Any, ...]) -> None:
+            """Kafka's createCurrentRecordRightWindow: [t + 1, t + 1 + d] is a copy of
+            `right_agg` (value and timestamp); it ends after close time, so no check."""
+            nonlocal changed
+            changed = True
+            put(key, right_agg[0], t + 1, right_agg[1])
+            index.add(key, t + 1)
 
-            def update(start: int, old: Any) -> bool:
-                """Kafka's updateWindowAndForward: aggregate the record into a window."""
+        def create_windows(
+            key: Any,
+            value: Any,
+            t: int,
+            close: int,
+            seen: set[int],
+            right_agg: tuple[Any, ...] | None,
+            left_agg: tuple[Any, ...] | None,
+            left_created: bool,
+            right_created: bool,
+            previous: int | None,
+        ) -> None:
+            """Kafka's createWindows, in its order."""
+            if previous is not None:
+                # The previous record's right window, when t falls into it.
+                previous_right = previous + 1
+                if previous_right not in seen and previous_right + difference >= t:
+                    update(key, value, t, previous_right, initializer(), t, close, True)
+            if not left_created:
+                # The left window starts from the aggregate of the latest window ending
+                # before t - but only if the previous record is within difference of t
+                # (that window may hold more than [t - d, t) when windows were skipped).
+                if previous is not None and t - difference <= previous and left_agg is not None:
+                    base = left_agg[0]
+                else:
+                    base = initializer()
+                update(key, value, t, t - difference, base, t, close, True)
+            if not right_created and right_agg is not None and right_agg[1] > t:
+                # The right window is a copy of the latest window holding t (before this
+                # record), when it holds a later record; it cannot have closed.
+                create_right_window(key, t, right_agg)
+
+        def process_reverse(key: Any, value: Any, t: int, close: int) -> None:
+            """Kafka's processReverse: the key's windows in [t - 2d, t + 1], newest first."""
+            seen: set[int] = set()
+            right_agg = left_agg = None
+            left_created = right_created = False
+            previous = None
+            for start in reversed(index.between(key, t - 2 * difference, t + 1)):
+                entry = fetch(key, start)
+                if entry is None:
+                    continue  # expired
+                seen.add(start)
                 end = start + difference
-                if end < close_time:
-                    return False  # closed: left as it is
-                new = aggregator(key, value, initializer() if old is None else old)
-                latest = _latest(with_t, start, end)
-                rc.timestamp = t if latest is None else latest
-                try:
-                    put(key, new, start)
-                finally:
-                    rc.timestamp = t
-                found[start] = new
-                return True
+                if start == t + 1:
+                    right_created = True
+                elif end > t:
+                    if right_agg is None:
+                        right_agg = entry
+                    update(key, value, t, start, entry[0], entry[1], close, False)
+                elif end == t:
+                    left_created = True
+                    update(key, value, t, start, entry[0], entry[1], close, False)
+                    if entry[1] < t:
+                        previous = entry[1]
+                    else:
+                        # A record at t came before: every window it needs exists.
+                        return
+                else:
+                    left_agg = entry
+                    previous = entry[1]
+                    break
+            create_windows(
+                key,
+                value,
+                t,
+                close,
+                seen,
+                right_agg,
+                left_agg,
+                left_created,
+                right_created,
+                previous,
+            )
 
-            # Every window holding t.
-            for start in sorted(found):
-                if max(0, t - difference) <= start <= t:
-                    changed = update(start, found[start]) or changed
-            # The previous record's right window, if t falls into it.
-            previous = _latest(near, 0, t - 1)
-            if (
-                previous is not None
-                and previous + 1 + difference >= t
-                and previous + 1 not in found
-            ):
-                changed = update(previous + 1, None) or changed
-            # The record's left window.
-            left_start = max(0, t - difference)
-            if left_start not in found:
-                old = None
-                if (
-                    t >= difference
-                    and left_source is not None
-                    and _latest(near, t - difference, left_source + difference) is not None
-                ):
-                    old = left_value
-                changed = update(left_start, old) or changed
-            # The record's right window, when a later record falls into it.
-            if t + 1 not in found and right_source is not None:
-                latest = _latest(near, t + 1, right_source + difference)
-                if latest is not None:
-                    rc.timestamp = latest
-                    try:
-                        put(key, right_value, t + 1)
-                    finally:
-                        rc.timestamp = t
-                    found[t + 1] = right_value
-                    changed = True
-            if changed:
-                times.add(key, t)
-            return changed
+        def process_early(key: Any, value: Any, t: int, close: int) -> None:
+            """Kafka's processEarly, for 0 <= t < difference: the window [0, d] holds
+            every early record; windows in (0, t + 1], oldest first."""
+            combined = None
+            right_agg = None
+            right_created = False
+            seen: set[int] = set()
+            previous = None
+            for start in index.between(key, 0, t + 1):
+                entry = fetch(key, start)
+                if entry is None:
+                    continue
+                seen.add(start)
+                if start == 0:
+                    combined = entry
+                    if entry[1] < t:
+                        previous = entry[1]
+                elif start <= t:
+                    right_agg = entry
+                    update(key, value, t, start, entry[0], entry[1], close, False)
+                elif start == t + 1:
+                    right_created = True
+            # With no window in (0, t], [0, d] holds only records after t when its
+            # timestamp is: it is the right window's aggregate (Kafka's reasoning).
+            if right_agg is None and combined is not None and combined[1] > t:
+                right_agg = combined
+            if not right_created and right_agg is not None and right_agg[1] > t:
+                create_right_window(key, t, right_agg)
+            if previous is not None and previous + 1 not in seen:
+                update(key, value, t, previous + 1, initializer(), t, close, True)
+            if combined is None:
+                update(key, value, t, 0, initializer(), t, close, True)
+            else:
+                update(key, value, t, 0, combined[0], combined[1], close, False)
 
         def aggregate(key: Any, value: Any) -> None:
+            nonlocal observed, changed
+            # KStreamSlidingWindowAggregate skips a null key or a null value (unlike
+            # KStreamWindowAggregate, which aggregates null values), before
+            # observing the record's time.
             if key is None or value is None:
                 metrics.dropped_records += 1
                 return
-            t = rc.timestamp
-            stream_time = task.stream_time
-            close_time = stream_time - grace
-            if emit_on_window_close:
-                # First: expiry (observe) must not drop a closed window before it is emitted.
-                # This record cannot change a closed window (it skips them).
-                emit_closed(close_time)
-            store.observe_stream_time(stream_time)
-            times.observe_stream_time(stream_time)
-            if t + 1 + difference <= close_time or not aggregate_record(key, value, t, close_time):
+            t = task.record_context.timestamp
+            observed = max(observed, t)
+            close = observed - grace
+            if t + difference < close:
+                metrics.late_records += 1
+                return
+            changed = False
+            if t < difference:
+                process_early(key, value, t, close)
+            else:
+                process_reverse(key, value, t, close)
+            if not changed:
                 metrics.late_records += 1
 
         return aggregate

@@ -391,11 +391,12 @@ class StreamTask:
             rc.message, rc.timestamp, rc.headers, rc.origin = None, now, None, None
             schedule.callback(now)
             fired += 1
-            # As in Kafka Streams: one firing however many intervals were missed,
-            # then the next one a full interval after this one.
-            schedule.next_time += schedule.interval
-            if now >= schedule.next_time:
-                schedule.next_time = now + schedule.interval
+            # As Kafka Streams' PunctuationSchedule.next: one firing however many
+            # intervals were missed, then the next on the schedule's own grid
+            # (first time + a multiple of the interval), not `now + interval`.
+            interval = schedule.interval
+            missed = (now - schedule.next_time) // interval
+            schedule.next_time += (missed + 1) * interval
         return fired
 
     def take_commit_request(self) -> bool:

@@ -104,6 +104,10 @@ class ChangelogWriter:
         )
 
 
+def _no_serializer(key: Any) -> bytes | None:
+    raise TypeError("store key serializer not set")
+
+
 class _CachedStore:
     """What the cached stores share: the inner store, the changelog, the cache size,
     and the flush listener through which an aggregation forwards its results."""
@@ -122,8 +126,13 @@ class _CachedStore:
         self._changelog = changelog
         self._rc = record_context
         self._cache_entries = cache_entries if spec.caching else 0
+        # Timestamped (KIP-258): the inner store holds (value, timestamp) pairs.
+        self._timestamped = spec.timestamped
         self._dirty: dict[Any, Any] = {}
         self._listener: Any = None
+        # The store's key serializer (set by the state manager): where Kafka Streams
+        # orders by serialized key, so do we.
+        self.serialize_key: Callable[[Any], bytes | None] = _no_serializer
         # Idempotent state (else None): the task's input position, which stamps
         # changelog records; and after a restore, the stamps of the keys a replay
         # may find already applied, until the replay passes `_replay_until`.
@@ -188,7 +197,21 @@ class CachedKeyValueStore(_CachedStore):
         cached = self._dirty.get(key)
         if cached is not None:
             return cached[0]
-        return self.inner.get(key)
+        stored = self.inner.get(key)
+        if stored is None or not self._timestamped:
+            return stored
+        return stored[0]
+
+    def get_with_timestamp(self, key: Any) -> tuple[Any, ...] | None:
+        """A timestamped store's entry for `key`: value at [0], timestamp at [1]; or None.
+
+        Kafka Streams' `TimestampedKeyValueStore.get`. The entry is the cache's
+        or the inner store's own tuple: nothing is allocated per call.
+        """
+        cached = self._dirty.get(key)
+        if cached is not None:
+            return None if cached[0] is None else cached
+        return self.inner.get(key)  # type: ignore[no-any-return]
 
     def replayed(self, key: Any, offset: int) -> bool:
         """Idempotent state, after a restore: whether the input record at `offset` is
@@ -198,18 +221,25 @@ class CachedKeyValueStore(_CachedStore):
         stamp = self._replay_stamp(key, offset)
         if stamp is None:
             return False
-        self._put(key, self.get(key), stamp)
+        entry = self.get_with_timestamp(key) if self._timestamped else None
+        timestamp = self._rc.timestamp if entry is None else entry[1]
+        self._put(key, self.get(key), timestamp, stamp)
         return True
 
-    def put(self, key: Any, value: Any) -> None:
-        self._put(key, value, self._stamp())
+    def put(self, key: Any, value: Any, timestamp: int | None = None) -> None:
+        """Write `key`; its timestamp is the record's in flight unless given."""
+        self._put(key, value, self._rc.timestamp if timestamp is None else timestamp, self._stamp())
 
-    def _put(self, key: Any, value: Any, stamp: int) -> None:
+    def _put(self, key: Any, value: Any, timestamp: int, stamp: int) -> None:
         if not self._cache_entries:
-            self._write_through(key, value, self._rc.timestamp, stamp)
+            self._write_through(key, value, timestamp, stamp)
             return
-        self._dirty[key] = (value, self._rc.timestamp, stamp)
-        if len(self._dirty) > self._cache_entries:
+        # Remove, then add: a flush follows the order of the latest writes, as
+        # Kafka Streams' NamedCache does.
+        dirty = self._dirty
+        dirty.pop(key, None)
+        dirty[key] = (value, timestamp, stamp)
+        if len(dirty) > self._cache_entries:
             self.flush()
 
     def put_if_absent(self, key: Any, value: Any) -> Any:
@@ -225,28 +255,48 @@ class CachedKeyValueStore(_CachedStore):
 
     def all(self) -> Iterator[tuple[Any, Any]]:
         self.flush()
+        if self._timestamped:
+            return ((key, entry[0]) for key, entry in self.inner.all())
         return self.inner.all()  # type: ignore[no-any-return]
 
     def approximate_num_entries(self) -> int:
         return self.inner.approximate_num_entries() + len(self._dirty)  # type: ignore[no-any-return]
 
     def _write_through(self, key: Any, value: Any, timestamp: int, stamp: int) -> None:
-        self.inner.put(key, value)
+        if value is None or not self._timestamped:
+            self.inner.put(key, value)
+        else:
+            self.inner.put(key, (value, timestamp))
         if self._changelog is not None:
             self._changelog.log(key, value, timestamp, self._stamp_headers(stamp))
         if self._listener is not None:
             self._listener(key, value, timestamp)
 
     def flush(self) -> None:
-        """Write every cached change through: store, changelog, listener."""
+        """Write every cached change through: store, changelog, listener.
+
+        A deletion of a key the inner store does not hold is dropped here, as
+        Kafka Streams' CachingKeyValueStore does: nothing to delete, nothing to tell.
+        """
         if not self._dirty:
             return
         dirty, self._dirty = self._dirty, {}
+        inner_get = self.inner.get
         for key, (value, timestamp, stamp) in dirty.items():
+            if value is None and inner_get(key) is None:
+                continue
             self._write_through(key, value, timestamp, stamp)
 
-    def restore(self, key: Any, value: Any) -> None:
-        self.inner.put(key, value)
+    def restore(self, key: Any, value: Any, timestamp: int) -> None:
+        """Apply one changelog record: its timestamp is the value's (timestamped stores)."""
+        if value is None or not self._timestamped:
+            self.inner.put(key, value)
+        else:
+            self.inner.put(key, (value, timestamp))
+
+
+def _write_order(item: tuple[tuple[Any, int, int, int], Any, int]) -> int:
+    return item[0][3]
 
 
 class CachedWindowStore(_CachedStore):
@@ -264,9 +314,11 @@ class CachedWindowStore(_CachedStore):
         cache_entries: int,
     ) -> None:
         super().__init__(spec, inner, changelog, record_context, cache_entries)
-        # window start -> key -> (value, timestamp, stamp): no tuple key per record.
-        self._dirty: dict[int, dict[Any, tuple[Any, int, int]]] = {}
+        # window start -> key -> (value, timestamp, stamp, write sequence): no tuple
+        # key per record; the sequence orders the flush.
+        self._dirty: dict[int, dict[Any, tuple[Any, int, int, int]]] = {}
         self._dirty_count = 0
+        self._writes = 0
 
     def observe_stream_time(self, stream_time: int) -> None:
         self.inner.observe_stream_time(stream_time)
@@ -277,45 +329,86 @@ class CachedWindowStore(_CachedStore):
             cached = window.get(key)
             if cached is not None:
                 return cached[0]
-        return self.inner.fetch(key, window_start)
+        stored = self.inner.fetch(key, window_start)
+        if stored is None or not self._timestamped:
+            return stored
+        return stored[0]
+
+    def fetch_with_timestamp(self, key: Any, window_start: int) -> tuple[Any, ...] | None:
+        """A timestamped store's entry: value at [0], timestamp at [1]; or None.
+
+        Kafka Streams' `TimestampedWindowStore.fetch(key, start)`; allocates nothing.
+        """
+        window = self._dirty.get(window_start)
+        if window is not None:
+            cached = window.get(key)
+            if cached is not None:
+                return None if cached[0] is None else cached
+        return self.inner.fetch(key, window_start)  # type: ignore[no-any-return]
 
     def replayed(self, key: Any, window_start: int, offset: int) -> bool:
         """As `CachedKeyValueStore.replayed`, for the window of `key` at `window_start`."""
         stamp = self._replay_stamp((key, window_start), offset)
         if stamp is None:
             return False
-        self._put(key, self.fetch(key, window_start), window_start, stamp)
+        entry = self.fetch_with_timestamp(key, window_start) if self._timestamped else None
+        timestamp = self._rc.timestamp if entry is None else entry[1]
+        self._put(key, self.fetch(key, window_start), window_start, timestamp, stamp)
         return True
 
-    def put(self, key: Any, value: Any, window_start: int) -> None:
+    def put(self, key: Any, value: Any, window_start: int, timestamp: int | None = None) -> None:
+        """Write the window of `key`; its timestamp is the record's in flight unless given."""
         # As self._stamp(), inline: this is the windowed aggregations' per-record call.
         flushed_through = self._flushed_through
-        self._put(key, value, window_start, 0 if flushed_through is None else flushed_through())
+        self._put(
+            key,
+            value,
+            window_start,
+            self._rc.timestamp if timestamp is None else timestamp,
+            0 if flushed_through is None else flushed_through(),
+        )
 
-    def _put(self, key: Any, value: Any, window_start: int, stamp: int) -> None:
+    def _put(self, key: Any, value: Any, window_start: int, timestamp: int, stamp: int) -> None:
         if not self._cache_entries:
-            self._write_through(key, window_start, value, self._rc.timestamp, stamp)
+            self._write_through(key, window_start, value, timestamp, stamp)
             return
         window = self._dirty.get(window_start)
         if window is None:
             window = self._dirty[window_start] = {}
         if key not in window:
             self._dirty_count += 1
-        window[key] = (value, self._rc.timestamp, stamp)
+        self._writes += 1
+        window[key] = (value, timestamp, stamp, self._writes)
         if self._dirty_count > self._cache_entries:
             self.flush()
 
     def fetch_range(self, key: Any, time_from: int, time_to: int) -> Iterator[tuple[int, Any]]:
         self.flush()
-        return self.inner.fetch_range(key, time_from, time_to)  # type: ignore[no-any-return]
+        found = self.inner.fetch_range(key, time_from, time_to)
+        if self._timestamped:
+            return ((start, entry[0]) for start, entry in found)
+        return found  # type: ignore[no-any-return]
 
     def fetch_all(self, time_from: int, time_to: int) -> Iterator[tuple[Any, int, Any]]:
+        self.flush()
+        found = self.inner.fetch_all(time_from, time_to)
+        if self._timestamped:
+            return ((key, start, entry[0]) for key, start, entry in found)
+        return found  # type: ignore[no-any-return]
+
+    def fetch_all_with_timestamps(
+        self, time_from: int, time_to: int
+    ) -> Iterator[tuple[Any, int, tuple[Any, ...]]]:
+        """(key, window start, entry) of a timestamped store, entry as `fetch_with_timestamp`."""
         self.flush()
         return self.inner.fetch_all(time_from, time_to)  # type: ignore[no-any-return]
 
     def all(self) -> Iterator[tuple[Any, int, Any]]:
         self.flush()
-        return self.inner.all()  # type: ignore[no-any-return]
+        found = self.inner.all()
+        if self._timestamped:
+            return ((key, start, entry[0]) for key, start, entry in found)
+        return found  # type: ignore[no-any-return]
 
     def approximate_num_entries(self) -> int:
         return self.inner.approximate_num_entries() + self._dirty_count  # type: ignore[no-any-return]
@@ -323,7 +416,10 @@ class CachedWindowStore(_CachedStore):
     def _write_through(
         self, key: Any, window_start: int, value: Any, timestamp: int, stamp: int
     ) -> None:
-        self.inner.put(key, value, window_start)
+        if value is None or not self._timestamped:
+            self.inner.put(key, value, window_start)
+        else:
+            self.inner.put(key, (value, timestamp), window_start)
         if self._changelog is not None:
             self._changelog.log_window(
                 key, window_start, value, timestamp, self._stamp_headers(stamp)
@@ -332,16 +428,34 @@ class CachedWindowStore(_CachedStore):
             self._listener(key, window_start, value, timestamp)
 
     def flush(self) -> None:
-        """Write every cached change through, oldest window first."""
+        """Write every cached change through, in the order of the latest writes.
+
+        That is Kafka Streams' NamedCache order (a key written again moves to the
+        end); the sort runs once per flush, not per write.
+        """
         if not self._dirty:
             return
         dirty, self._dirty, self._dirty_count = self._dirty, {}, 0
-        for window_start in sorted(dirty):
-            for key, (value, timestamp, stamp) in dirty[window_start].items():
-                self._write_through(key, window_start, value, timestamp, stamp)
+        entries = [
+            (entry, key, window_start)
+            for window_start, window in dirty.items()
+            for key, entry in window.items()
+        ]
+        entries.sort(key=_write_order)
+        inner_fetch = self.inner.fetch
+        for (value, timestamp, stamp, _seq), key, window_start in entries:
+            # As CachingWindowStore: deleting what the inner store does not hold
+            # is neither written nor forwarded.
+            if value is None and inner_fetch(key, window_start) is None:
+                continue
+            self._write_through(key, window_start, value, timestamp, stamp)
 
-    def restore(self, key: Any, window_start: int, value: Any) -> None:
-        self.inner.put(key, value, window_start)
+    def restore(self, key: Any, window_start: int, value: Any, timestamp: int) -> None:
+        """Apply one changelog record: its timestamp is the value's (timestamped stores)."""
+        if value is None or not self._timestamped:
+            self.inner.put(key, value, window_start)
+        else:
+            self.inner.put(key, (value, timestamp), window_start)
 
 
 # -- session stores (appended: CachedSessionStore) ----------------------------------------------
@@ -355,10 +469,22 @@ class CachedSessionStore(_CachedStore):
 
     The cache holds the changed sessions, (key, start, end) -> (value, timestamp, stamp),
     in the order of their latest write (as Kafka Streams' cache), so a merge
-    flushes the removed sessions' tombstones before the merged session. Reads
-    overlay the cache on the inner store. A tombstone for a session that never
-    reached the inner store (created and merged away between two flushes) is
-    dropped at flush: no changelog record, nothing forwarded, as in Kafka Streams.
+    flushes the removed sessions' tombstones before the merged session. A tombstone
+    for a session the inner store does not hold (created and merged away between
+    two flushes, or expired) is dropped at flush: no store write, no changelog
+    record, nothing forwarded, as Kafka Streams' CachingSessionStore.putAndMaybeForward.
+
+    As Kafka Streams' NamedCache, a flush keeps the sessions it wrote as clean
+    entries (a flushed tombstone leaves the cache), until the cache is full and
+    evicts the oldest. Reads overlay the cache, clean entries included, on the
+    inner store; the cache knows no retention, so a session that expired from the
+    inner store is still found while it is cached, and a record can still merge
+    into it (what Kafka Streams does with caching on).
+
+    Without a cache every change goes through at once, with no such check, as
+    Kafka Streams' ChangeLoggingSessionStore: `remove` removes (it does not
+    advance the inner store's stream time), `put(..., None)` is a put of None
+    (it does), and the listener hears both.
     The flush listener is a `SessionFlushListener`.
     """
 
@@ -372,18 +498,29 @@ class CachedSessionStore(_CachedStore):
     ) -> None:
         super().__init__(spec, inner, changelog, record_context, cache_entries)
         self._dirty: dict[tuple[Any, int, int], tuple[Any, int, int]] = {}
-        # key -> its dirty sessions {(start, end): None}, for reads by key.
-        self._dirty_by_key: dict[Any, dict[tuple[int, int], None]] = {}
+        # Flushed sessions still cached, oldest first: (key, start, end) -> value.
+        self._clean: dict[tuple[Any, int, int], Any] = {}
+        # key -> its cached sessions (dirty or clean) {(start, end): None}, for reads by key.
+        self._cached_by_key: dict[Any, dict[tuple[int, int], None]] = {}
 
     def observe_stream_time(self, stream_time: int) -> None:
         self.inner.observe_stream_time(stream_time)
 
+    @property
+    def observed_stream_time(self) -> int:
+        """The inner store's stream time: the largest session end written through."""
+        return self.inner.observed_stream_time  # type: ignore[no-any-return]
+
     # -- reads ---------------------------------------------------------------------------
 
     def fetch_session(self, key: Any, start: int, end: int) -> Any:
-        cached = self._dirty.get((key, start, end))
+        cache_key = (key, start, end)
+        cached = self._dirty.get(cache_key)
         if cached is not None:
             return cached[0]
+        value = self._clean.get(cache_key)
+        if value is not None:
+            return value
         return self.inner.fetch_session(key, start, end)
 
     def find_sessions(
@@ -392,10 +529,10 @@ class CachedSessionStore(_CachedStore):
         """(start, end, value) of the sessions of `key` ending at or after
         `earliest_session_end` and starting at or before `latest_session_start`."""
         found = self.inner.find_sessions(key, earliest_session_end, latest_session_start)
-        dirty = self._dirty_by_key.get(key)
-        if not dirty:
+        cached = self._cached_by_key.get(key)
+        if not cached:
             return found  # type: ignore[no-any-return]
-        return self._overlay(key, found, dirty, earliest_session_end, latest_session_start)
+        return self._overlay(key, found, cached, earliest_session_end, latest_session_start)
 
     def fetch(self, key: Any) -> Iterator[tuple[int, int, Any]]:
         """(start, end, value) of every session of `key`, by end then start."""
@@ -405,14 +542,16 @@ class CachedSessionStore(_CachedStore):
         self,
         key: Any,
         found: Iterator[tuple[int, int, Any]],
-        dirty: dict[tuple[int, int], None],
+        cached: dict[tuple[int, int], None],
         earliest_session_end: int,
         latest_session_start: int,
     ) -> Iterator[tuple[int, int, Any]]:
         sessions = {(start, end): value for start, end, value in found}
-        for start, end in dirty:
+        dirty, clean = self._dirty, self._clean
+        for start, end in cached:
             if end >= earliest_session_end and start <= latest_session_start:
-                value = self._dirty[(key, start, end)][0]
+                entry = dirty.get((key, start, end))
+                value = clean[(key, start, end)] if entry is None else entry[0]
                 if value is None:
                     sessions.pop((start, end), None)
                 else:
@@ -423,6 +562,9 @@ class CachedSessionStore(_CachedStore):
     def find_sessions_ending_between(
         self, earliest_end: int, latest_end: int
     ) -> Iterator[tuple[Any, int, int, Any]]:
+        """Every session of any key ending in [earliest_end, latest_end], by end: the
+        inner store's, flushed first (clean cached sessions the inner store expired
+        are not included)."""
         self.flush()
         return self.inner.find_sessions_ending_between(earliest_end, latest_end)  # type: ignore[no-any-return]
 
@@ -440,29 +582,39 @@ class CachedSessionStore(_CachedStore):
         """Write the aggregate of session [start, end] of `key`; None removes the session."""
         stamp = self._stamp()
         if not self._cache_entries:
-            self._write_through(key, start, end, value, self._rc.timestamp, stamp)
+            self.inner.put(key, start, end, value)
+            self._log_and_tell(key, start, end, value, self._rc.timestamp, stamp)
             return
         cache_key = (key, start, end)
         # Remove, then add: flushes follow the order of the latest writes.
-        if self._dirty.pop(cache_key, None) is None:
-            by_key = self._dirty_by_key.get(key)
-            if by_key is None:
-                by_key = self._dirty_by_key[key] = {}
-            by_key[(start, end)] = None
+        if self._dirty.pop(cache_key, None) is None and self._clean.pop(cache_key, None) is None:
+            cached = self._cached_by_key.get(key)
+            if cached is None:
+                cached = self._cached_by_key[key] = {}
+            cached[(start, end)] = None
         self._dirty[cache_key] = (value, self._rc.timestamp, stamp)
         if len(self._dirty) > self._cache_entries:
             self.flush()
 
     def remove(self, key: Any, start: int, end: int) -> None:
-        self.put(key, start, end, None)
+        if self._cache_entries:
+            self.put(key, start, end, None)  # CachingSessionStore.remove: a cached None
+            return
+        self.inner.remove(key, start, end)
+        self._log_and_tell(key, start, end, None, self._rc.timestamp, self._stamp())
 
     def _write_through(
         self, key: Any, start: int, end: int, value: Any, timestamp: int, stamp: int
     ) -> None:
         inner = self.inner
         if value is None and inner.fetch_session(key, start, end) is None:
-            return  # nothing to delete: the session never reached the store
+            return  # nothing to delete: not in the store (never reached it, or expired)
         inner.put(key, start, end, value)
+        self._log_and_tell(key, start, end, value, timestamp, stamp)
+
+    def _log_and_tell(
+        self, key: Any, start: int, end: int, value: Any, timestamp: int, stamp: int
+    ) -> None:
         if self._changelog is not None:
             self._changelog.log_session(
                 key, start, end, value, timestamp, self._stamp_headers(stamp)
@@ -471,16 +623,38 @@ class CachedSessionStore(_CachedStore):
             self._listener(key, start, end, value, timestamp)
 
     def flush(self) -> None:
-        """Write every cached change through (store, changelog, listener), oldest write first."""
+        """Write every cached change through (store, changelog, listener), oldest write
+        first; keep what was written as clean entries, drop the tombstones, then evict
+        the oldest clean entries beyond the cache's size."""
         if not self._dirty:
             return
-        dirty, self._dirty, self._dirty_by_key = self._dirty, {}, {}
-        for (key, start, end), (value, timestamp, stamp) in dirty.items():
+        dirty, self._dirty = self._dirty, {}
+        clean = self._clean
+        for cache_key, (value, timestamp, stamp) in dirty.items():
+            key, start, end = cache_key
+            if value is None:
+                self._forget(key, start, end)
+            else:
+                clean[cache_key] = value
             self._write_through(key, start, end, value, timestamp, stamp)
+        excess = len(clean) + len(self._dirty) - self._cache_entries
+        while excess > 0:
+            cache_key = next(iter(clean))
+            del clean[cache_key]
+            self._forget(*cache_key)
+            excess -= 1
+
+    def _forget(self, key: Any, start: int, end: int) -> None:
+        cached = self._cached_by_key.get(key)
+        if cached is not None:
+            cached.pop((start, end), None)
+            if not cached:
+                del self._cached_by_key[key]
 
     def restore(self, key: Any, start: int, end: int, value: Any) -> None:
         self.inner.put(key, start, end, value)
 
     def close(self) -> None:
-        self._dirty_by_key.clear()
+        self._clean.clear()
+        self._cached_by_key.clear()
         super().close()

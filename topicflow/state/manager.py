@@ -41,7 +41,14 @@ from topicflow.state.logged import (
     split_window_changelog_key,
 )
 from topicflow.state.session_store import InMemorySessionStore, split_session_changelog_key
-from topicflow.state.stores import InMemoryKeyValueStore, InMemoryWindowStore, StoreSpec
+from topicflow.state.stores import (
+    TIMESTAMP_PREFIX,
+    TIMESTAMPED_MARKER,
+    InMemoryKeyValueStore,
+    InMemoryWindowStore,
+    StoreSpec,
+    TimestampedSerde,
+)
 from topicflow.topology.nodes import RecordContext, RecordSender
 
 log = logging.getLogger(__name__)
@@ -66,6 +73,20 @@ class WarmState:
     inners: dict[str, Any]  # store name -> in-memory store, or a persistent one's folder
     positions: dict[str, int]
     stamps: dict[str, dict[bytes, int]] = field(default_factory=dict)
+
+
+def _on_disk(spec: StoreSpec, value_serde: Serde[Any]) -> Serde[Any]:
+    return TimestampedSerde(value_serde) if spec.timestamped else value_serde
+
+
+def _plain_bytes(message: Any) -> bytes | None:
+    return message.value()  # type: ignore[no-any-return]
+
+
+def _timestamped_bytes(message: Any) -> bytes | None:
+    """A changelog record as a timestamped store keeps it on disk (`TimestampedSerde`)."""
+    value = message.value()
+    return None if value is None else TIMESTAMP_PREFIX.pack(message.timestamp()[1]) + value
 
 
 class StateManager:
@@ -123,6 +144,7 @@ class StateManager:
                 store = CachedSessionStore(spec, inner, changelog, record_context, cache_entries)
             else:
                 raise StreamsException(f"store {spec.name!r}: {spec.kind} stores are not supported")
+            store.serialize_key = key_serde.serialize
             self.stores[spec.name] = store
             if changelog is not None:
                 self._changelogs[changelog.topic] = store
@@ -140,7 +162,19 @@ class StateManager:
             os.replace(taken, path)
         elif spec.changelog_topic(self._config.application_id) not in self._checkpoint:
             shutil.rmtree(path, ignore_errors=True)
+        elif spec.timestamped and path.exists() and not (path / TIMESTAMPED_MARKER).exists():
+            # Written before stores were timestamped: values without their
+            # timestamps. Wiped, and restored in full from the changelog, which
+            # has every value's timestamp.
+            log.info("store %s: local copy predates timestamped stores; restoring it", spec.name)
+            shutil.rmtree(path, ignore_errors=True)
+            del self._checkpoint[spec.changelog_topic(self._config.application_id)]
         return path
+
+    @staticmethod
+    def _mark_format(spec: StoreSpec, path: Path) -> None:
+        if spec.timestamped:
+            (path / TIMESTAMPED_MARKER).touch()
 
     def _inner_key_value(
         self, spec: StoreSpec, key_serde: Serde[Any], value_serde: Serde[Any]
@@ -148,16 +182,22 @@ class StateManager:
         if spec.persistent:
             from topicflow.state.rocksdb import RocksDBKeyValueStore
 
-            return RocksDBKeyValueStore(spec.name, self._local_copy(spec), key_serde, value_serde)
+            path = self._local_copy(spec)
+            store = RocksDBKeyValueStore(spec.name, path, key_serde, _on_disk(spec, value_serde))
+            self._mark_format(spec, path)
+            return store
         return InMemoryKeyValueStore(spec.name)
 
     def _inner_window(self, spec: StoreSpec, key_serde: Serde[Any], value_serde: Serde[Any]) -> Any:
         if spec.persistent:
             from topicflow.state.rocksdb import RocksDBWindowStore
 
-            return RocksDBWindowStore(
-                spec.name, self._local_copy(spec), spec.retention_ms, key_serde, value_serde
+            path = self._local_copy(spec)
+            store = RocksDBWindowStore(
+                spec.name, path, spec.retention_ms, key_serde, _on_disk(spec, value_serde)
             )
+            self._mark_format(spec, path)
+            return store
         return InMemoryWindowStore(spec.name, spec.retention_ms)
 
     # -- restore ----------------------------------------------------------------------
@@ -264,7 +304,11 @@ class StateManager:
         """Apply a batch of changelog messages to a store.
 
         A persistent store takes the serialized bytes as they are (one RocksDB
-        write batch, no deserializing); an in-memory store gets objects.
+        write batch, no deserializing); an in-memory store gets objects. A
+        timestamped store's value takes the changelog record's timestamp, which
+        is where Kafka Streams' changelogs keep it (the value bytes are the
+        plain value, so changelogs written before stores were timestamped
+        restore the same way).
         """
         restore_batch = getattr(store.inner, "restore_batch", None)
         if restore_batch is None:
@@ -272,9 +316,10 @@ class StateManager:
 
             def apply_each(messages: list[Any]) -> None:
                 for message in messages:
-                    apply(message.key(), message.value())
+                    apply(message)
 
             return apply_each
+        raw_value = _timestamped_bytes if store.spec.timestamped else _plain_bytes
         if isinstance(store, CachedWindowStore):
 
             def apply_windows(messages: list[Any]) -> None:
@@ -283,17 +328,17 @@ class StateManager:
                     key = message.key()
                     if key is not None:
                         key_bytes, window_start = split_window_changelog_key(key)
-                        records.append((key_bytes, window_start, message.value()))
+                        records.append((key_bytes, window_start, raw_value(message)))
                 restore_batch(records)
 
             return apply_windows
 
         def apply_pairs(messages: list[Any]) -> None:
-            restore_batch([(m.key(), m.value()) for m in messages])
+            restore_batch([(m.key(), raw_value(m)) for m in messages])
 
         return apply_pairs
 
-    def _applier(self, store: Store) -> Callable[[bytes | None, bytes | None], None]:
+    def _applier(self, store: Store) -> Callable[[Any], None]:
         spec = store.spec
         key_serde = spec.key_serde or self._config.default_key_serde
         value_serde = spec.value_serde or self._config.default_value_serde
@@ -301,7 +346,8 @@ class StateManager:
         if isinstance(store, CachedWindowStore):
             restore_window = store.restore
 
-            def apply_window(key: bytes | None, value: bytes | None) -> None:
+            def apply_window(message: Any) -> None:
+                key, value = message.key(), message.value()
                 if key is None:
                     return
                 key_bytes, window_start = split_window_changelog_key(key)
@@ -309,13 +355,15 @@ class StateManager:
                     deserialize_key(key_bytes),
                     window_start,
                     None if value is None else deserialize_value(value),
+                    message.timestamp()[1],
                 )
 
             return apply_window
         if isinstance(store, CachedSessionStore):
             restore_session = store.restore
 
-            def apply_session(key: bytes | None, value: bytes | None) -> None:
+            def apply_session(message: Any) -> None:
+                key, value = message.key(), message.value()
                 if key is None:
                     return
                 key_bytes, start, end = split_session_changelog_key(key)
@@ -329,8 +377,13 @@ class StateManager:
             return apply_session
         restore = store.restore
 
-        def apply(key: bytes | None, value: bytes | None) -> None:
-            restore(deserialize_key(key), None if value is None else deserialize_value(value))
+        def apply(message: Any) -> None:
+            value = message.value()
+            restore(
+                deserialize_key(message.key()),
+                None if value is None else deserialize_value(value),
+                message.timestamp()[1],
+            )
 
         return apply
 

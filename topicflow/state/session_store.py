@@ -9,8 +9,12 @@ session-windowed aggregation, but the store does not rely on it.
     store.put(key, start, end, value)     # value None removes the session
     store.fetch(key)                      # every session of `key`
 
-Sessions expire with stream time: once `end <= stream time - retention` a
-session is dropped (and a put of one is ignored), as in Kafka Streams.
+Sessions expire as in Kafka Streams' InMemorySessionStore: the store's own
+stream time is the largest session end ever `put` (a put of None included;
+`remove` does not count), not the task's; a session is gone once
+`end <= that time - retention` (or `end < 0`), and a put of such a session is
+ignored. Expiry is applied before every read and put, so an expired session is
+never found, even before it is purged.
 
 Changelog records are keyed as Kafka Streams' SessionKeySchema: the serialized
 key, then the session end and the session start (8 bytes each, big-endian).
@@ -60,7 +64,13 @@ class InMemorySessionStore:
 
     # -- reads ---------------------------------------------------------------------------
 
+    @property
+    def observed_stream_time(self) -> int:
+        """The largest session end put so far (-1 before the first put)."""
+        return self._observed_time
+
     def fetch_session(self, key: Any, start: int, end: int) -> Any:
+        self._expire()
         values = self._values.get(key)
         return None if values is None else values.get((end, start))
 
@@ -70,6 +80,7 @@ class InMemorySessionStore:
         """(start, end, value) of the sessions of `key` that end at or after
         `earliest_session_end` and start at or before `latest_session_start`,
         by end then start."""
+        self._expire()
         order = self._order.get(key)
         if not order:
             return iter(())
@@ -85,6 +96,7 @@ class InMemorySessionStore:
 
     def fetch(self, key: Any) -> Iterator[tuple[int, int, Any]]:
         """(start, end, value) of every session of `key`, by end then start."""
+        self._expire()
         order = self._order.get(key)
         if not order:
             return iter(())
@@ -97,6 +109,7 @@ class InMemorySessionStore:
         """(key, start, end, value) of every session of any key that ends in
         [earliest_end, latest_end], by end: Kafka's `findSessions(earliestSessionEndTime,
         latestSessionEndTime)`."""
+        self._expire()
         ends = self._ends
         lo = bisect.bisect_left(ends, earliest_end)
         hi = bisect.bisect_right(ends, latest_end)
@@ -116,12 +129,19 @@ class InMemorySessionStore:
     # -- writes --------------------------------------------------------------------------
 
     def put(self, key: Any, start: int, end: int, value: Any) -> None:
-        """Store the aggregate of session [start, end] of `key`; None removes it."""
+        """Store the aggregate of session [start, end] of `key`; None removes it.
+
+        Either way the session's end advances the store's stream time first
+        (InMemorySessionStore.put), so a put can expire other keys' sessions.
+        """
+        if end > self._observed_time:
+            self._observed_time = end
+            self._expire()
+        if end <= self._observed_time - self.retention_ms:
+            return  # already expired: dropped, as Kafka Streams does
         if value is None:
             self.remove(key, start, end)
             return
-        if end <= self._observed_time - self.retention_ms:
-            return  # already expired
         values = self._values.get(key)
         if values is None:
             values = self._values[key] = {}
@@ -154,15 +174,26 @@ class InMemorySessionStore:
         self._count -= 1
 
     def observe_stream_time(self, stream_time: int) -> None:
-        """Drop the sessions that retention no longer covers: end <= stream time - retention."""
+        """Advance the store's stream time to `stream_time` (never back) and expire.
+
+        The session aggregation does not call this: its store's time follows the
+        session ends it puts, as Kafka Streams'.
+        """
         if stream_time <= self._observed_time:
             return
         self._observed_time = stream_time
-        horizon = stream_time - self.retention_ms
+        self._expire()
+
+    def _expire(self) -> None:
+        """Drop the sessions ending before max(0, stream time - retention + 1): Kafka's
+        InMemorySessionStore.removeExpiredSegments (which also drops negative ends)."""
         ends = self._ends
-        expired = bisect.bisect_right(ends, horizon)
-        if not expired:
+        if not ends:
             return
+        horizon = max(0, self._observed_time - self.retention_ms + 1) - 1
+        if ends[0] > horizon:
+            return  # the common case: nothing expired, one comparison
+        expired = bisect.bisect_right(ends, horizon)
         touched: set[Any] = set()
         for end in ends[:expired]:
             for key, start in self._by_end.pop(end):

@@ -13,6 +13,7 @@ change is logged or restored.
 from __future__ import annotations
 
 import bisect
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from sys import intern
@@ -21,6 +22,31 @@ from typing import Any, Literal, Protocol
 from topicflow.serdes import Serde
 
 StoreKind = Literal["key_value", "window", "session"]
+
+# A timestamped value on disk, as Kafka Streams' ValueAndTimestampSerializer
+# lays it out: the timestamp (8 bytes, big-endian), then the value's bytes.
+TIMESTAMP_PREFIX = struct.Struct(">q")
+# In a persistent timestamped store's folder: its values carry their timestamps.
+# A folder without it was written before, and is restored from the changelog.
+TIMESTAMPED_MARKER = "TOPICFLOW_TIMESTAMPED"
+
+
+def TimestampedSerde(value_serde: Serde[Any]) -> Serde[Any]:  # noqa: N802 (a Serde, named so)
+    """(value, timestamp) to and from bytes, for persistent timestamped stores."""
+    serialize, deserialize = value_serde.serialize, value_serde.deserialize
+    pack, unpack = TIMESTAMP_PREFIX.pack, TIMESTAMP_PREFIX.unpack_from
+
+    def to_bytes(entry: Any) -> bytes | None:
+        if entry is None:
+            return None
+        return pack(entry[1]) + (serialize(entry[0]) or b"")
+
+    def from_bytes(data: bytes | None) -> Any:
+        if data is None:
+            return None
+        return deserialize(data[8:]), unpack(data)[0]
+
+    return Serde(f"Timestamped({value_serde.name})", to_bytes, from_bytes)
 
 
 @dataclass(frozen=True)
@@ -34,6 +60,10 @@ class StoreSpec:
     persistent: bool = False
     logging: bool = True
     caching: bool = True
+    # Kafka Streams' timestamped stores (KIP-258): each value is kept with the
+    # timestamp of the record that last set it, as `(value, timestamp)` in the
+    # inner store; the DSL's aggregations and tables use them.
+    timestamped: bool = False
     # Window and session stores: how long a window is kept after its start
     # (after its end for sessions), in stream time.
     retention_ms: int = 0

@@ -1,0 +1,356 @@
+"""The conformance topologies in topicflow, one function per name in README.md.
+
+The Java twins are in `oracle/src/main/java/topicflow/conformance/Topologies.java`;
+both follow the README's table, so a difference in output is a difference in
+semantics, never in the topology.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from topicflow import Named, Processor, ProcessorContext, Record, StreamsBuilder, Topology
+from topicflow.dsl.kstream import KStream
+from topicflow.dsl.ktable import KTable
+from topicflow.dsl.options import Branched, Materialized, Suppressed
+from topicflow.dsl.windows import SessionWindows, SlidingWindows, TimeWindows, Windowed
+from topicflow.processor import PunctuationType
+from topicflow.serdes import Serdes
+
+SECOND = timedelta(seconds=1)
+TUMBLING = TimeWindows.of_size_and_grace(10 * SECOND, 5 * SECOND)
+TUMBLING_NO_GRACE = TimeWindows.of_size_with_no_grace(10 * SECOND)
+HOPPING = TimeWindows.of_size_and_grace(10 * SECOND, 2 * SECOND).advance_by(5 * SECOND)
+SLIDING = SlidingWindows.of_time_difference_and_grace(5 * SECOND, 3 * SECOND)
+SESSION = SessionWindows.of_inactivity_gap_and_grace(5 * SECOND, 2 * SECOND)
+
+
+# -- the README's helpers ------------------------------------------------------------
+
+
+def length(value: str | None) -> int:
+    return 0 if value is None else len(value)
+
+
+def as_string(value: Any) -> str | None:
+    """Java's `String.valueOf` for the values these topologies produce (str or int)."""
+    return None if value is None else str(value)
+
+
+def null_text(value: str | None) -> str:
+    """Java's string concatenation of a possibly null String."""
+    return "null" if value is None else value
+
+
+def windowed_text(key: Windowed[Any]) -> str:
+    return f"{key.key}@{key.window.start}/{key.window.end}"
+
+
+def table_out(table: KTable) -> None:
+    table.to_stream().map_values(as_string).to("out")
+
+
+def windowed_out(table: KTable) -> None:
+    table.to_stream().map(lambda wk, v: (windowed_text(wk), as_string(v))).to("out")
+
+
+def sum_lengths(_key: Any, value: str | None, aggregate: int) -> int:
+    return aggregate + length(value)
+
+
+def concat(a: str, b: str | None) -> str:
+    """Java's `(a, b) -> a + b`: a null value concatenates as "null"."""
+    return a + null_text(b)
+
+
+def zero() -> int:
+    return 0
+
+
+def longs() -> Materialized:
+    return Materialized.with_(Serdes.String(), Serdes.Long())
+
+
+def first_char(_key: Any, value: str | None) -> str | None:
+    return None if not value else value[0]
+
+
+# -- stateless -----------------------------------------------------------------------
+
+
+def t_filter(b: StreamsBuilder) -> None:
+    b.stream("in").filter(lambda k, v: v is not None and len(v) % 2 == 1).to("out")
+
+
+def t_filter_not(b: StreamsBuilder) -> None:
+    b.stream("in").filter_not(lambda k, v: k == "a").to("out")
+
+
+def t_map_values(b: StreamsBuilder) -> None:
+    b.stream("in").map_values(lambda v: None if v is None else v.upper()).to("out")
+
+
+def t_map_values_with_key(b: StreamsBuilder) -> None:
+    b.stream("in").map_values(lambda k, v: f"{null_text(k)}:{null_text(v)}", with_key=True).to(
+        "out"
+    )
+
+
+def t_map(b: StreamsBuilder) -> None:
+    b.stream("in").map(lambda k, v: (v, k)).to("out")
+
+
+def t_flat_map_values(b: StreamsBuilder) -> None:
+    b.stream("in").flat_map_values(lambda v: [] if v is None else list(v)).to("out")
+
+
+def t_flat_map(b: StreamsBuilder) -> None:
+    b.stream("in").flat_map(lambda k, v: [] if v is None else [(k, v), (v, null_text(k))]).to("out")
+
+
+def t_select_key(b: StreamsBuilder) -> None:
+    b.stream("in").select_key(first_char).to("out")
+
+
+def t_peek(b: StreamsBuilder) -> None:
+    b.stream("in").peek(lambda k, v: None).to("out")
+
+
+def t_split(b: StreamsBuilder) -> None:
+    def to(topic: str) -> Callable[[KStream[Any, Any]], None]:
+        return lambda stream: stream.to(topic)
+
+    (
+        b.stream("in")
+        .split(Named.as_("s-"))
+        .branch(
+            lambda k, v: v is not None and v.startswith("a"), Branched.with_consumer(to("out-a"))
+        )
+        .branch(lambda k, v: k == "b", Branched.with_consumer(to("out-b")))
+        .default_branch(Branched.with_consumer(to("out-default")))
+    )
+
+
+def t_merge(b: StreamsBuilder) -> None:
+    other = b.stream("in2").map_values(lambda v: null_text(v) + "!")
+    b.stream("in").merge(other).to("out")
+
+
+def t_repartition(b: StreamsBuilder) -> None:
+    b.stream("in").select_key(first_char).repartition().map_values(null_text).to("out")
+
+
+def t_to_extractor(b: StreamsBuilder) -> None:
+    b.stream("in").to(lambda k, v, ctx: "out-null" if v is None else f"out-{len(v) % 2}")
+
+
+class Punctuating(Processor[str, str, str, str]):
+    """Counts records; punctuates every 4 s of stream time and 3 s of wall-clock time."""
+
+    def init(self, context: ProcessorContext[str, str]) -> None:
+        self.context = context
+        self.seen = 0
+        context.schedule(4000, PunctuationType.STREAM_TIME, self._tick("stream-tick"))
+        context.schedule(3000, PunctuationType.WALL_CLOCK_TIME, self._tick("wall-tick"))
+
+    def _tick(self, key: str) -> Callable[[int], None]:
+        def punctuate(timestamp: int) -> None:
+            self.context.forward(Record(key, str(self.seen), timestamp))
+
+        return punctuate
+
+    def process(self, record: Record[str, str]) -> None:
+        self.seen += 1
+        self.context.forward(record.with_value(f"{null_text(record.value)}#{self.seen}"))
+
+
+def t_punctuation(b: StreamsBuilder) -> None:
+    b.stream("in").process(Punctuating).to("out")
+
+
+# -- stateful ------------------------------------------------------------------------
+
+
+def t_count(b: StreamsBuilder) -> None:
+    table_out(b.stream("in").group_by_key().count())
+
+
+def t_group_by_count(b: StreamsBuilder) -> None:
+    table_out(b.stream("in").group_by(lambda k, v: v).count())
+
+
+def t_reduce(b: StreamsBuilder) -> None:
+    table_out(b.stream("in").group_by_key().reduce(concat))
+
+
+def t_aggregate(b: StreamsBuilder) -> None:
+    table_out(b.stream("in").group_by_key().aggregate(zero, sum_lengths, longs()))
+
+
+def t_count_filter(b: StreamsBuilder) -> None:
+    table_out(b.stream("in").group_by_key().count().filter(lambda k, v: v % 2 == 0))
+
+
+def t_count_map_values(b: StreamsBuilder) -> None:
+    table_out(b.stream("in").group_by_key().count().map_values(lambda v: v * 10))
+
+
+def t_tumbling_count(b: StreamsBuilder) -> None:
+    windowed_out(b.stream("in").group_by_key().windowed_by(TUMBLING).count())
+
+
+def t_tumbling_count_no_grace(b: StreamsBuilder) -> None:
+    windowed_out(b.stream("in").group_by_key().windowed_by(TUMBLING_NO_GRACE).count())
+
+
+def t_tumbling_reduce(b: StreamsBuilder) -> None:
+    windowed_out(b.stream("in").group_by_key().windowed_by(TUMBLING).reduce(concat))
+
+
+def t_tumbling_aggregate(b: StreamsBuilder) -> None:
+    windowed_out(
+        b.stream("in").group_by_key().windowed_by(TUMBLING).aggregate(zero, sum_lengths, longs())
+    )
+
+
+def t_hopping_count(b: StreamsBuilder) -> None:
+    windowed_out(b.stream("in").group_by_key().windowed_by(HOPPING).count())
+
+
+def t_hopping_aggregate(b: StreamsBuilder) -> None:
+    windowed_out(
+        b.stream("in").group_by_key().windowed_by(HOPPING).aggregate(zero, sum_lengths, longs())
+    )
+
+
+def t_group_by_tumbling_count(b: StreamsBuilder) -> None:
+    windowed_out(b.stream("in").group_by(lambda k, v: v).windowed_by(TUMBLING).count())
+
+
+def t_sliding_count(b: StreamsBuilder) -> None:
+    windowed_out(b.stream("in").group_by_key().windowed_by(SLIDING).count())
+
+
+def t_sliding_aggregate(b: StreamsBuilder) -> None:
+    windowed_out(
+        b.stream("in").group_by_key().windowed_by(SLIDING).aggregate(zero, sum_lengths, longs())
+    )
+
+
+def t_session_count(b: StreamsBuilder) -> None:
+    windowed_out(b.stream("in").group_by_key().windowed_by(SESSION).count())
+
+
+def t_session_reduce(b: StreamsBuilder) -> None:
+    windowed_out(b.stream("in").group_by_key().windowed_by(SESSION).reduce(concat))
+
+
+def t_session_aggregate(b: StreamsBuilder) -> None:
+    windowed_out(
+        b.stream("in")
+        .group_by_key()
+        .windowed_by(SESSION)
+        .aggregate(zero, sum_lengths, lambda k, a, b_: a + b_, longs())
+    )
+
+
+def t_suppress_tumbling(b: StreamsBuilder) -> None:
+    windowed_out(
+        b.stream("in")
+        .group_by_key()
+        .windowed_by(TUMBLING)
+        .count()
+        .suppress(Suppressed.until_window_closes())
+    )
+
+
+def t_suppress_sliding(b: StreamsBuilder) -> None:
+    windowed_out(
+        b.stream("in")
+        .group_by_key()
+        .windowed_by(SLIDING)
+        .count()
+        .suppress(Suppressed.until_window_closes())
+    )
+
+
+def t_suppress_session(b: StreamsBuilder) -> None:
+    windowed_out(
+        b.stream("in")
+        .group_by_key()
+        .windowed_by(SESSION)
+        .count()
+        .suppress(Suppressed.until_window_closes())
+    )
+
+
+def t_table(b: StreamsBuilder) -> None:
+    b.table("tin").to_stream().to("out")
+
+
+def t_table_materialized(b: StreamsBuilder) -> None:
+    b.table("tin", materialized=Materialized.as_("tin-store")).to_stream().to("out")
+
+
+def t_table_filter_map_values(b: StreamsBuilder) -> None:
+    (
+        b.table("tin", materialized=Materialized.as_("tin-store"))
+        .filter(lambda k, v: len(v) % 2 == 1)
+        .map_values(lambda v: v.upper())
+        .to_stream()
+        .to("out")
+    )
+
+
+Build = Callable[[StreamsBuilder], None]
+
+# name -> (build, stateful, input topics). Stateful topologies run with caching
+# off and on; stateless ones have no store, so caching changes nothing.
+TOPOLOGIES: dict[str, tuple[Build, bool, tuple[str, ...]]] = {
+    "filter": (t_filter, False, ("in",)),
+    "filter_not": (t_filter_not, False, ("in",)),
+    "map_values": (t_map_values, False, ("in",)),
+    "map_values_with_key": (t_map_values_with_key, False, ("in",)),
+    "map": (t_map, False, ("in",)),
+    "flat_map_values": (t_flat_map_values, False, ("in",)),
+    "flat_map": (t_flat_map, False, ("in",)),
+    "select_key": (t_select_key, False, ("in",)),
+    "peek": (t_peek, False, ("in",)),
+    "split": (t_split, False, ("in",)),
+    "merge": (t_merge, False, ("in", "in2")),
+    "repartition": (t_repartition, False, ("in",)),
+    "to_extractor": (t_to_extractor, False, ("in",)),
+    "punctuation": (t_punctuation, False, ("in",)),
+    "count": (t_count, True, ("in",)),
+    "group_by_count": (t_group_by_count, True, ("in",)),
+    "reduce": (t_reduce, True, ("in",)),
+    "aggregate": (t_aggregate, True, ("in",)),
+    "count_filter": (t_count_filter, True, ("in",)),
+    "count_map_values": (t_count_map_values, True, ("in",)),
+    "tumbling_count": (t_tumbling_count, True, ("in",)),
+    "tumbling_count_no_grace": (t_tumbling_count_no_grace, True, ("in",)),
+    "tumbling_reduce": (t_tumbling_reduce, True, ("in",)),
+    "tumbling_aggregate": (t_tumbling_aggregate, True, ("in",)),
+    "hopping_count": (t_hopping_count, True, ("in",)),
+    "hopping_aggregate": (t_hopping_aggregate, True, ("in",)),
+    "group_by_tumbling_count": (t_group_by_tumbling_count, True, ("in",)),
+    "sliding_count": (t_sliding_count, True, ("in",)),
+    "sliding_aggregate": (t_sliding_aggregate, True, ("in",)),
+    "session_count": (t_session_count, True, ("in",)),
+    "session_reduce": (t_session_reduce, True, ("in",)),
+    "session_aggregate": (t_session_aggregate, True, ("in",)),
+    "suppress_tumbling": (t_suppress_tumbling, True, ("in",)),
+    "suppress_sliding": (t_suppress_sliding, True, ("in",)),
+    "suppress_session": (t_suppress_session, True, ("in",)),
+    "table": (t_table, True, ("tin",)),
+    "table_materialized": (t_table_materialized, True, ("tin",)),
+    "table_filter_map_values": (t_table_filter_map_values, True, ("tin",)),
+}
+
+
+def build(name: str) -> Topology:
+    builder = StreamsBuilder()
+    TOPOLOGIES[name][0](builder)
+    return builder.build()
