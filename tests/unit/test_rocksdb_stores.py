@@ -15,7 +15,11 @@ from rocksdict import Options, Rdict
 from topicflow import Serdes
 from topicflow.errors import StreamsException
 from topicflow.state.rocksdb import RocksDBKeyValueStore, RocksDBWindowStore
-from topicflow.state.stores import InMemoryKeyValueStore, InMemoryWindowStore
+from topicflow.state.stores import (
+    InMemoryKeyValueStore,
+    InMemoryWindowStore,
+    TimestampedSerde,
+)
 
 LONG_MIN, LONG_MAX = -(1 << 63), (1 << 63) - 1
 ROOT = Path(__file__).resolve().parents[2]
@@ -346,6 +350,26 @@ def test_window_store_layout_and_serdes(tmp_path: Path) -> None:
     assert raw_entries(path) == [
         (b"\x80" + b"\x00" * 6 + b"\x01" + b"a", struct.pack(">q", -2)),
         (b"\x80" + b"\x00" * 5 + b"\x01\x00" + b"b", struct.pack(">q", 7)),
+    ]
+
+
+def test_timestamped_values_on_disk_are_timestamp_then_value(tmp_path: Path) -> None:
+    """A timestamped store keeps Kafka's ValueAndTimestampSerializer layout on disk:
+    the timestamp (8 bytes, big-endian, signed), then the value's own bytes."""
+    timestamped = TimestampedSerde(Serdes.Long())
+    assert timestamped.serialize((5, 9_000)) == bytes.fromhex("00000000000023280000000000000005")
+    assert timestamped.serialize((-2, -1)) == b"\xff" * 8 + struct.pack(">q", -2)
+    assert timestamped.deserialize(bytes.fromhex("00000000000023280000000000000005")) == (
+        5,
+        9_000,
+    )
+    path = tmp_path / "w"
+    store = RocksDBWindowStore("w", path, 1_000_000, Serdes.String(), timestamped)
+    store.put("a", (3, 1_500), 1)
+    assert store.fetch("a", 1) == (3, 1_500)
+    store.close()
+    assert raw_entries(path) == [
+        (b"\x80" + b"\x00" * 6 + b"\x01" + b"a", struct.pack(">qq", 1_500, 3)),
     ]
 
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from topicflow.dsl.operations import forward_to
 from topicflow.dsl.options import Materialized, Named
+from topicflow.dsl.suppress import time_windowed_key
 from topicflow.dsl.windows import TimeWindow, TimeWindows, Windowed
 from topicflow.serdes import Serdes
 from topicflow.topology.nodes import Forward, NodeFactory, RecordContext, TaskContext
@@ -245,7 +246,10 @@ def window_aggregate_node(
             last_start = close_time - size
             closed = sorted(
                 store.fetch_all_with_timestamps(first_start, last_start),
-                key=lambda found: (found[1], serialize_key(found[0]) or b""),
+                key=lambda found: (
+                    found[1],
+                    time_windowed_key(serialize_key(found[0]) or b"", found[1]),
+                ),
             )
             forward_each_at(
                 rc,

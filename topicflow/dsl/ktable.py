@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from topicflow.dsl import operations as ops
+from topicflow.dsl.aggregations import forward_at
 from topicflow.dsl.options import Named, Suppressed
 from topicflow.dsl.windows import TimeWindows
 from topicflow.errors import TopologyError
@@ -134,29 +135,19 @@ def table_source_node(store_name: str | None) -> NodeFactory:
     """
 
     def factory(task: TaskContext, children: dict[str, Forward]) -> Forward:
-        forward = ops.forward_to(children)
         metrics = task.metrics
-        if store_name is None:
+        write = ops.forward_to(children)
+        if store_name is not None:
+            store = task.get_state_store(store_name)
+            store.set_flush_listener(forward_at(task.record_context, write))
+            write = store.put
 
-            def table_source(key: Any, value: Any) -> None:
-                if key is None:
-                    metrics.dropped_records += 1
-                    return
-                forward(key, value)
-
-            return table_source
-        from topicflow.dsl.aggregations import forward_at
-
-        store = task.get_state_store(store_name)
-        store.set_flush_listener(forward_at(task.record_context, forward))
-        put = store.put
-
-        def materialized_source(key: Any, value: Any) -> None:
+        def table_source(key: Any, value: Any) -> None:
             if key is None:
                 metrics.dropped_records += 1
                 return
-            put(key, value)
+            write(key, value)
 
-        return materialized_source
+        return table_source
 
     return factory

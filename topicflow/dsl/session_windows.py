@@ -40,7 +40,6 @@ aggregations do (Kafka's session aggregation drops null keys only).
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -49,11 +48,11 @@ from topicflow.dsl.aggregations import (
     Initializer,
     count_aggregator,
     forward_at,
-    forward_each_at,
 )
 from topicflow.dsl.ktable import KTable
 from topicflow.dsl.operations import forward_to
 from topicflow.dsl.options import Materialized, Named
+from topicflow.dsl.suppress import SuppressionBuffer
 from topicflow.dsl.windows import SessionWindow, SessionWindows, Windowed
 from topicflow.errors import TopologyError
 from topicflow.serdes import Serdes
@@ -260,57 +259,37 @@ def session_aggregate_node(
 def _suppression_buffer(
     task: TaskContext, store: Any, forward: Forward, suppress_for: int
 ) -> Callable[[Any, int, int, Any, int], None]:
-    """Kafka Streams' KTableSuppressProcessor with an unbounded buffer, fed the session
-    aggregation's updates as they leave it (at once without a cache, at flush with one).
+    """The session aggregation's updates, as they leave it (at once without a cache, at
+    flush with one), through Kafka Streams' suppression buffer (`SuppressionBuffer`).
 
-    The buffer holds the latest update per session (a tombstone of a merged-away
-    session replaces it, and is never emitted: final results drop tombstones). Its
-    stream time is the largest timestamp of the updates it receives, each a session's
-    end; it then emits, in order of (session end, serialized windowed key: key bytes,
-    end, start, compared unsigned), every entry whose end <= stream time - grace - gap,
-    with the timestamp of the buffered update (that session's end).
+    Each update carries its session's end as timestamp; a session's serialized
+    windowed key is key bytes, end, start (SessionWindowedSerializer), which orders
+    windows of one end.
 
-    After a restore (a takeover), the buffer is rebuilt from the store before the
+    After a restore (a takeover), the buffer is refilled from the store before the
     first update: the sessions the previous owner's buffer still held are those
     ending after the store's stream time - grace - gap (its buffer saw every end the
     store saw); the ones before were emitted.
     """
-    rc = task.record_context
     serialize_key = store.serialize_key
-    buffer: dict[bytes, tuple[Any, int, int, Any]] = {}
-    queue: list[tuple[int, bytes]] = []  # heap of (end, windowed key bytes)
-    observed = -1
-    restored = False
-
-    def windowed_key(key: Any, start: int, end: int) -> bytes:
-        return session_changelog_key(serialize_key(key) or b"", start, end)
+    buffer = SuppressionBuffer(
+        suppress_for, SessionWindow, forward_at(task.record_context, forward)
+    )
+    refilled = False
 
     def receive(key: Any, start: int, end: int, value: Any, _timestamp: int) -> None:
-        nonlocal observed, restored
-        if not restored:
-            restored = True
-            observed = store.observed_stream_time
+        nonlocal refilled
+        if not refilled:
+            refilled = True
+            buffer.stream_time = store.observed_stream_time
             for k, s, e, v in store.find_sessions_ending_between(
-                observed - suppress_for + 1, 2**63 - 1
+                buffer.stream_time - suppress_for + 1, 2**63 - 1
             ):
                 if (k, s, e) != (key, start, end):
-                    wk = windowed_key(k, s, e)
-                    heapq.heappush(queue, (e, wk))
-                    buffer[wk] = (k, s, e, v)
-        observed = max(observed, end)
-        wk = windowed_key(key, start, end)
-        if wk not in buffer:
-            # A windowed key keeps its place: its end never changes.
-            heapq.heappush(queue, (end, wk))
-        buffer[wk] = (key, start, end, value)
-        expiry = observed - suppress_for
-        if queue[0][0] > expiry:
-            return
-        ready = []
-        while queue and queue[0][0] <= expiry:
-            k, s, e, v = buffer.pop(heapq.heappop(queue)[1])
-            if v is not None:
-                ready.append((Windowed(k, SessionWindow(s, e)), v, e))
-        forward_each_at(rc, forward, ready)
+                    buffer.buffer(
+                        session_changelog_key(serialize_key(k) or b"", s, e), k, s, e, v, e
+                    )
+        windowed_key = session_changelog_key(serialize_key(key) or b"", start, end)
+        buffer.update(windowed_key, key, start, end, value, end)
 
     return receive

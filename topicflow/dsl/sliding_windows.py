@@ -30,20 +30,19 @@ late record may leave holes Kafka leaves too: see the tests).
 Updates are forwarded when the cache flushes (at once without a cache), each
 with its window's timestamp. With `suppress(Suppressed.until_window_closes())`
 they go instead through a buffer that behaves as Kafka's KTableSuppressProcessor:
-see `_SuppressBuffer`.
+see `topicflow.dsl.suppress`.
 """
 
 from __future__ import annotations
 
 import bisect
-import heapq
-import struct
 from typing import TYPE_CHECKING, Any
 
 from topicflow.dsl.aggregations import Aggregations, Aggregator, Initializer, forward_at
 from topicflow.dsl.ktable import KTable
 from topicflow.dsl.operations import forward_to
 from topicflow.dsl.options import Materialized, Named
+from topicflow.dsl.suppress import SuppressionBuffer, time_windowed_key
 from topicflow.dsl.windows import SlidingWindows, TimeWindow, Windowed
 from topicflow.errors import TopologyError
 from topicflow.state.stores import StoreSpec
@@ -55,7 +54,6 @@ if TYPE_CHECKING:
     from topicflow.dsl.kgrouped import KGroupedStream
 
 _DAY_MS = 24 * 3600 * 1000
-_START = struct.Struct(">q")
 
 
 class SlidingWindowedKStream(Aggregations):
@@ -185,79 +183,38 @@ class _WindowStarts:
         self._next_sweep = self._latest + max(1, self._retention // 2)
 
 
-class _SuppressBuffer:
-    """Kafka's KTableSuppressProcessor with `untilWindowCloses`, after the aggregation.
+def _suppression_buffer(
+    store: Any, difference: int, grace: int, forward: Callable[[Any, Any, int], None]
+) -> Callable[[Any, int, Any, int], None]:
+    """The sliding aggregation's updates, as they leave it, through Kafka Streams'
+    suppression buffer (`SuppressionBuffer`), which waits `grace` past a window's end.
 
-    It takes every update the aggregation forwards (on cache flush), keeps the
-    latest per windowed key with that update's timestamp, and tracks its own
-    stream time: the largest timestamp of the updates it received (not the
-    records the aggregation took). After each update it emits, and forgets, every
-    window whose end <= stream time - grace, in the order of Kafka's
-    InMemoryTimeOrderedKeyValueChangeBuffer: by window end, then by serialized
-    windowed key (key bytes + 8-byte big-endian start, unsigned).
-
-    Kafka logs the buffer to a changelog; here it is rebuilt from the window store
-    at a task's first update: stream time is the largest window timestamp there
-    (every window's timestamp reached the buffer), and every window ending after
-    stream time - grace is still buffered, with the value the store holds.
+    At a task's first update the buffer is refilled from the window store: its stream
+    time is the largest window timestamp there (every window's timestamp reached the
+    buffer), and every window ending after stream time - grace is still buffered,
+    with the value the store holds.
     """
+    serialize_key = store.serialize_key
+    buffer = SuppressionBuffer(grace, TimeWindow, forward)
+    refilled = False
 
-    def __init__(
-        self,
-        store: Any,
-        difference: int,
-        grace: int,
-        forward: Callable[[Any, Any, int], None],
-    ) -> None:
-        self._store = store
-        self._difference = difference
-        self._grace = grace
-        self._forward = forward
-        self._serialize_key = store.serialize_key
-        self._entries: dict[tuple[Any, int], tuple[Any, int]] = {}
-        self._order: list[tuple[int, bytes, int, Any, int]] = []
-        self._sequence = 0  # ties only without a key serializer
-        self._stream_time = -1
-        self._started = False
+    def buffered(key: Any, start: int, value: Any, timestamp: int, update: Any) -> None:
+        windowed_key = time_windowed_key(serialize_key(key) or b"", start)
+        update(windowed_key, key, start, start + difference, value, timestamp)
 
-    def _start(self) -> None:
-        self._started = True
-        found = list(self._store.fetch_all_with_timestamps(0, 2**63 - 1))
-        for _key, _start, entry in found:
-            self._stream_time = max(self._stream_time, entry[1])
-        cut = self._stream_time - self._grace
-        for key, start, entry in found:
-            if start + self._difference > cut:
-                self._buffer(key, start, entry[0], entry[1])
+    def receive(key: Any, start: int, value: Any, timestamp: int) -> None:
+        nonlocal refilled
+        if not refilled:
+            refilled = True
+            found = list(store.fetch_all_with_timestamps(0, 2**63 - 1))
+            buffer.stream_time = max((entry[1] for _k, _s, entry in found), default=-1)
+            cut = buffer.stream_time - grace
+            for k, s, entry in found:
+                if s + difference > cut:
+                    buffered(k, s, entry[0], entry[1], buffer.buffer)
+        buffered(key, start, value, timestamp, buffer.update)
 
-    def _buffer(self, key: Any, start: int, value: Any, timestamp: int) -> None:
-        slot = (key, start)
-        if slot not in self._entries:
-            key_bytes = self._serialize_key(key) or b""
-            self._sequence += 1
-            heapq.heappush(
-                self._order,
-                (
-                    start + self._difference,
-                    key_bytes + _START.pack(start),
-                    self._sequence,
-                    key,
-                    start,
-                ),
-            )
-        self._entries[slot] = (value, timestamp)
-
-    def update(self, key: Any, start: int, value: Any, timestamp: int) -> None:
-        if not self._started:
-            self._start()
-        self._buffer(key, start, value, timestamp)
-        self._stream_time = max(self._stream_time, timestamp)
-        cut = self._stream_time - self._grace
-        order, entries, difference = self._order, self._entries, self._difference
-        while order and order[0][0] <= cut:
-            _end, _bytes, _seq, key, start = heapq.heappop(order)
-            value, timestamp = entries.pop((key, start))
-            self._forward(Windowed(key, TimeWindow(start, start + difference)), value, timestamp)
+    return receive
 
 
 def sliding_aggregate_node(
@@ -277,9 +234,7 @@ def sliding_aggregate_node(
         fetch, put = store.fetch_with_timestamp, store.put
         forward_update = forward_at(task.record_context, forward_to(children))
         if emit_on_window_close:
-            store.set_flush_listener(
-                _SuppressBuffer(store, difference, grace, forward_update).update
-            )
+            store.set_flush_listener(_suppression_buffer(store, difference, grace, forward_update))
         else:
 
             def on_flush(key: Any, start: int, value: Any, timestamp: int) -> None:

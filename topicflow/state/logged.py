@@ -140,6 +140,12 @@ class _CachedStore:
         self.replay_stamps: dict[Any, int] | None = None
         self._replay_until = -1
 
+    def _stored(self, value: Any, timestamp: int) -> Any:
+        """What the inner store keeps: `(value, timestamp)` when timestamped, else the value."""
+        if value is None or not self._timestamped:
+            return value
+        return value, timestamp
+
     def stamp_flushes(self, flushed_through: Callable[[], int]) -> None:
         self._flushed_through = flushed_through
 
@@ -263,10 +269,7 @@ class CachedKeyValueStore(_CachedStore):
         return self.inner.approximate_num_entries() + len(self._dirty)  # type: ignore[no-any-return]
 
     def _write_through(self, key: Any, value: Any, timestamp: int, stamp: int) -> None:
-        if value is None or not self._timestamped:
-            self.inner.put(key, value)
-        else:
-            self.inner.put(key, (value, timestamp))
+        self.inner.put(key, self._stored(value, timestamp))
         if self._changelog is not None:
             self._changelog.log(key, value, timestamp, self._stamp_headers(stamp))
         if self._listener is not None:
@@ -289,10 +292,7 @@ class CachedKeyValueStore(_CachedStore):
 
     def restore(self, key: Any, value: Any, timestamp: int) -> None:
         """Apply one changelog record: its timestamp is the value's (timestamped stores)."""
-        if value is None or not self._timestamped:
-            self.inner.put(key, value)
-        else:
-            self.inner.put(key, (value, timestamp))
+        self.inner.put(key, self._stored(value, timestamp))
 
 
 def _write_order(item: tuple[tuple[Any, int, int, int], Any, int]) -> int:
@@ -416,10 +416,7 @@ class CachedWindowStore(_CachedStore):
     def _write_through(
         self, key: Any, window_start: int, value: Any, timestamp: int, stamp: int
     ) -> None:
-        if value is None or not self._timestamped:
-            self.inner.put(key, value, window_start)
-        else:
-            self.inner.put(key, (value, timestamp), window_start)
+        self.inner.put(key, self._stored(value, timestamp), window_start)
         if self._changelog is not None:
             self._changelog.log_window(
                 key, window_start, value, timestamp, self._stamp_headers(stamp)
@@ -452,10 +449,7 @@ class CachedWindowStore(_CachedStore):
 
     def restore(self, key: Any, window_start: int, value: Any, timestamp: int) -> None:
         """Apply one changelog record: its timestamp is the value's (timestamped stores)."""
-        if value is None or not self._timestamped:
-            self.inner.put(key, value, window_start)
-        else:
-            self.inner.put(key, (value, timestamp), window_start)
+        self.inner.put(key, self._stored(value, timestamp), window_start)
 
 
 # -- session stores (appended: CachedSessionStore) ----------------------------------------------
