@@ -197,6 +197,47 @@ def t_count_map_values(b: StreamsBuilder) -> None:
     table_out(b.stream("in").group_by_key().count().map_values(lambda v: v * 10))
 
 
+def t_count_map_values_filter(b: StreamsBuilder) -> None:
+    table_out(
+        b.stream("in")
+        .group_by_key()
+        .count()
+        .map_values(lambda v: v * 10)
+        .filter(lambda k, v: v % 20 == 0)
+    )
+
+
+def t_reduce_filter(b: StreamsBuilder) -> None:
+    table_out(b.stream("in").group_by_key().reduce(concat).filter(lambda k, v: len(v) % 2 == 0))
+
+
+def t_aggregate_filter(b: StreamsBuilder) -> None:
+    table_out(
+        b.stream("in")
+        .group_by_key()
+        .aggregate(zero, sum_lengths, longs())
+        .filter(lambda k, v: v % 2 == 0)
+    )
+
+
+def t_tumbling_count_filter(b: StreamsBuilder) -> None:
+    windowed_out(
+        b.stream("in").group_by_key().windowed_by(TUMBLING).count().filter(lambda k, v: v % 2 == 0)
+    )
+
+
+def t_sliding_count_filter(b: StreamsBuilder) -> None:
+    windowed_out(
+        b.stream("in").group_by_key().windowed_by(SLIDING).count().filter(lambda k, v: v % 2 == 0)
+    )
+
+
+def t_session_count_filter(b: StreamsBuilder) -> None:
+    windowed_out(
+        b.stream("in").group_by_key().windowed_by(SESSION).count().filter(lambda k, v: v % 2 == 0)
+    )
+
+
 def t_tumbling_count(b: StreamsBuilder) -> None:
     windowed_out(b.stream("in").group_by_key().windowed_by(TUMBLING).count())
 
@@ -294,6 +335,19 @@ def t_table_materialized(b: StreamsBuilder) -> None:
     b.table("tin", materialized=Materialized.as_("tin-store")).to_stream().to("out")
 
 
+def t_table_filter(b: StreamsBuilder) -> None:
+    b.table("tin").filter(lambda k, v: len(v) % 2 == 1).to_stream().to("out")
+
+
+def t_table_materialized_filter_not(b: StreamsBuilder) -> None:
+    (
+        b.table("tin", materialized=Materialized.as_("tin-store"))
+        .filter_not(lambda k, v: v.startswith("a"))
+        .to_stream()
+        .to("out")
+    )
+
+
 def t_table_filter_map_values(b: StreamsBuilder) -> None:
     (
         b.table("tin", materialized=Materialized.as_("tin-store"))
@@ -329,6 +383,12 @@ TOPOLOGIES: dict[str, tuple[Build, bool, tuple[str, ...]]] = {
     "aggregate": (t_aggregate, True, ("in",)),
     "count_filter": (t_count_filter, True, ("in",)),
     "count_map_values": (t_count_map_values, True, ("in",)),
+    "count_map_values_filter": (t_count_map_values_filter, True, ("in",)),
+    "reduce_filter": (t_reduce_filter, True, ("in",)),
+    "aggregate_filter": (t_aggregate_filter, True, ("in",)),
+    "tumbling_count_filter": (t_tumbling_count_filter, True, ("in",)),
+    "sliding_count_filter": (t_sliding_count_filter, True, ("in",)),
+    "session_count_filter": (t_session_count_filter, True, ("in",)),
     "tumbling_count": (t_tumbling_count, True, ("in",)),
     "tumbling_count_no_grace": (t_tumbling_count_no_grace, True, ("in",)),
     "tumbling_reduce": (t_tumbling_reduce, True, ("in",)),
@@ -346,6 +406,8 @@ TOPOLOGIES: dict[str, tuple[Build, bool, tuple[str, ...]]] = {
     "suppress_session": (t_suppress_session, True, ("in",)),
     "table": (t_table, True, ("tin",)),
     "table_materialized": (t_table_materialized, True, ("tin",)),
+    "table_filter": (t_table_filter, True, ("tin",)),
+    "table_materialized_filter_not": (t_table_materialized_filter_not, True, ("tin",)),
     "table_filter_map_values": (t_table_filter_map_values, True, ("tin",)),
 }
 

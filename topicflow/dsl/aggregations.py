@@ -19,15 +19,16 @@ closed (late records).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from topicflow.dsl.changes import OldValues, forward_at, forward_each_at
 from topicflow.dsl.operations import forward_to
 from topicflow.dsl.options import Materialized, Named
 from topicflow.dsl.suppress import time_windowed_key
 from topicflow.dsl.windows import TimeWindow, TimeWindows, Windowed
 from topicflow.serdes import Serdes
-from topicflow.topology.nodes import Forward, NodeFactory, RecordContext, TaskContext
+from topicflow.topology.nodes import Forward, NodeFactory, TaskContext
 
 if TYPE_CHECKING:
     from topicflow.dsl.ktable import KTable
@@ -93,48 +94,28 @@ def count_aggregator(_key: Any, _value: Any, aggregate: int) -> int:
     return aggregate + 1
 
 
+# A reduce's initial aggregate: none yet (Kafka's reduce initializer gives null).
+_NO_AGGREGATE: Any = object()
+
+
 def reducer_aggregator(reducer: Callable[[Any, Any], Any]) -> tuple[Initializer, Aggregator]:
     """Kafka Streams' reduce: the first value is the aggregate, then reducer(aggregate, value)."""
-    missing = object()
 
     def initializer() -> Any:
-        return missing
+        return _NO_AGGREGATE
 
     def aggregate(_key: Any, value: Any, aggregate: Any) -> Any:
-        return value if aggregate is missing else reducer(aggregate, value)
+        return value if aggregate is _NO_AGGREGATE else reducer(aggregate, value)
 
     return initializer, aggregate
 
 
-def forward_at(rc: RecordContext, forward: Forward) -> Callable[[Any, Any, int], None]:
-    """Forward with the timestamp of the update, whenever the cache flushes it."""
-
-    def forward_update(key: Any, value: Any, timestamp: int) -> None:
-        # A cache flush's output derives from many records, not the one in flight:
-        # it carries no origin.
-        saved_timestamp, saved_headers, saved_origin = rc.timestamp, rc.headers, rc.origin
-        rc.timestamp, rc.headers, rc.origin = timestamp, None, None
-        try:
-            forward(key, value)
-        finally:
-            rc.timestamp, rc.headers, rc.origin = saved_timestamp, saved_headers, saved_origin
-
-    return forward_update
-
-
-def forward_each_at(
-    rc: RecordContext, forward: Forward, results: Iterable[tuple[Any, Any, int]]
-) -> None:
-    """Forward (key, value) results, each under its own timestamp (final results emitted
-    on window close), and give the record context back as it was."""
-    saved_timestamp, saved_headers, saved_origin = rc.timestamp, rc.headers, rc.origin
-    rc.origin = None
-    try:
-        for key, value, timestamp in results:
-            rc.timestamp, rc.headers = timestamp, None
-            forward(key, value)
-    finally:
-        rc.timestamp, rc.headers, rc.origin = saved_timestamp, saved_headers, saved_origin
+def old_value_of(aggregate: Any) -> Any:
+    """The old value Kafka Streams forwards with an update when no cache sits between:
+    the aggregate the record was added to. For a key's first record that is the
+    initializer's result (KStreamAggregate and the windowed aggregations replace a
+    missing aggregate by it before forwarding), and null for a reduce."""
+    return None if aggregate is _NO_AGGREGATE else aggregate
 
 
 class CloseFrontier:
@@ -159,13 +140,14 @@ class CloseFrontier:
 
 
 def aggregate_node(
-    store_name: str, initializer: Initializer, aggregator: Aggregator
+    store_name: str, initializer: Initializer, aggregator: Aggregator, old_values: OldValues
 ) -> NodeFactory:
     """Kafka Streams' KStreamAggregate (and KStreamReduce, through `reducer_aggregator`)."""
 
     def factory(task: TaskContext, children: dict[str, Forward]) -> Forward:
         store = task.get_state_store(store_name)
         store.set_flush_listener(forward_at(task.record_context, forward_to(children)))
+        send_old = store.send_old_values = old_values.sent
         get, put = store.get_with_timestamp, store.put
         metrics = task.metrics
         rc = task.record_context
@@ -188,12 +170,19 @@ def aggregate_node(
             timestamp = rc.timestamp
             old = get(key)
             if old is None:
-                put(key, aggregator(key, value, initializer()), timestamp)
+                initial = initializer()
+                put(
+                    key,
+                    aggregator(key, value, initial),
+                    timestamp,
+                    old_value_of(initial) if send_old else None,
+                )
             else:
                 put(
                     key,
                     aggregator(key, value, old[0]),
                     timestamp if timestamp > old[1] else old[1],
+                    old[0],
                 )
 
         return aggregate
@@ -207,6 +196,7 @@ def window_aggregate_node(
     initializer: Initializer,
     aggregator: Aggregator,
     emit_on_window_close: bool,
+    old_values: OldValues,
 ) -> NodeFactory:
     """Kafka Streams' KStreamWindowAggregate, tumbling or hopping.
 
@@ -225,11 +215,14 @@ def window_aggregate_node(
         metrics = task.metrics
         fetch, put = store.fetch_with_timestamp, store.put
         observe = store.observe_stream_time
+        send_old = store.send_old_values = old_values.sent
         if not emit_on_window_close:
             forward_update = forward_at(rc, forward)
 
-            def on_flush(key: Any, start: int, value: Any, timestamp: int) -> None:
-                forward_update(Windowed(key, TimeWindow(start, start + size)), value, timestamp)
+            def on_flush(key: Any, start: int, value: Any, timestamp: int, old: Any) -> None:
+                forward_update(
+                    Windowed(key, TimeWindow(start, start + size)), value, timestamp, old
+                )
 
             store.set_flush_listener(on_flush)
         # Window end up to which final results were emitted (emit on window close).
@@ -302,11 +295,20 @@ def window_aggregate_node(
                     return
                 old = fetch(key, start)
                 if old is None:
-                    new = 1 if counting else aggregator(key, value, initializer())
-                    put(key, new, start, timestamp)
+                    if counting:
+                        put(key, 1, start, timestamp, 0 if send_old else None)
+                    else:
+                        initial = initializer()
+                        put(
+                            key,
+                            aggregator(key, value, initial),
+                            start,
+                            timestamp,
+                            old_value_of(initial) if send_old else None,
+                        )
                 else:
                     new = old[0] + 1 if counting else aggregator(key, value, old[0])
-                    put(key, new, start, timestamp if timestamp > old[1] else old[1])
+                    put(key, new, start, timestamp if timestamp > old[1] else old[1], old[0])
                 return
             accepted = False
             for start in windows.windows_for(timestamp):
@@ -318,13 +320,21 @@ def window_aggregate_node(
                     continue
                 old = fetch(key, start)
                 if old is None:
-                    put(key, aggregator(key, value, initializer()), start, timestamp)
+                    initial = initializer()
+                    put(
+                        key,
+                        aggregator(key, value, initial),
+                        start,
+                        timestamp,
+                        old_value_of(initial) if send_old else None,
+                    )
                 else:
                     put(
                         key,
                         aggregator(key, value, old[0]),
                         start,
                         timestamp if timestamp > old[1] else old[1],
+                        old[0],
                     )
             if not accepted:
                 metrics.late_records += 1

@@ -49,6 +49,7 @@ class StreamsBuilder:
 
         Queryable through its store when `materialized` names one.
         """
+        from topicflow.dsl.changes import OldValues
         from topicflow.dsl.ktable import table_source_node
         from topicflow.state.stores import StoreSpec
         from topicflow.topology.nodes import ProcessorNode
@@ -66,7 +67,9 @@ class StreamsBuilder:
         store = materialized.store_name if materialized else None
         if materialized is not None and store is None:
             store = self.node_name("STATE-STORE", None)
-        self.topology.add_node(ProcessorNode(name, table_source_node(store), [source]))
+        # Only a materialized table knows a key's old value, to send it below.
+        old_values = OldValues() if store is not None else None
+        self.topology.add_node(ProcessorNode(name, table_source_node(store, old_values), [source]))
         if materialized is not None and store is not None:
             spec = StoreSpec(
                 store,
@@ -80,7 +83,7 @@ class StreamsBuilder:
                 changelog_config={"cleanup.policy": "compact"},
             )
             self.topology.add_state_store(spec, name)
-        return KTable(self, name, store_name=store)
+        return KTable(self, name, store_name=store, old_values=old_values)
 
     def add_state_store(self, spec: StoreSpec) -> StreamsBuilder:
         """Declare a store for Processor API processors: `stream.process(supplier, spec.name)`."""

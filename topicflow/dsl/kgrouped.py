@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, overload
 
 from topicflow.dsl import aggregations as agg
+from topicflow.dsl.changes import OldValues
 from topicflow.dsl.ktable import KTable
 from topicflow.dsl.options import Grouped, Materialized, Named
 from topicflow.dsl.windows import SessionWindows, SlidingWindows, TimeWindows
@@ -70,11 +71,14 @@ class KGroupedStream(agg.Aggregations):
         parent = self.source_for_aggregation(store)
         name = builder.node_name(kind, named)
         spec = _store_spec(store, "key_value", materialized, self._grouped)
+        old_values = OldValues()
         builder.topology.add_node(
-            ProcessorNode(name, agg.aggregate_node(store, initializer, aggregator), [parent])
+            ProcessorNode(
+                name, agg.aggregate_node(store, initializer, aggregator, old_values), [parent]
+            )
         )
         builder.topology.add_state_store(spec, name)
-        return KTable(builder, name, store_name=store)
+        return KTable(builder, name, store_name=store, old_values=old_values)
 
     def source_for_aggregation(self, store_name: str) -> str:
         """The node aggregations hang from: the stream itself, or a repartition topic's source."""
@@ -119,14 +123,14 @@ class TimeWindowedKStream(agg.Aggregations):
                 f"plus grace ({windows.size_ms + windows.grace_ms} ms)"
             )
         spec = _store_spec(store, "window", materialized, self._grouped.grouped, retention, windows)
-        table = KTable(builder, name, store_name=store, windows=windows)
+        old_values = OldValues()
+        table = KTable(builder, name, store_name=store, windows=windows, old_values=old_values)
 
         def make_node(emit_on_close: bool) -> ProcessorNode:
-            return ProcessorNode(
-                name,
-                agg.window_aggregate_node(store, windows, initializer, aggregator, emit_on_close),
-                [parent],
+            factory = agg.window_aggregate_node(
+                store, windows, initializer, aggregator, emit_on_close, old_values
             )
+            return ProcessorNode(name, factory, [parent])
 
         builder.topology.add_node(make_node(False))
         builder.topology.add_state_store(spec, name)

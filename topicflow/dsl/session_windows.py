@@ -43,12 +43,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from topicflow.dsl.aggregations import (
-    Aggregator,
-    Initializer,
-    count_aggregator,
-    forward_at,
-)
+from topicflow.dsl.aggregations import Aggregator, Initializer, count_aggregator
+from topicflow.dsl.changes import OldValues, forward_at
 from topicflow.dsl.ktable import KTable
 from topicflow.dsl.operations import forward_to
 from topicflow.dsl.options import Materialized, Named
@@ -153,11 +149,12 @@ class SessionWindowedKStream:
                 "retention.ms": str(retention + _DAY_MS),
             },
         )
-        table = KTable(builder, name, store_name=store)
+        old_values = OldValues()
+        table = KTable(builder, name, store_name=store, old_values=old_values)
 
         def make_node(emit_on_close: bool) -> ProcessorNode:
             factory = session_aggregate_node(
-                store, windows, initializer, aggregator, merger, emit_on_close
+                store, windows, initializer, aggregator, merger, emit_on_close, old_values
             )
             return ProcessorNode(name, factory, [parent])
 
@@ -200,6 +197,7 @@ def session_aggregate_node(
     aggregator: Aggregator,
     merger: Merger,
     emit_on_window_close: bool,
+    old_values: OldValues,
 ) -> NodeFactory:
     gap, grace = windows.gap_ms, windows.grace_ms
     # suppress(untilWindowCloses) waits, for sessions, grace + gap past a session's end
@@ -217,12 +215,17 @@ def session_aggregate_node(
         observed = -1
         if not emit_on_window_close:
             forward_update = forward_at(rc, forward)
+            # A new session's old value is null; a merged-away one's is its aggregate
+            # (maybeForwardUpdate's Change), or, through the cache, what the store held.
+            store.send_old_values = old_values.sent
 
-            def on_flush(key: Any, start: int, end: int, value: Any, _timestamp: int) -> None:
+            def on_flush(
+                key: Any, start: int, end: int, value: Any, _timestamp: int, old: Any
+            ) -> None:
                 # Results and tombstones carry the session's end as timestamp, with or
                 # without the cache (KStreamSessionWindowAggregate.maybeForwardUpdate,
                 # SessionCacheFlushListener).
-                forward_update(Windowed(key, SessionWindow(start, end)), value, end)
+                forward_update(Windowed(key, SessionWindow(start, end)), value, end, old)
 
             store.set_flush_listener(on_flush)
         else:
@@ -258,7 +261,7 @@ def session_aggregate_node(
 
 def _suppression_buffer(
     task: TaskContext, store: Any, forward: Forward, suppress_for: int
-) -> Callable[[Any, int, int, Any, int], None]:
+) -> Callable[[Any, int, int, Any, int, Any], None]:
     """The session aggregation's updates, as they leave it (at once without a cache, at
     flush with one), through Kafka Streams' suppression buffer (`SuppressionBuffer`).
 
@@ -277,7 +280,7 @@ def _suppression_buffer(
     )
     refilled = False
 
-    def receive(key: Any, start: int, end: int, value: Any, _timestamp: int) -> None:
+    def receive(key: Any, start: int, end: int, value: Any, _timestamp: int, _old: Any) -> None:
         nonlocal refilled
         if not refilled:
             refilled = True

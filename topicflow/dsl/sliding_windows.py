@@ -38,7 +38,8 @@ from __future__ import annotations
 import bisect
 from typing import TYPE_CHECKING, Any
 
-from topicflow.dsl.aggregations import Aggregations, Aggregator, Initializer, forward_at
+from topicflow.dsl.aggregations import Aggregations, Aggregator, Initializer, old_value_of
+from topicflow.dsl.changes import OldValues, forward_at
 from topicflow.dsl.ktable import KTable
 from topicflow.dsl.operations import forward_to
 from topicflow.dsl.options import Materialized, Named
@@ -107,10 +108,13 @@ class SlidingWindowedKStream(Aggregations):
             # largest record timestamp.
             timestamped=True,
         )
-        table = KTable(builder, name, store_name=store)
+        old_values = OldValues()
+        table = KTable(builder, name, store_name=store, old_values=old_values)
 
         def make_node(emit_on_close: bool) -> ProcessorNode:
-            factory = sliding_aggregate_node(store, windows, initializer, aggregator, emit_on_close)
+            factory = sliding_aggregate_node(
+                store, windows, initializer, aggregator, emit_on_close, old_values
+            )
             return ProcessorNode(name, factory, [parent])
 
         builder.topology.add_node(make_node(False))
@@ -185,7 +189,7 @@ class _WindowStarts:
 
 def _suppression_buffer(
     store: Any, difference: int, grace: int, forward: Callable[[Any, Any, int], None]
-) -> Callable[[Any, int, Any, int], None]:
+) -> Callable[[Any, int, Any, int, Any], None]:
     """The sliding aggregation's updates, as they leave it, through Kafka Streams'
     suppression buffer (`SuppressionBuffer`), which waits `grace` past a window's end.
 
@@ -202,7 +206,7 @@ def _suppression_buffer(
         windowed_key = time_windowed_key(serialize_key(key) or b"", start)
         update(windowed_key, key, start, start + difference, value, timestamp)
 
-    def receive(key: Any, start: int, value: Any, timestamp: int) -> None:
+    def receive(key: Any, start: int, value: Any, timestamp: int, _old: Any) -> None:
         nonlocal refilled
         if not refilled:
             refilled = True
@@ -223,6 +227,7 @@ def sliding_aggregate_node(
     initializer: Initializer,
     aggregator: Aggregator,
     emit_on_window_close: bool,
+    old_values: OldValues,
 ) -> NodeFactory:
     """Kafka Streams' KStreamSlidingWindowAggregate (and KTableSuppressProcessor on it)."""
     difference, grace = windows.time_difference_ms, windows.grace_ms
@@ -232,14 +237,17 @@ def sliding_aggregate_node(
         index = _WindowStarts(store)
         metrics = task.metrics
         fetch, put = store.fetch_with_timestamp, store.put
+        # Kafka's updateWindowAndForward sends the aggregate a record was added to
+        # as the old value (a new window's initial one included).
+        send_old = store.send_old_values = old_values.sent
         forward_update = forward_at(task.record_context, forward_to(children))
         if emit_on_window_close:
             store.set_flush_listener(_suppression_buffer(store, difference, grace, forward_update))
         else:
 
-            def on_flush(key: Any, start: int, value: Any, timestamp: int) -> None:
+            def on_flush(key: Any, start: int, value: Any, timestamp: int, old: Any) -> None:
                 forward_update(
-                    Windowed(key, TimeWindow(start, start + difference)), value, timestamp
+                    Windowed(key, TimeWindow(start, start + difference)), value, timestamp, old
                 )
 
             store.set_flush_listener(on_flush)
@@ -259,7 +267,13 @@ def sliding_aggregate_node(
             if start + difference < close:
                 return  # closed: Kafka logs it as skipped and leaves it
             changed = True
-            put(key, aggregator(key, value, old), start, t if old_time < t else old_time)
+            put(
+                key,
+                aggregator(key, value, old),
+                start,
+                t if old_time < t else old_time,
+                old_value_of(old) if send_old else None,
+            )
             if new:
                 index.add(key, start)
 

@@ -21,9 +21,10 @@ from topicflow.state.session_store import session_changelog_key
 from topicflow.state.stores import InMemoryWindowStore, StoreSpec
 from topicflow.topology.nodes import RecordContext, RecordSender
 
-# (key, value, timestamp) of a change that reached the store, for the listener.
-FlushListener = Callable[[Any, Any, int], None]
-WindowFlushListener = Callable[[Any, int, Any, int], None]
+# (key, value, timestamp, old value) of a change that reached the store, for the
+# listener; the old value is None unless the store sends old values.
+FlushListener = Callable[[Any, Any, int, Any], None]
+WindowFlushListener = Callable[[Any, int, Any, int, Any], None]
 
 # Window changelog keys, as Kafka Streams' WindowKeySchema: key bytes, then the
 # window start (8 bytes) and a sequence number (4 bytes), big-endian.
@@ -130,6 +131,10 @@ class _CachedStore:
         self._timestamped = spec.timestamped
         self._dirty: dict[Any, Any] = {}
         self._listener: Any = None
+        # Kafka Streams' sendOldValues, set by the node that owns the store when a
+        # table below asks for old values: each change then reaches the listener
+        # with the value it replaces.
+        self.send_old_values = False
         # The store's key serializer (set by the state manager): where Kafka Streams
         # orders by serialized key, so do we.
         self.serialize_key: Callable[[Any], bytes | None] = _no_serializer
@@ -139,6 +144,12 @@ class _CachedStore:
         self._flushed_through: Callable[[], int] | None = None
         self.replay_stamps: dict[Any, int] | None = None
         self._replay_until = -1
+
+    def _unstored(self, stored: Any) -> Any:
+        """The value of what the inner store keeps (see `_stored`)."""
+        if stored is None or not self._timestamped:
+            return stored
+        return stored[0]
 
     def _stored(self, value: Any, timestamp: int) -> Any:
         """What the inner store keeps: `(value, timestamp)` when timestamped, else the value."""
@@ -203,10 +214,7 @@ class CachedKeyValueStore(_CachedStore):
         cached = self._dirty.get(key)
         if cached is not None:
             return cached[0]
-        stored = self.inner.get(key)
-        if stored is None or not self._timestamped:
-            return stored
-        return stored[0]
+        return self._unstored(self.inner.get(key))
 
     def get_with_timestamp(self, key: Any) -> tuple[Any, ...] | None:
         """A timestamped store's entry for `key`: value at [0], timestamp at [1]; or None.
@@ -232,13 +240,19 @@ class CachedKeyValueStore(_CachedStore):
         self._put(key, self.get(key), timestamp, stamp)
         return True
 
-    def put(self, key: Any, value: Any, timestamp: int | None = None) -> None:
-        """Write `key`; its timestamp is the record's in flight unless given."""
-        self._put(key, value, self._rc.timestamp if timestamp is None else timestamp, self._stamp())
+    def put(self, key: Any, value: Any, timestamp: int | None = None, old: Any = None) -> None:
+        """Write `key`; its timestamp is the record's in flight unless given.
 
-    def _put(self, key: Any, value: Any, timestamp: int, stamp: int) -> None:
+        `old` is what the listener hears as the old value when the write goes
+        through at once (no cache), as Kafka Streams' processors forward it
+        themselves then; a cache flush reads the old value from the inner store.
+        """
+        timestamp = self._rc.timestamp if timestamp is None else timestamp
+        self._put(key, value, timestamp, self._stamp(), old)
+
+    def _put(self, key: Any, value: Any, timestamp: int, stamp: int, old: Any = None) -> None:
         if not self._cache_entries:
-            self._write_through(key, value, timestamp, stamp)
+            self._write_through(key, value, timestamp, stamp, old)
             return
         # Remove, then add: a flush follows the order of the latest writes, as
         # Kafka Streams' NamedCache does.
@@ -268,12 +282,14 @@ class CachedKeyValueStore(_CachedStore):
     def approximate_num_entries(self) -> int:
         return self.inner.approximate_num_entries() + len(self._dirty)  # type: ignore[no-any-return]
 
-    def _write_through(self, key: Any, value: Any, timestamp: int, stamp: int) -> None:
+    def _write_through(
+        self, key: Any, value: Any, timestamp: int, stamp: int, old: Any = None
+    ) -> None:
         self.inner.put(key, self._stored(value, timestamp))
         if self._changelog is not None:
             self._changelog.log(key, value, timestamp, self._stamp_headers(stamp))
         if self._listener is not None:
-            self._listener(key, value, timestamp)
+            self._listener(key, value, timestamp, old)
 
     def flush(self) -> None:
         """Write every cached change through: store, changelog, listener.
@@ -285,10 +301,16 @@ class CachedKeyValueStore(_CachedStore):
             return
         dirty, self._dirty = self._dirty, {}
         inner_get = self.inner.get
+        send_old_values = self.send_old_values
         for key, (value, timestamp, stamp) in dirty.items():
-            if value is None and inner_get(key) is None:
-                continue
-            self._write_through(key, value, timestamp, stamp)
+            if value is None or send_old_values:
+                stored = inner_get(key)
+                if stored is None and value is None:
+                    continue
+                old = self._unstored(stored) if send_old_values else None
+                self._write_through(key, value, timestamp, stamp, old)
+            else:
+                self._write_through(key, value, timestamp, stamp)
 
     def restore(self, key: Any, value: Any, timestamp: int) -> None:
         """Apply one changelog record: its timestamp is the value's (timestamped stores)."""
@@ -329,10 +351,7 @@ class CachedWindowStore(_CachedStore):
             cached = window.get(key)
             if cached is not None:
                 return cached[0]
-        stored = self.inner.fetch(key, window_start)
-        if stored is None or not self._timestamped:
-            return stored
-        return stored[0]
+        return self._unstored(self.inner.fetch(key, window_start))
 
     def fetch_with_timestamp(self, key: Any, window_start: int) -> tuple[Any, ...] | None:
         """A timestamped store's entry: value at [0], timestamp at [1]; or None.
@@ -356,8 +375,18 @@ class CachedWindowStore(_CachedStore):
         self._put(key, self.fetch(key, window_start), window_start, timestamp, stamp)
         return True
 
-    def put(self, key: Any, value: Any, window_start: int, timestamp: int | None = None) -> None:
-        """Write the window of `key`; its timestamp is the record's in flight unless given."""
+    def put(
+        self,
+        key: Any,
+        value: Any,
+        window_start: int,
+        timestamp: int | None = None,
+        old: Any = None,
+    ) -> None:
+        """Write the window of `key`; its timestamp is the record's in flight unless given.
+
+        `old` as in `CachedKeyValueStore.put`.
+        """
         # As self._stamp(), inline: this is the windowed aggregations' per-record call.
         flushed_through = self._flushed_through
         self._put(
@@ -366,11 +395,20 @@ class CachedWindowStore(_CachedStore):
             window_start,
             self._rc.timestamp if timestamp is None else timestamp,
             0 if flushed_through is None else flushed_through(),
+            old,
         )
 
-    def _put(self, key: Any, value: Any, window_start: int, timestamp: int, stamp: int) -> None:
+    def _put(
+        self,
+        key: Any,
+        value: Any,
+        window_start: int,
+        timestamp: int,
+        stamp: int,
+        old: Any = None,
+    ) -> None:
         if not self._cache_entries:
-            self._write_through(key, window_start, value, timestamp, stamp)
+            self._write_through(key, window_start, value, timestamp, stamp, old)
             return
         window = self._dirty.get(window_start)
         if window is None:
@@ -414,7 +452,13 @@ class CachedWindowStore(_CachedStore):
         return self.inner.approximate_num_entries() + self._dirty_count  # type: ignore[no-any-return]
 
     def _write_through(
-        self, key: Any, window_start: int, value: Any, timestamp: int, stamp: int
+        self,
+        key: Any,
+        window_start: int,
+        value: Any,
+        timestamp: int,
+        stamp: int,
+        old: Any = None,
     ) -> None:
         self.inner.put(key, self._stored(value, timestamp), window_start)
         if self._changelog is not None:
@@ -422,7 +466,7 @@ class CachedWindowStore(_CachedStore):
                 key, window_start, value, timestamp, self._stamp_headers(stamp)
             )
         if self._listener is not None:
-            self._listener(key, window_start, value, timestamp)
+            self._listener(key, window_start, value, timestamp, old)
 
     def flush(self) -> None:
         """Write every cached change through, in the order of the latest writes.
@@ -440,12 +484,18 @@ class CachedWindowStore(_CachedStore):
         ]
         entries.sort(key=_write_order)
         inner_fetch = self.inner.fetch
+        send_old_values = self.send_old_values
         for (value, timestamp, stamp, _seq), key, window_start in entries:
-            # As CachingWindowStore: deleting what the inner store does not hold
-            # is neither written nor forwarded.
-            if value is None and inner_fetch(key, window_start) is None:
-                continue
-            self._write_through(key, window_start, value, timestamp, stamp)
+            if value is None or send_old_values:
+                stored = inner_fetch(key, window_start)
+                # As CachingWindowStore: deleting what the inner store does not
+                # hold is neither written nor forwarded.
+                if stored is None and value is None:
+                    continue
+                old = self._unstored(stored) if send_old_values else None
+                self._write_through(key, window_start, value, timestamp, stamp, old)
+            else:
+                self._write_through(key, window_start, value, timestamp, stamp)
 
     def restore(self, key: Any, window_start: int, value: Any, timestamp: int) -> None:
         """Apply one changelog record: its timestamp is the value's (timestamped stores)."""
@@ -454,8 +504,9 @@ class CachedWindowStore(_CachedStore):
 
 # -- session stores (appended: CachedSessionStore) ----------------------------------------------
 
-# (key, session start, session end, value, timestamp) of a change that reached the store.
-SessionFlushListener = Callable[[Any, int, int, Any, int], None]
+# (key, session start, session end, value, timestamp, old value) of a change that
+# reached the store.
+SessionFlushListener = Callable[[Any, int, int, Any, int, Any], None]
 
 
 class CachedSessionStore(_CachedStore):
@@ -594,27 +645,40 @@ class CachedSessionStore(_CachedStore):
         if self._cache_entries:
             self.put(key, start, end, None)  # CachingSessionStore.remove: a cached None
             return
+        # The session's value is the old value of its removal (what
+        # KStreamSessionWindowAggregate forwards for a merged-away session).
+        old = self.inner.fetch_session(key, start, end) if self.send_old_values else None
         self.inner.remove(key, start, end)
-        self._log_and_tell(key, start, end, None, self._rc.timestamp, self._stamp())
+        self._log_and_tell(key, start, end, None, self._rc.timestamp, self._stamp(), old)
 
     def _write_through(
         self, key: Any, start: int, end: int, value: Any, timestamp: int, stamp: int
     ) -> None:
         inner = self.inner
-        if value is None and inner.fetch_session(key, start, end) is None:
-            return  # nothing to delete: not in the store (never reached it, or expired)
+        old = None
+        if value is None or self.send_old_values:
+            old = inner.fetch_session(key, start, end)
+            if old is None and value is None:
+                return  # nothing to delete: not in the store (never reached it, or expired)
         inner.put(key, start, end, value)
-        self._log_and_tell(key, start, end, value, timestamp, stamp)
+        self._log_and_tell(key, start, end, value, timestamp, stamp, old)
 
     def _log_and_tell(
-        self, key: Any, start: int, end: int, value: Any, timestamp: int, stamp: int
+        self,
+        key: Any,
+        start: int,
+        end: int,
+        value: Any,
+        timestamp: int,
+        stamp: int,
+        old: Any = None,
     ) -> None:
         if self._changelog is not None:
             self._changelog.log_session(
                 key, start, end, value, timestamp, self._stamp_headers(stamp)
             )
         if self._listener is not None:
-            self._listener(key, start, end, value, timestamp)
+            self._listener(key, start, end, value, timestamp, old)
 
     def flush(self) -> None:
         """Write every cached change through (store, changelog, listener), oldest write

@@ -38,14 +38,19 @@ class RecordContext:
     leave room for an ordinal, and `ordinal` counts the records sent so far for
     it: sinks stamp each output with origin and position + ordinal. `origin` is None
     where outputs do not derive from one input record (punctuators, cache flushes).
+
+    `old_value` is the previous value of a table update in flight (the old half of
+    Kafka Streams' `Change`), set by the table that sends it for the nodes below
+    that asked for old values (a `KTable.filter`); no other node reads it.
     """
 
-    __slots__ = ("headers", "message", "ordinal", "origin", "position", "timestamp")
+    __slots__ = ("headers", "message", "old_value", "ordinal", "origin", "position", "timestamp")
 
     def __init__(self) -> None:
         self.message: Any = None
         self.timestamp: int = 0
         self.headers: Headers | None = None
+        self.old_value: Any = None
         self.origin: bytes | None = None
         self.ordinal = 0
         # With an origin: the message's offset << SEQUENCE_BITS (its outputs' base).

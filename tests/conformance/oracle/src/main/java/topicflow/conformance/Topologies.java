@@ -164,6 +164,19 @@ final class Topologies {
                 () -> 0L, (k, v, agg) -> agg + len(v), Materialized.with(Serdes.String(), Serdes.Long()))));
         define("count_filter", b -> T(in(b).groupByKey().count().filter((k, v) -> v % 2 == 0)));
         define("count_map_values", b -> T(in(b).groupByKey().count().mapValues(v -> v * 10)));
+        define("count_map_values_filter", b -> T(in(b).groupByKey().count()
+                .mapValues(v -> v * 10).filter((k, v) -> v % 20 == 0)));
+        define("reduce_filter", b -> T(in(b).groupByKey().reduce((x, y) -> x + y)
+                .filter((k, v) -> v.length() % 2 == 0)));
+        define("aggregate_filter", b -> T(in(b).groupByKey().aggregate(
+                () -> 0L, (k, v, agg) -> agg + len(v), Materialized.with(Serdes.String(), Serdes.Long()))
+                .filter((k, v) -> v % 2 == 0)));
+        define("tumbling_count_filter", b -> WT(in(b).groupByKey().windowedBy(TUMBLING).count()
+                .filter((k, v) -> v % 2 == 0)));
+        define("sliding_count_filter", b -> WT(in(b).groupByKey().windowedBy(SLIDING).count()
+                .filter((k, v) -> v % 2 == 0)));
+        define("session_count_filter", b -> WT(in(b).groupByKey().windowedBy(SESSION).count()
+                .filter((k, v) -> v % 2 == 0)));
 
         define("tumbling_count", b -> WT(in(b).groupByKey().windowedBy(TUMBLING).count()));
         define("tumbling_count_no_grace", b -> WT(in(b).groupByKey().windowedBy(TUMBLING_NO_GRACE).count()));
@@ -197,6 +210,15 @@ final class Topologies {
         define("table", b -> b.<String, String>table("tin").toStream().to("out"));
         define("table_materialized", b -> b.table("tin",
                 Materialized.<String, String, KeyValueStore<Bytes, byte[]>>as("tin-store")).toStream().to("out"));
+        define("table_filter", b -> b.<String, String>table("tin")
+                .filter((k, v) -> v.length() % 2 == 1)
+                .toStream()
+                .to("out"));
+        define("table_materialized_filter_not", b -> b.table("tin",
+                        Materialized.<String, String, KeyValueStore<Bytes, byte[]>>as("tin-store"))
+                .filterNot((k, v) -> v.startsWith("a"))
+                .toStream()
+                .to("out"));
         define("table_filter_map_values", b -> b.table("tin",
                         Materialized.<String, String, KeyValueStore<Bytes, byte[]>>as("tin-store"))
                 .filter((k, v) -> v.length() % 2 == 1)
