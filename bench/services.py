@@ -94,6 +94,7 @@ def _prepare_kafka(bootstrap: str, service: str, count: int) -> None:
     topic = PREFIX + topic_name
     marker = ROOT / "bench" / "results" / f".input-{topic_name}.json"
     outputs = [PREFIX + t for t in ("words", "anomalies") if t != topic_name]
+    outputs += [PREFIX + f"{name}-dlq" for name in SERVICES]
     admin.create_topics([TopicSpec(t, PARTITIONS) for t in outputs], 30)
     if admin.partition_counts([topic], 10):
         fresh = marker.exists() and json.loads(marker.read_text()) == {
@@ -105,8 +106,10 @@ def _prepare_kafka(bootstrap: str, service: str, count: int) -> None:
         admin.delete_topics([topic], 30)
         time.sleep(2)
     admin.create_topics([TopicSpec(topic, PARTITIONS)], 30)
-    # Output topics the services write (never auto-created on the dev broker).
+    # Output and dead-letter topics the services write (never auto-created on the
+    # dev broker).
     outputs = [PREFIX + t for t in ("words", "anomalies") if t != topic_name]
+    outputs += [PREFIX + f"{name}-dlq" for name in SERVICES]
     admin.create_topics([TopicSpec(t, PARTITIONS) for t in outputs], 30)
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50})
     _, records = _inputs(service, count, int(time.time() * 1000) - SPAN_MS)

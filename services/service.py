@@ -18,11 +18,20 @@ from topicflow.runtime.runner import EXIT_BAD_SETUP, configure_logging, run_unti
 # Java example, string keys and values and 1 s commits; and idempotent state, so
 # that counts and alerts stay exact when a dyno is killed (Heroku's plans grant
 # no transactions for exactly_once_v2).
+#
+# And one bad record never stops a service: a record that cannot be read,
+# processed or produced (a 1 MB word whose repartition record is too large, a
+# log line not in the format, a word the database cannot index) is skipped,
+# counted, logged and sent with its raw bytes to the service's dead-letter
+# topic, `<prefix><service>-dlq` (Kafka Streams' handlers and KIP-1034's DLQ).
 SERVICE_SETTINGS: Mapping[str, Any] = {
     "default_key_serde": Serdes.String(),
     "default_value_serde": Serdes.String(),
     "commit_interval_ms": 1000,
     "idempotent_state": True,
+    "deserialization_exception_handler": "log_and_continue",
+    "processing_exception_handler": "log_and_continue",
+    "production_exception_handler": "log_and_continue",
 }
 
 
@@ -38,10 +47,19 @@ class Service:
     # Settings this service puts on top of Kafka Streams' defaults.
     settings: Mapping[str, Any]
 
+    @property
+    def dead_letter_topic(self) -> str:
+        """Where the records this service skips go, without the prefix."""
+        return f"{self.name}-dlq"
+
     def config(self, environ: Mapping[str, str] | None = None, **overrides: Any) -> StreamsConfig:
         """The service's settings, then `TOPICFLOW_*` environment variables, then `overrides`."""
         environ = os.environ if environ is None else environ
-        config = StreamsConfig.from_env(self.application_name, environ, **self.settings)
+        settings = {
+            "errors_dead_letter_queue_topic_name": self.prefix(environ) + self.dead_letter_topic,
+            **self.settings,
+        }
+        config = StreamsConfig.from_env(self.application_name, environ, **settings)
         return config.with_overrides(**overrides) if overrides else config
 
     def prefix(self, environ: Mapping[str, str] | None = None) -> str:

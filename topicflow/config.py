@@ -5,8 +5,8 @@ Defaults are Kafka Streams' own (`auto_offset_reset="earliest"`,
 never surprised; each service sets what it needs on top. Two deliberate
 exceptions, so that bad input never crash-loops a service: a record that cannot
 be deserialized, or has a negative timestamp, is logged, counted and skipped
-(Kafka Streams' defaults fail), unless `default_deserialization_exception_handler`
-is `log_and_fail`. Settings that are not
+(Kafka Streams' defaults fail), unless `deserialization_exception_handler`
+is `log_and_fail` (see topicflow/exception_handlers.py). Settings that are not
 Kafka Streams' go to librdkafka untouched through `client_config` (all
 clients), `consumer_config` and `producer_config`.
 
@@ -26,11 +26,10 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from topicflow.errors import ConfigError, SerializationError
+from topicflow.exception_handlers import HandlerSetting, is_handler_setting
 from topicflow.serdes import Serde, Serdes
 
 ProcessingGuarantee = Literal["at_least_once", "exactly_once_v2"]
-DeserializationHandler = Literal["log_and_continue", "log_and_fail"]
-ProcessingHandler = Literal["log_and_continue", "log_and_fail"]
 OffsetReset = Literal["earliest", "latest"]
 AssignmentStrategy = Literal["range", "cooperative-sticky"]
 
@@ -107,8 +106,16 @@ class StreamsConfig:
     default_value_serde: Serde[Any] = field(default_factory=Serdes.Bytes)
     # None: the record's own timestamp (Kafka Streams' default extractor).
     default_timestamp_extractor: TimestampExtractor | None = None
-    default_deserialization_exception_handler: DeserializationHandler = "log_and_continue"
-    processing_exception_handler: ProcessingHandler = "log_and_fail"
+    # Kafka Streams' exception handlers (topicflow/exception_handlers.py): each
+    # "log_and_continue", "log_and_fail" or handler(context, record, error).
+    deserialization_exception_handler: HandlerSetting = "log_and_continue"
+    processing_exception_handler: HandlerSetting = "log_and_fail"
+    production_exception_handler: HandlerSetting = "log_and_fail"
+    # KIP-1034: records the handlers skip go to this topic (it must exist).
+    errors_dead_letter_queue_topic_name: str | None = None
+    # Kafka Streams' task.timeout.ms: how long a worker keeps retrying while the
+    # broker does not acknowledge its records (an outage) before it fails.
+    task_timeout_ms: int = 300_000
     auto_offset_reset: OffsetReset = "earliest"
     # Kafka Streams' statestore.cache.max.bytes: per store, updates to a key
     # between commits are collapsed into one; 0 emits every update.
@@ -156,16 +163,22 @@ class StreamsConfig:
         _check_choice(
             "processing_guarantee", self.processing_guarantee, ("at_least_once", "exactly_once_v2")
         )
-        _check_choice(
-            "default_deserialization_exception_handler",
-            self.default_deserialization_exception_handler,
-            ("log_and_continue", "log_and_fail"),
-        )
-        _check_choice(
+        for name in (
+            "deserialization_exception_handler",
             "processing_exception_handler",
-            self.processing_exception_handler,
-            ("log_and_continue", "log_and_fail"),
-        )
+            "production_exception_handler",
+        ):
+            if not is_handler_setting(getattr(self, name)):
+                raise ConfigError(
+                    f"{name} must be log_and_continue, log_and_fail or a function "
+                    f"(context, record, error) -> HandlerResponse; got {getattr(self, name)!r}"
+                )
+        dlq = self.errors_dead_letter_queue_topic_name
+        if dlq is not None and (not isinstance(dlq, str) or not dlq.strip()):
+            raise ConfigError(
+                f"errors_dead_letter_queue_topic_name must be a topic name, got {dlq!r}"
+            )
+        _check_positive("task_timeout_ms", self.task_timeout_ms)
         _check_choice("auto_offset_reset", self.auto_offset_reset, ("earliest", "latest"))
         _check_choice(
             "partition_assignment_strategy",
@@ -330,6 +343,11 @@ class StreamsConfig:
             # time): short, as Kafka Streams' 10 s, but well above the commit interval.
             conf["enable.idempotence"] = True
             conf["transaction.timeout.ms"] = max(10_000, 5 * self.commit_interval_ms)
+        else:
+            # A record is retried (through a broker outage) as long as the worker
+            # waits for it: task_timeout_ms, after which the worker fails. Under
+            # transactions librdkafka bounds it by transaction.timeout.ms instead.
+            conf["message.timeout.ms"] = self.task_timeout_ms
         conf.update(self.producer_config)
         return conf
 
@@ -413,6 +431,7 @@ _ENV_INT_SETTINGS = (
     "poll_ms",
     "startup_timeout_ms",
     "session_timeout_ms",
+    "task_timeout_ms",
 )
 _ENV_STR_SETTINGS = (
     "state_dir",
@@ -420,8 +439,10 @@ _ENV_STR_SETTINGS = (
     "group_instance_id",
     "auto_offset_reset",
     "processing_guarantee",
-    "default_deserialization_exception_handler",
+    "deserialization_exception_handler",
     "processing_exception_handler",
+    "production_exception_handler",
+    "errors_dead_letter_queue_topic_name",
     "client_id",
 )
 
@@ -443,7 +464,9 @@ _JAVA_ALIASES = {
     "default_key_serde_class": "default_key_serde",
     "default_value_serde_class": "default_value_serde",
     "max_poll_records": "max_poll_records",
-    "default_deserialization_exception_handler": "default_deserialization_exception_handler",
+    # Kafka Streams' names before 4.0.
+    "default_deserialization_exception_handler": "deserialization_exception_handler",
+    "default_production_exception_handler": "production_exception_handler",
 }
 
 

@@ -46,3 +46,40 @@ class RetriableError(TopicflowError):
     pauses its input and retries with backoff, so nothing is lost and nothing
     crash-loops.
     """
+
+
+class HandlerFailed(StreamsException):
+    """An exception handler answered FAIL: the stream worker stops, committing
+    nothing after the record (its message names the record's topic, partition
+    and offset)."""
+
+
+class RefusedRecord:
+    """One record an external system refused for its content (see RecordsRefused)."""
+
+    __slots__ = ("error", "key", "value")
+
+    def __init__(self, key: bytes | None, value: bytes | None, error: Exception) -> None:
+        # The record as the sink would have written it, serialized for the
+        # dead-letter queue; `error` is the system's own error for it.
+        self.key = key
+        self.value = value
+        self.error = error
+
+
+class RecordsRefused(TopicflowError):
+    """Raised by a processor's commit-time flush after it wrote everything else:
+    the external system refused these records for their content (a value too
+    long, an index row too large, a bad encoding, a constraint), so retrying
+    cannot help. The stream worker hands each one to the processing exception
+    handler (CONTINUE: counted as a sink skip and dead-lettered; FAIL: the
+    worker stops), then goes on with the commit."""
+
+    def __init__(self, where: str, refused: list[RefusedRecord]) -> None:
+        first = refused[0].error if refused else None
+        super().__init__(
+            f"{where} refused {len(refused)} record(s) for their content"
+            + (f": {type(first).__name__}: {first}" if first is not None else "")
+        )
+        self.where = where
+        self.refused = refused

@@ -26,6 +26,7 @@ from topicflow.brokers.embedded.message import EmbeddedMessage
 from topicflow.config import StreamsConfig
 from topicflow.errors import TopologyError
 from topicflow.processor.api import PunctuationType
+from topicflow.runtime.error_handling import ErrorHandling
 from topicflow.runtime.processing import BatchProcessor, Routes, WorkerMetrics
 from topicflow.runtime.task import StreamTask, TaskId
 from topicflow.serdes import Serde
@@ -93,8 +94,11 @@ class TopologyTestDriver:
         self._in_pipe = False
         self._commit_every_record = commit_every_record
         self.metrics = WorkerMetrics()
-        self._processor = BatchProcessor(self._config, self.metrics)
         sender = _DriverSender(self)
+        # Dead letters come out as the driver's output, on their topic.
+        self.errors = ErrorHandling(self._config, self.metrics)
+        self.errors.sender = sender
+        self._processor = BatchProcessor(self._config, self.metrics, self.errors)
         self._tasks: list[StreamTask] = []
         self._routes: Routes = {}
         for sub in topology.subtopologies():
@@ -107,6 +111,7 @@ class TopologyTestDriver:
                 self._clock,
                 self.metrics,
                 topology.state_stores,
+                errors=self.errors,
             )
             self._tasks.append(task)
             for topic in task.source_topics:

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -18,6 +19,15 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 BIN = Path(sys.executable).parent
+
+
+# The dead-letter topics of the three services (services/service.py), without prefix.
+DEAD_LETTER_TOPICS = ("text-processor-dlq", "aggregator-dlq", "anomaly-detector-dlq")
+
+
+def dead_letter_topics(prefix: str) -> list[str]:
+    """Every service's dead-letter topic under `prefix`: a service will not start without it."""
+    return [f"{prefix}{t}" for t in DEAD_LETTER_TOPICS]
 
 
 def create_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:
@@ -210,3 +220,124 @@ def differences(found: dict[tuple[int, str], int], truth: dict[tuple[int, str], 
         f"{sum(found.values())} counted for {sum(truth.values())} words; "
         f"{len(wrong)} windows differ: {shown}"
     )
+
+
+# -- records with their coordinates and headers (dead letters, changelogs) ---------------------
+
+
+def produce_recorded(
+    bootstrap: str,
+    topic: str,
+    values: Iterable[bytes | None],
+    timestamps: Iterable[int],
+    config: dict[str, Any] | None = None,
+) -> list[tuple[int, int]]:
+    """Produce keyless records; (partition, offset) of each, from its delivery report."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, **(config or {})})
+    placed: dict[int, tuple[int, int]] = {}
+    failed: list[str] = []
+
+    def report(index: int) -> Callable[[Any, Any], None]:
+        def delivered(error: Any, message: Any) -> None:
+            if error is not None:
+                failed.append(f"record {index}: {error}")
+            else:
+                placed[index] = (message.partition(), message.offset())
+
+        return delivered
+
+    index = -1
+    for index, (value, timestamp) in enumerate(zip(values, timestamps, strict=True)):
+        while True:
+            try:
+                producer.produce(topic, value, None, timestamp=timestamp, on_delivery=report(index))
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    assert producer.flush(30) == 0
+    assert not failed, failed
+    return [placed[i] for i in range(index + 1)]
+
+
+def read_records(bootstrap: str, topic: str, timeout: float = 30) -> list[Any]:
+    """Every record of `topic` up to its end offsets when called (confluent-kafka Messages)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        ends: dict[int, int] = {}
+        starts: list[TopicPartition] = []
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if high > low:
+                ends[p] = high
+                starts.append(TopicPartition(topic, p, low))
+        records: list[Any] = []
+        if not starts:
+            return records
+        consumer.assign(starts)
+        deadline = time.monotonic() + timeout
+        while ends:
+            assert time.monotonic() < deadline, f"{topic}: not read to its end in {timeout} s"
+            for message in consumer.consume(10_000, 0.2):
+                assert message.error() is None, message.error()
+                if message.offset() < ends.get(message.partition(), -1):
+                    records.append(message)
+                if message.offset() >= ends.get(message.partition(), 0) - 1:
+                    ends.pop(message.partition(), None)
+        return records
+    finally:
+        consumer.close()
+
+
+def record_at(bootstrap: str, topic: str, partition: int, offset: int) -> Any:
+    """The record of `topic` at `partition` and `offset` (a confluent-kafka Message)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        consumer.assign([TopicPartition(topic, partition, offset)])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None:
+                assert message.error() is None, message.error()
+                assert (message.partition(), message.offset()) == (partition, offset)
+                return message
+        raise AssertionError(f"no record at {topic}[{partition}]@{offset}")
+    finally:
+        consumer.close()
+
+
+def windowed_counts_of_changelog(bootstrap: str, changelog: str) -> dict[tuple[str, int], int]:
+    """The latest count per (key, window start) in a windowed count's changelog.
+
+    A windowed store's changelog key is the key's bytes, then the window start
+    (8 bytes) and a sequence number (4 bytes), big-endian; the value is a Long.
+    """
+    counts: dict[tuple[str, int], int] = {}
+    for message in read_records(bootstrap, changelog):
+        key = message.key()
+        start = int.from_bytes(key[-12:-4], "big", signed=True)
+        name = key[:-12].decode()
+        value = message.value()
+        if value is None:
+            counts.pop((name, start), None)
+        else:
+            counts[(name, start)] = int.from_bytes(value, "big", signed=True)
+    return counts
+
+
+def headers_of(message: Any) -> dict[str, str]:
+    """A record's headers as text (dead letters carry UTF-8 strings)."""
+    return {name: (value or b"").decode() for name, value in message.headers() or []}

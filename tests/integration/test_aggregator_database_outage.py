@@ -19,6 +19,7 @@ from tests.integration.kafka_tools import (
     ServiceProcess,
     committed_total,
     create_topics,
+    dead_letter_topics,
     end_offsets,
     produce,
     table,
@@ -51,7 +52,7 @@ def test_database_outage_pauses_commits_and_loses_no_rows(
 ) -> None:
     prefix = f"outage-{unique}."
     words_topic = f"{prefix}words"
-    create_topics(dev_env.bootstrap_servers, [words_topic], 4)
+    create_topics(dev_env.bootstrap_servers, [words_topic, *dead_letter_topics(prefix)], 4)
     env = {
         "KAFKA_URL": dev_env.kafka_url,
         "KAFKA_PREFIX": prefix,

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.kafka_tools import ServiceProcess, create_topics, produce, table, wait_until
+from tests.integration.kafka_tools import (
+    ServiceProcess,
+    create_topics,
+    dead_letter_topics,
+    produce,
+    table,
+    wait_until,
+)
 from tests.integration.test_scaling_kafka import workload
 from topicflow import KafkaStreams, StreamsBuilder, StreamsConfig
 from topicflow.dev import DevEnv
@@ -20,7 +27,7 @@ def test_cooperative_scaling_moves_only_some_partitions_and_counts_exactly(
     dev_env: DevEnv, unique: str, database: str, tmp_path: Path
 ) -> None:
     prefix = f"coop-{unique}."
-    create_topics(dev_env.bootstrap_servers, [f"{prefix}words"], 6)
+    create_topics(dev_env.bootstrap_servers, [f"{prefix}words", *dead_letter_topics(prefix)], 6)
     env = {
         "KAFKA_URL": dev_env.kafka_url,
         "KAFKA_PREFIX": prefix,

@@ -16,6 +16,7 @@ from pathlib import Path
 from tests.integration.kafka_tools import (
     ServiceProcess,
     create_topics,
+    dead_letter_topics,
     produce,
     table,
     wait_until,
@@ -30,7 +31,7 @@ def test_a_killed_instance_changes_no_count_under_exactly_once(
     dev_env: DevEnv, unique: str, database: str, tmp_path: Path
 ) -> None:
     prefix = f"eos-{unique}."
-    create_topics(dev_env.bootstrap_servers, [f"{prefix}words"], 4)
+    create_topics(dev_env.bootstrap_servers, [f"{prefix}words", *dead_letter_topics(prefix)], 4)
     env = {
         "KAFKA_URL": dev_env.kafka_url,
         "KAFKA_PREFIX": prefix,

@@ -30,7 +30,11 @@ def create_service_topics(app: HerokuApp, service: object) -> None:
     environ = {"KAFKA_PREFIX": app.prefix}
     topology = service.topology(environ)  # type: ignore[attr-defined]
     app_id = service.config(environ).application_id  # type: ignore[attr-defined]
-    plain = [*service.input_topics, *service.output_topics]  # type: ignore[attr-defined]
+    plain = [
+        *service.input_topics,  # type: ignore[attr-defined]
+        *service.output_topics,  # type: ignore[attr-defined]
+        service.dead_letter_topic,  # type: ignore[attr-defined]
+    ]
     existing = set(app.created)
     app.create_topics([t for t in plain if app.topic(t) not in existing], PARTITIONS)
     for internal in topology.internal_topics.values():

@@ -20,6 +20,7 @@ import pytest
 from tests.integration.kafka_tools import (
     ServiceProcess,
     create_topics,
+    dead_letter_topics,
     differences,
     produce,
     table,
@@ -40,7 +41,11 @@ def test_a_killed_text_processor_changes_no_count(
 ) -> None:
     prefix = f"chain-{unique}."
     bootstrap = dev_env.bootstrap_servers
-    create_topics(bootstrap, [f"{prefix}textlines", f"{prefix}words"], PARTITIONS)
+    create_topics(
+        bootstrap,
+        [f"{prefix}textlines", f"{prefix}words", *dead_letter_topics(prefix)],
+        PARTITIONS,
+    )
     env = {
         "KAFKA_URL": dev_env.kafka_url,
         "KAFKA_PREFIX": prefix,

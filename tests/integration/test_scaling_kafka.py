@@ -23,6 +23,7 @@ from tests.integration.heroku_conftest import HerokuApp
 from tests.integration.kafka_tools import (
     ServiceProcess,
     create_topics,
+    dead_letter_topics,
     differences,
     produce,
     table,
@@ -105,7 +106,7 @@ def _heroku_aggregator_env(
 ) -> dict[str, str]:
     """Heroku's variables for the Aggregator, with its topics created by the operator."""
     config = aggregator.SERVICE.config({"KAFKA_PREFIX": heroku_app.prefix})
-    heroku_app.create_topics(["words"], PARTITIONS)
+    heroku_app.create_topics(["words", aggregator.SERVICE.dead_letter_topic], PARTITIONS)
     for internal in aggregator.SERVICE.topology(
         {"KAFKA_PREFIX": heroku_app.prefix}
     ).internal_topics.values():
@@ -215,7 +216,9 @@ def test_a_killed_instance_among_scaling_ones_changes_no_count_under_exactly_onc
     dev_env: DevEnv, unique: str, database: str, tmp_path: Path
 ) -> None:
     prefix = f"scale-{unique}."
-    create_topics(dev_env.bootstrap_servers, [f"{prefix}words"], PARTITIONS)
+    create_topics(
+        dev_env.bootstrap_servers, [f"{prefix}words", *dead_letter_topics(prefix)], PARTITIONS
+    )
     env = {
         "KAFKA_URL": dev_env.kafka_url,
         "KAFKA_PREFIX": prefix,

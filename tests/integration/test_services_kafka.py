@@ -23,6 +23,7 @@ from services.sentences import sentences
 from tests.integration.kafka_tools import (
     ServiceProcess,
     create_topics,
+    dead_letter_topics,
     produce,
     table,
     wait_until,
@@ -82,7 +83,10 @@ def test_the_three_services_match_ground_truth_and_the_aggregator_restores(
     bootstrap = dev_env.bootstrap_servers
     create_topics(
         bootstrap,
-        [f"{prefix}{t}" for t in ("textlines", "words", "loglines", "anomalies")],
+        [
+            *(f"{prefix}{t}" for t in ("textlines", "words", "loglines", "anomalies")),
+            *dead_letter_topics(prefix),
+        ],
         PARTITIONS,
     )
     webhook = LocalHttpServer().start()

@@ -6,7 +6,7 @@ import re
 import time
 from pathlib import Path
 
-from tests.integration.kafka_tools import ServiceProcess, create_topics
+from tests.integration.kafka_tools import ServiceProcess, create_topics, dead_letter_topics
 from topicflow.config import StreamsConfig
 from topicflow.dev import DevEnv
 
@@ -20,7 +20,11 @@ def test_a_quick_restart_does_not_move_the_other_members_partitions(
     dev_env: DevEnv, unique: str, tmp_path: Path
 ) -> None:
     prefix = f"static-{unique}."
-    create_topics(dev_env.bootstrap_servers, [f"{prefix}textlines", f"{prefix}words"], 4)
+    create_topics(
+        dev_env.bootstrap_servers,
+        [f"{prefix}textlines", f"{prefix}words", *dead_letter_topics(prefix)],
+        4,
+    )
     base = {
         "KAFKA_URL": dev_env.kafka_url,
         "KAFKA_PREFIX": prefix,

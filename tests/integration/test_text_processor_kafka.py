@@ -20,6 +20,7 @@ from tests.integration.kafka_tools import (
     ServiceProcess,
     committed_total,
     create_topics,
+    dead_letter_topics,
     end_offsets,
     produce,
     read_values,
@@ -63,7 +64,11 @@ def service_env(dev_env: DevEnv, prefix: str) -> dict[str, str]:
 @pytest.fixture
 def topics(dev_env: DevEnv, unique: str) -> str:
     prefix = f"it-{unique}."
-    create_topics(dev_env.bootstrap_servers, [f"{prefix}textlines", f"{prefix}words"], PARTITIONS)
+    create_topics(
+        dev_env.bootstrap_servers,
+        [f"{prefix}textlines", f"{prefix}words", *dead_letter_topics(prefix)],
+        PARTITIONS,
+    )
     return prefix
 
 

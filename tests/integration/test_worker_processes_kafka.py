@@ -9,6 +9,7 @@ from pathlib import Path
 from tests.integration.kafka_tools import (
     ServiceProcess,
     create_topics,
+    dead_letter_topics,
     produce,
     table,
     wait_until,
@@ -21,7 +22,7 @@ def test_two_worker_processes_share_the_work_and_stop_cleanly(
     dev_env: DevEnv, unique: str, database: str, tmp_path: Path
 ) -> None:
     prefix = f"vert-{unique}."
-    create_topics(dev_env.bootstrap_servers, [f"{prefix}words"], 4)
+    create_topics(dev_env.bootstrap_servers, [f"{prefix}words", *dead_letter_topics(prefix)], 4)
     env = {
         "KAFKA_URL": dev_env.kafka_url,
         "KAFKA_PREFIX": prefix,

@@ -14,6 +14,8 @@ def test_the_aggregators_topics_carry_the_prefix_and_changelogs_are_compacted(
     specs = {spec.name: spec for spec in topic_specs("aggregator", 6, -1)}
     assert set(specs) == {
         "p.words",
+        # Where the Aggregator's skipped records go (services/service.py).
+        "p.aggregator-dlq",
         "p.aggregator-app-windowed-counts-repartition",
         "p.aggregator-app-windowed-counts-changelog",
     }

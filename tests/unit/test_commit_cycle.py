@@ -104,12 +104,23 @@ def test_nothing_is_committed_while_the_output_is_unacknowledged(
     broker = EmbeddedBroker()
     _fill(broker, 100)
     stuck = _BrokerWithStuckProducer(broker)
-    streams = KafkaStreams(_topology(), _config("stuck"), broker=stuck)  # type: ignore[arg-type]
+    config = _config("stuck").with_overrides(task_timeout_ms=2500)
+    streams = KafkaStreams(_topology(), config, broker=stuck)  # type: ignore[arg-type]
+    started = time.monotonic()
     streams.start()
-    _wait_for(lambda: streams.state is State.ERROR, 10)
+    # An outage shorter than task_timeout_ms is waited out, input paused...
+    time.sleep(1.5)
+    assert streams.state is not State.ERROR
     assert len(stuck.producer_instance.held) == 100  # processed...
     assert broker.committed_offsets("stuck") == {}  # ...but not committed
-    assert "not acknowledged" in str(streams.error)
+    # ...a longer one fails the worker, with one line naming the setting.
+    _wait_for(lambda: streams.state is State.ERROR, 15)
+    assert time.monotonic() - started >= 2.5
+    assert broker.committed_offsets("stuck") == {}
+    message = str(streams.error)
+    assert "not acknowledged by the broker" in message
+    assert "task_timeout_ms=2500" in message
+    assert "\n" not in message
     streams.close(10)
 
     # A new instance of the application redoes the uncommitted work: nothing is lost.

@@ -176,7 +176,7 @@ def test_exactly_once_v2_on_the_embedded_broker_fails_at_start_with_the_alternat
     ("field", "value"),
     [
         ("auto_offset_reset", "smallest"),
-        ("default_deserialization_exception_handler", "ignore"),
+        ("deserialization_exception_handler", "ignore"),
         ("processing_exception_handler", "retry"),
     ],
 )

@@ -76,7 +76,7 @@ def test_undeserializable_key_is_skipped_too() -> None:
 
 
 def test_log_and_fail_raises_naming_topic_partition_and_offset() -> None:
-    with long_values_driver(default_deserialization_exception_handler="log_and_fail") as driver:
+    with long_values_driver(deserialization_exception_handler="log_and_fail") as driver:
         pipe_long(driver, "a", 1)
         pipe_long(driver, "b", 2)
         with pytest.raises(StreamsException) as info:
@@ -123,14 +123,14 @@ def test_negative_timestamp_from_an_extractor_is_skipped() -> None:
 
 
 def test_negative_timestamp_with_log_and_fail_raises() -> None:
-    with long_values_driver(default_deserialization_exception_handler="log_and_fail") as driver:
+    with long_values_driver(deserialization_exception_handler="log_and_fail") as driver:
         with pytest.raises(StreamsException, match=r"numbers\[0\]@0.*timestamp -1"):
             pipe_long(driver, "a", 1, timestamp=-1)
         assert driver.metrics.invalid_timestamps == 1
 
 
 def test_driver_keeps_working_after_a_fatal_record() -> None:
-    with long_values_driver(default_deserialization_exception_handler="log_and_fail") as driver:
+    with long_values_driver(deserialization_exception_handler="log_and_fail") as driver:
         with pytest.raises(StreamsException):
             driver.pipe_raw("numbers", b"x", b"?", 0)
         pipe_long(driver, "y", 5)

@@ -174,7 +174,7 @@ def test_dry_run_on_a_basic_plan() -> None:
 
     created = {c[2]: c[3:-2] for c in cmds if c[1] == "kafka:topics:create"}
     assert list(created) == all_topics()
-    assert len(created) == 9
+    assert len(created) == 12  # 9 the services read and write, 3 dead-letter topics
     for topic, flags in created.items():
         assert flags[:2] == ["--partitions", "4"], topic
         if topic.endswith("-changelog"):
@@ -255,8 +255,10 @@ def test_usage_errors_are_one_line(args: list[str], message: str) -> None:
 
 
 def test_bigger_basic_plans_allow_more_partitions() -> None:
-    assert setup("myapp", "basic-1", "--partitions", "50", "--dry-run").returncode == 0
-    assert setup("myapp", "basic-2", "--partitions=100", "--dry-run").returncode == 0
+    # 12 topics: 40 x 12 = 480 and 80 x 12 = 960, their plans' budgets.
+    assert setup("myapp", "basic-1", "--partitions", "40", "--dry-run").returncode == 0
+    assert setup("myapp", "basic-2", "--partitions=80", "--dry-run").returncode == 0
+    assert setup("myapp", "basic-2", "--partitions=81", "--dry-run").returncode == 2
 
 
 def test_without_the_heroku_cli(tmp_path: Path) -> None:

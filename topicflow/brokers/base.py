@@ -146,6 +146,10 @@ class Admin(Protocol):
 
     def delete_topics(self, topics: Sequence[str], timeout: float) -> None: ...
 
+    def max_message_bytes(self, topics: Sequence[str], timeout: float) -> dict[str, int]:
+        """Each named topic's largest record batch (max.message.bytes), where known."""
+        ...
+
     def group_members(self, group_id: str, timeout: float) -> list[GroupMember] | None:
         """The members of a stable group with their partitions; None while it rebalances."""
         ...

@@ -3,12 +3,18 @@
 Consumers and producers are librdkafka's own objects, handed to the runtime
 as they are: nothing of ours sits between a consumed message and its task.
 librdkafka's log lines go to Python logging (`topicflow.librdkafka`) instead
-of stderr, and its repeated connection errors are summarised, not repeated.
+of stderr. While the brokers are unreachable every client logs each failed
+attempt (25 or more lines a second per process): those lines and their twins
+in the error callback are held to one line per `CONNECTION_LOG_EVERY_S` for
+the whole process, carrying how many were held back.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -16,7 +22,7 @@ from typing import Any
 from confluent_kafka import Consumer as KafkaConsumer
 from confluent_kafka import ConsumerGroupState, KafkaError, KafkaException
 from confluent_kafka import Producer as KafkaProducer
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 from confluent_kafka.cimpl import NewTopic
 
 from topicflow.brokers.base import Admin, Consumer, GroupMember, Producer, TopicSpec
@@ -24,9 +30,116 @@ from topicflow.errors import BrokerUnavailable
 
 log = logging.getLogger("topicflow.librdkafka")
 
-# librdkafka reports every failed connection attempt; one line per this many
-# seconds is enough to say the broker is down.
+# While the brokers are down each client of a process (consumer, producer,
+# admin, restore consumer) retries every 50 ms or so and reports each failure
+# twice: a log line and an error callback. One line per this many seconds per
+# process says the broker is down, how, and how hard the clients are trying.
+CONNECTION_LOG_EVERY_S = 30.0
+
+# Other non-fatal client errors: one line per this many seconds per broker factory.
 ERROR_LOG_EVERY_S = 10.0
+
+# librdkafka's facilities that are only about connections: FAIL is a connection
+# torn down or not made (refused, reset, timed out, name not resolved, TLS or
+# SASL failure), REQTMOUT requests timed out on one.
+_CONNECTION_FACILITIES = frozenset({"FAIL", "REQTMOUT"})
+# The same failures as other facilities' lines word them (METADATA, COMMITFAIL, ERROR...).
+_CONNECTION_WORDS = (
+    "Connection refused",
+    "Connect to ",
+    "Disconnected",
+    "brokers are down",
+    "Broker transport failure",
+    "Failed to resolve",
+    "Connection setup timed out",
+)
+# The error callback's codes for them (librdkafka raises one with each FAIL line).
+_CONNECTION_ERRORS = frozenset(
+    {
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._RESOLVE,
+        KafkaError._SSL,
+        KafkaError._AUTHENTICATION,
+    }
+)
+# What the line shown needs not: librdkafka's thread, and how long a failed
+# connection attempt took (how long a connection lasted, "in state UP", stays).
+_LIBRDKAFKA_DETAILS = re.compile(r"^\[thrd:[^\]]*\]: | \(after \d+ms in state CONNECT[^)]*\)$")
+
+
+class _ConnectionTrouble:
+    """One line per `CONNECTION_LOG_EVERY_S` for the process; counts the others.
+
+    Called from every thread that polls a client (librdkafka serves log lines and
+    errors in `poll()`), hence the lock. A line says how many similar messages were
+    held back since the previous one; nothing is logged when the connection comes
+    back (librdkafka says nothing then), so the count of an outage's last seconds
+    rides on the next outage's first line.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last_line: float | None = None
+        self._held_back = 0
+
+    def report(self, level: int, text: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            last = self._last_line
+            if last is not None and now - last < CONNECTION_LOG_EVERY_S:
+                self._held_back += 1
+                return
+            self._last_line = now
+            held_back, self._held_back = self._held_back, 0
+        text = _LIBRDKAFKA_DETAILS.sub("", text)
+        if last is None or not held_back:
+            log.log(level, "Kafka unreachable: %s", text)
+        else:
+            log.log(
+                level,
+                "Kafka unreachable: %s (%d similar messages in the last %s)",
+                text,
+                held_back,
+                _duration(now - last),
+            )
+
+
+_connection_trouble = _ConnectionTrouble()
+
+
+def _new_process() -> None:
+    # A forked worker has its own clients and its own budget (and no lock held by
+    # a thread of its parent).
+    global _connection_trouble
+    _connection_trouble = _ConnectionTrouble()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_process)
+
+
+class _LibrdkafkaLog:
+    """What confluent-kafka gets as `logger`: connection trouble rate-limited, the rest as is.
+
+    confluent-kafka calls `log(level, "%s [%s] %s", facility, client name, message)`
+    with a `logging` level, in the thread that polls the client.
+    """
+
+    def log(self, level: int, msg: str, *args: Any) -> None:
+        if level >= logging.WARNING and len(args) == 3 and _about_connection(args[0], args[2]):
+            _connection_trouble.report(level, args[2])
+        else:
+            log.log(level, msg, *args)
+
+
+def _about_connection(facility: object, text: object) -> bool:
+    if facility in _CONNECTION_FACILITIES:
+        return True
+    return isinstance(text, str) and any(words in text for words in _CONNECTION_WORDS)
+
+
+_librdkafka_log = _LibrdkafkaLog()
 
 
 class _ErrorReporter:
@@ -36,6 +149,9 @@ class _ErrorReporter:
     def __call__(self, error: KafkaError) -> None:
         if error.fatal():
             log.error("fatal Kafka client error: %s", error.str())
+            return
+        if error.code() in _CONNECTION_ERRORS:
+            _connection_trouble.report(logging.ERROR, error.str())
             return
         now = time.monotonic()
         if now - self._last >= ERROR_LOG_EVERY_S:
@@ -60,7 +176,7 @@ class KafkaBroker:
 
     def _with_callbacks(self, config: dict[str, Any]) -> dict[str, Any]:
         config = dict(config)
-        config.setdefault("logger", log)
+        config.setdefault("logger", _librdkafka_log)
         config.setdefault("error_cb", self._error_reporter)
         return config
 
@@ -198,6 +314,24 @@ class KafkaAdmin:
                 if error.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
                     raise
 
+    def max_message_bytes(self, topics: Sequence[str], timeout: float) -> dict[str, int]:
+        """Each topic's max.message.bytes (the largest record batch the broker takes);
+        topics whose configs cannot be read (missing, not authorized) are absent."""
+        if not topics:
+            return {}
+        futures = self._client.describe_configs(
+            [ConfigResource("topic", name) for name in topics], request_timeout=timeout
+        )
+        limits: dict[str, int] = {}
+        for resource, future in futures.items():
+            try:
+                entry = future.result(timeout).get("max.message.bytes")
+            except KafkaException:
+                continue
+            if entry is not None and entry.value:
+                limits[resource.name] = int(entry.value)
+        return limits
+
     def group_members(self, group_id: str, timeout: float) -> list[GroupMember] | None:
         future = self._client.describe_consumer_groups([group_id], request_timeout=timeout)[
             group_id
@@ -228,3 +362,11 @@ _silent = _Silent()
 
 def _short(reason: str) -> str:
     return reason.split(": ", 1)[-1] if len(reason) > 120 else reason
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.0f} h"

@@ -20,7 +20,10 @@ def topic_specs(service_name: str, partitions: int, replication_factor: int) -> 
     service = SERVICES[service_name]
     prefix = service.prefix()
     config = service.config()
-    names = [f"{prefix}{t}" for t in (*service.input_topics, *service.output_topics)]
+    names = [
+        f"{prefix}{t}"
+        for t in (*service.input_topics, *service.output_topics, service.dead_letter_topic)
+    ]
     specs = [TopicSpec(name, partitions, replication_factor) for name in names]
     # Internal topics keep their configs: a changelog must be compacted.
     for topic in service.topology().internal_topics.values():

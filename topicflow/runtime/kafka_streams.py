@@ -45,6 +45,10 @@ from topicflow.topology.topology import SubTopology, Topology
 log = logging.getLogger(__name__)
 
 
+# librdkafka's default message.max.bytes: the largest batch a producer sends.
+LIBRDKAFKA_MESSAGE_MAX_BYTES = 1_000_000
+
+
 class State(enum.Enum):
     CREATED = "CREATED"
     REBALANCING = "REBALANCING"
@@ -145,6 +149,7 @@ class KafkaStreams:
         self._check_idempotent_state(subtopologies)
         self._check_assignment_strategy(subtopologies)
         self._prepare_topics(admin, subtopologies, timeout)
+        self._fit_producer_to_topics(admin, subtopologies, timeout)
         self._transition(State.REBALANCING)
         self._workers = [
             StreamWorker(
@@ -258,6 +263,11 @@ class KafkaStreams:
         sinks = sorted(
             {t for s in subtopologies for t in s.sink_topics if t not in internal} - set(sources)
         )
+        dlq = self._config.errors_dead_letter_queue_topic_name
+        if dlq is not None and dlq not in sources and dlq not in sinks:
+            # Records the handlers skip go there; a topic missing would only show
+            # at the first bad record, as a failed delivery.
+            sinks.append(dlq)
         counts = admin.partition_counts([*sources, *sinks], timeout)
         missing = [t for t in [*sources, *sinks] if t not in counts]
         if missing and self._broker is not None and self._broker.name == "embedded":
@@ -265,6 +275,12 @@ class KafkaStreams:
             admin.create_topics([TopicSpec(t, 4) for t in missing], timeout)
             counts.update(admin.partition_counts(missing, timeout))
             missing = []
+        if dlq in missing:
+            raise MissingSourceTopics(
+                f"dead-letter queue topic {dlq!r} (errors_dead_letter_queue_topic_name) does "
+                "not exist; create it (`topicflow topics SERVICE`, or your cluster's tooling) "
+                "or unset the setting, and start again"
+            )
         if missing:
             parts = [
                 f"{kind} topics missing: {', '.join(t for t in missing if t in names)}"
@@ -288,6 +304,50 @@ class KafkaStreams:
                     f"internal topics missing and not creatable ({error}); create them with "
                     "`topicflow topics SERVICE` and start again"
                 ) from None
+
+    def _fit_producer_to_topics(
+        self, admin: Admin, subtopologies: list[SubTopology], timeout: float
+    ) -> None:
+        """Keep record batches within the smallest max.message.bytes of the topics written.
+
+        librdkafka cannot know a topic's limit: a batch over it is refused whole by
+        the broker, innocent records with the guilty one. With the producer's
+        message.max.bytes at the limit, an oversized record is refused by
+        produce() itself, alone, while its source record is at hand for the
+        production handler and the dead-letter queue.
+        """
+        if "message.max.bytes" in {**self._config.client_config, **self._config.producer_config}:
+            return  # the user's choice
+        written = {self.resolve_topic(t) for s in subtopologies for t in s.sink_topics}
+        written |= {
+            self.resolve_topic(name)
+            for name, topic in self._topology.internal_topics.items()
+            if topic.kind == "changelog"
+        }
+        if self._config.errors_dead_letter_queue_topic_name:
+            written.add(self._config.errors_dead_letter_queue_topic_name)
+        try:
+            limits = admin.max_message_bytes(sorted(written), timeout)
+        except Exception as error:  # configs unreadable (ACLs): keep librdkafka's default
+            log.info("cannot read the output topics' max.message.bytes (%s)", error)
+            return
+        if not limits:
+            return
+        smallest = min(limits.values())
+        if smallest < LIBRDKAFKA_MESSAGE_MAX_BYTES:
+            topic = min(limits, key=lambda name: limits[name])
+            log.info(
+                "producer message.max.bytes lowered to %d: the max.message.bytes of %s",
+                smallest,
+                topic,
+            )
+            self._config = self._config.with_overrides(
+                producer_config={
+                    **self._config.producer_config,
+                    "message.max.bytes": smallest,
+                    "batch.size": smallest,
+                }
+            )
 
     def _internal_topic_specs(
         self, subtopologies: list[SubTopology], counts: dict[str, int]

@@ -8,8 +8,9 @@ the task's record context, advance stream time, call the source node. Nothing
 is allocated here beyond what the user's functions allocate.
 
 Bad input never stops the loop unless configured to: a record that cannot be
-deserialized, or that has no valid timestamp, is logged, counted and skipped
-(`log_and_continue`); `log_and_fail` stops the worker instead.
+deserialized, that has no valid timestamp, or whose processing raises goes to
+its exception handler (runtime/error_handling.py), which skips, counts and
+dead-letters it, or stops the worker.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import Any
 from confluent_kafka import KafkaError
 
 from topicflow.config import StreamsConfig
-from topicflow.errors import StreamsException, TopologyError
+from topicflow.errors import HandlerFailed, StreamsException, TopologyError
+from topicflow.runtime.error_handling import ErrorHandling
 from topicflow.runtime.replay import DUPLICATE, SEQUENCE_BITS
 from topicflow.runtime.task import SourceRoute
 
@@ -36,9 +38,9 @@ _NOT_AUTHORIZED = {
 # Routes by topic, then by partition: two dict lookups per record, no tuple keys.
 Routes = dict[str, dict[int, SourceRoute]]
 
-# Log at most one line per kind of skipped record this often: a stream of bad
-# records must not become a stream of log lines.
-LOG_EVERY_S = 5.0
+# Log consumer errors at most this often: during a broker outage librdkafka
+# reports one per failed connection attempt.
+LOG_EVERY_S = 30.0
 
 
 @dataclass
@@ -47,6 +49,12 @@ class WorkerMetrics:
     deserialization_errors: int = 0
     invalid_timestamps: int = 0
     processing_errors: int = 0
+    # Outputs the production handler skipped (too large, unserializable, refused).
+    production_errors: int = 0
+    # Records an external system refused for their content (RecordsRefused).
+    sink_errors: int = 0
+    # Skipped records sent to errors_dead_letter_queue_topic_name.
+    dead_lettered: int = 0
     consumer_errors: int = 0
     records_produced: int = 0
     commits: int = 0
@@ -68,15 +76,38 @@ class WorkerMetrics:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+# What Kafka Streams counts in its dropped-records metric, by cause.
+DROPPED_RECORDS = (
+    "deserialization_errors",
+    "invalid_timestamps",
+    "processing_errors",
+    "production_errors",
+    "sink_errors",
+    "late_records",
+    "dropped_records",  # null keys or values an aggregation cannot use
+)
+
+
+def dropped_records_summary(metrics: dict[str, int]) -> str:
+    """`dropped-records=N (cause=n, ...)`: the skips of every cause, as logged."""
+    total = sum(metrics.get(name, 0) for name in DROPPED_RECORDS)
+    parts = [
+        f"{name.replace('dropped_records', 'null_key_or_value')}={metrics[name]}"
+        for name in DROPPED_RECORDS
+        if metrics.get(name)
+    ]
+    detail = f" ({', '.join(parts)})" if parts else ""
+    return f"dropped-records={total}{detail}, dead-lettered={metrics.get('dead_lettered', 0)}"
+
+
 class BatchProcessor:
     """Runs batches of consumed messages through their tasks."""
 
-    def __init__(self, config: StreamsConfig, metrics: WorkerMetrics) -> None:
-        self._fail_on_bad_record = (
-            config.default_deserialization_exception_handler == "log_and_fail"
-        )
-        self._fail_on_processing_error = config.processing_exception_handler == "log_and_fail"
+    def __init__(
+        self, config: StreamsConfig, metrics: WorkerMetrics, errors: ErrorHandling
+    ) -> None:
         self._metrics = metrics
+        self._errors = errors
         self._last_log: dict[str, float] = {}
 
     def process_batch(self, messages: list[Any], routes: Routes) -> None:
@@ -102,7 +133,9 @@ class BatchProcessor:
                 if value is not None and route.decode_value is not None:
                     value = route.decode_value(value)
             except Exception as error:
-                self._bad_record(route, message, "deserialization", error)
+                self._errors.deserialization_failed(
+                    str(route.task.id), message, error, "deserialization"
+                )
                 route.last = message
                 continue
             timestamp = message.timestamp()[1]
@@ -110,7 +143,7 @@ class BatchProcessor:
             if route.extractor is not None:
                 timestamp = route.extractor(timestamp, key, value, task.stream_time)
             if timestamp < 0:
-                self._bad_record(route, message, "timestamp", None)
+                self._errors.deserialization_failed(str(route.task.id), message, None, "timestamp")
                 route.last = message
                 continue
             rc = task.record_context
@@ -126,55 +159,33 @@ class BatchProcessor:
             try:
                 route.process(key, value)
             except Exception as error:
-                self._processing_error(route, message, error)
+                self._processing_error(route, message, key, value, timestamp, error)
             route.last = message
             processed += 1
         self._metrics.records_consumed += processed
 
     # -- the exceptional paths ------------------------------------------------------
 
-    def _bad_record(
-        self, route: SourceRoute, message: Any, kind: str, error: Exception | None
+    def _processing_error(
+        self,
+        route: SourceRoute,
+        message: Any,
+        key: Any,
+        value: Any,
+        timestamp: int,
+        error: Exception,
     ) -> None:
-        where = f"{route.topic}[{route.partition}]@{message.offset()}"
-        if kind == "timestamp":
-            self._metrics.invalid_timestamps += 1
-            reason = f"invalid timestamp {message.timestamp()[1]}"
-        else:
-            self._metrics.deserialization_errors += 1
-            reason = f"cannot deserialize: {type(error).__name__}: {error}"
-        if self._fail_on_bad_record:
-            raise StreamsException(
-                f"record {where}: {reason}; default_deserialization_exception_handler is "
-                "log_and_fail (set log_and_continue to skip such records)"
-            ) from error
-        self._log_limited(
-            kind,
-            "skipping record %s: %s (%d %s errors so far)",
-            where,
-            reason,
-            self._metrics.deserialization_errors + self._metrics.invalid_timestamps,
-            kind,
-        )
-
-    def _processing_error(self, route: SourceRoute, message: Any, error: Exception) -> None:
-        self._metrics.processing_errors += 1
-        where = f"{route.topic}[{route.partition}]@{message.offset()}"
+        if isinstance(error, HandlerFailed):
+            raise error  # a handler below (production) already decided: stop
         # A TopologyError is a programming error (e.g. forwarding to a child that
         # does not exist): skipping it would hide the bug behind a counter.
-        if self._fail_on_processing_error or isinstance(error, (StreamsException, TopologyError)):
+        if isinstance(error, (StreamsException, TopologyError)):
+            where = f"{route.topic}[{route.partition}]@{message.offset()}"
             raise StreamsException(
                 f"processing record {where} in task {route.task.id} failed: "
                 f"{type(error).__name__}: {error}"
             ) from error
-        self._log_limited(
-            "processing",
-            "skipping record %s: processing failed: %s: %s (%d so far)",
-            where,
-            type(error).__name__,
-            error,
-            self._metrics.processing_errors,
-        )
+        self._errors.processing_failed(str(route.task.id), message, key, value, timestamp, error)
 
     def _consumer_error(self, message: Any) -> None:
         error = message.error()

@@ -7,6 +7,13 @@ every delivered record until its report is served), and `flush()` at commit
 time waits for every record to be acknowledged: a commit never covers input
 whose output might still be lost.
 
+A failed delivery that concerns the record alone (too large for the topic,
+refused by a policy) goes to the production exception handler, which may skip
+it (runtime/error_handling.py); any other failure stops the next commit. Records
+not yet acknowledged when `flush()` gives up (the broker is down) raise
+`FlushTimeout`: the worker then pauses its input and flushes again later, until
+`task_timeout_ms`; librdkafka keeps retrying them meanwhile.
+
 The sinks call the client's `produce` themselves (`produce`, `on_delivery`),
 with positional arguments in confluent-kafka's order: keyword arguments cost
 the C client a UTF-8 decode and a hash per keyword per record (0.9 µs against
@@ -23,6 +30,7 @@ from typing import Any
 
 from topicflow.brokers.base import Headers, Producer
 from topicflow.errors import StreamsException
+from topicflow.runtime.error_handling import ErrorHandling
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +40,27 @@ QUEUE_FULL_WAIT_S = 0.05
 WARN_AFTER_S = 10.0
 
 
+class FlushTimeout(StreamsException):
+    """Some records were not acknowledged within the flush's timeout (not failed)."""
+
+    def __init__(self, remaining: int, timeout_s: float) -> None:
+        super().__init__(
+            f"{remaining} records not acknowledged by the broker within {timeout_s:g} s"
+        )
+        self.remaining = remaining
+
+
 class RecordCollector:
-    def __init__(self, producer: Producer, partition_counts: Callable[[str], int]) -> None:
+    def __init__(
+        self,
+        producer: Producer,
+        partition_counts: Callable[[str], int],
+        errors: ErrorHandling | None = None,
+    ) -> None:
         self._producer = producer
+        # None: no failed delivery may be skipped (inside a transaction, one
+        # failed send aborts the whole transaction).
+        self._errors = errors
         # produce(topic, value, key, partition, on_delivery, callback, timestamp, headers)
         self.produce = producer.produce
         self._poll = producer.poll
@@ -84,8 +110,12 @@ class RecordCollector:
         return full_since
 
     def on_delivery(self, error: Any, message: Any) -> None:
+        if error is None:
+            return
+        if self._errors is not None and self._errors.delivery_failed(message, error):
+            return  # skipped by the production handler
         # Keep the first few reasons; one failure is enough to stop committing.
-        if error is not None and len(self._failures) < 5:
+        if len(self._failures) < 5:
             self._failures.append(f"{message.topic()}: {error.str()}")
 
     def partition_count(self, topic: str) -> int:
@@ -95,7 +125,8 @@ class RecordCollector:
         return count
 
     def flush(self, timeout_s: float) -> None:
-        """Wait until every sent record is acknowledged; raise if any failed or timed out."""
+        """Wait until every sent record is acknowledged; raise StreamsException if any
+        failed, FlushTimeout if some are still waiting after `timeout_s`."""
         deadline = time.monotonic() + timeout_s
         remaining = self._producer.flush(timeout_s)
         while remaining and time.monotonic() < deadline:
@@ -106,7 +137,4 @@ class RecordCollector:
                 f"could not produce {len(failures)}+ records ({failures[0]}); offsets not committed"
             )
         if remaining:
-            raise StreamsException(
-                f"{remaining} records not acknowledged by the broker within {timeout_s:.0f} s; "
-                "offsets not committed"
-            )
+            raise FlushTimeout(remaining, timeout_s)

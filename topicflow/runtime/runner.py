@@ -13,16 +13,22 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 
 from topicflow.errors import TopicflowError
 from topicflow.runtime.kafka_streams import KafkaStreams, State
+from topicflow.runtime.processing import dropped_records_summary
 
 log = logging.getLogger(__name__)
 
 # Heroku gives 30 s between SIGTERM and SIGKILL; leave margin for the exit itself.
 SHUTDOWN_TIMEOUT_S = 25.0
+
+# A summary of the metrics (records in and out, dropped records by cause) every
+# this many seconds; TOPICFLOW_METRICS_LOG_INTERVAL_S changes it, 0 turns it off.
+METRICS_LOG_INTERVAL_S = 60.0
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -71,8 +77,12 @@ def run_until_signal(
         except TopicflowError as error:
             print(f"{name}: {error}", file=sys.stderr)
             return EXIT_BAD_SETUP
+        interval = _metrics_interval()
+        next_summary = time.monotonic() + interval
         while not stop.wait(0.5):
-            pass
+            if interval and time.monotonic() >= next_summary:
+                next_summary += interval
+                log.info("%s: %s", name, metrics_summary(streams.metrics()))
         # Our handler stays installed while closing: a second SIGTERM (Heroku
         # sends one per process in the dyno) must not cut the shutdown short.
         clean = streams.close(shutdown_timeout_s)
@@ -80,10 +90,26 @@ def run_until_signal(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if streams.error is not None:
+        log.info("%s: %s", name, metrics_summary(streams.metrics()))
         print(f"{name}: stopped after an error: {streams.error}", file=sys.stderr)
         return EXIT_FAILED
     if not clean:
         print(f"{name}: did not shut down within {shutdown_timeout_s:.0f} s", file=sys.stderr)
         return EXIT_FAILED
-    log.info("%s: stopped cleanly; %s", name, streams.metrics())
+    log.info("%s: stopped cleanly; %s", name, metrics_summary(streams.metrics()))
     return EXIT_OK
+
+
+def metrics_summary(metrics: dict[str, int]) -> str:
+    """One line: records consumed and produced, dropped records by cause, and the rest."""
+    shown = ("records_consumed", "records_produced", "commits")
+    head = ", ".join(f"{name}={metrics.get(name, 0)}" for name in shown)
+    return f"{head}, {dropped_records_summary(metrics)}"
+
+
+def _metrics_interval() -> float:
+    raw = os.environ.get("TOPICFLOW_METRICS_LOG_INTERVAL_S", "").strip()
+    try:
+        return max(0.0, float(raw)) if raw else METRICS_LOG_INTERVAL_S
+    except ValueError:
+        return METRICS_LOG_INTERVAL_S

@@ -34,8 +34,9 @@ from topicflow.brokers.base import OFFSET_BEGINNING, OFFSET_END, Admin, Broker, 
 from topicflow.config import StreamsConfig
 from topicflow.errors import RetriableError, StreamsException, TopicflowError
 from topicflow.processor.api import PunctuationType
+from topicflow.runtime.error_handling import ErrorHandling
 from topicflow.runtime.processing import BatchProcessor, Routes, WorkerMetrics
-from topicflow.runtime.record_collector import RecordCollector
+from topicflow.runtime.record_collector import FlushTimeout, RecordCollector
 from topicflow.runtime.replay import OriginFilter
 from topicflow.runtime.standby import StandbyTasks, standby_placement, stateful_subtopologies
 from topicflow.runtime.task import StreamTask, TaskId
@@ -45,8 +46,12 @@ from topicflow.topology.topology import SubTopology
 
 log = logging.getLogger(__name__)
 
-# How long a commit may wait for the producer to have every record acknowledged.
-FLUSH_TIMEOUT_S = 30.0
+# How long one commit waits for the producer to have every record acknowledged;
+# past it the commit is postponed (input paused) and tried again, for up to
+# task_timeout_ms in all (a broker outage).
+FLUSH_TIMEOUT_S = 10.0
+# A failed offset commit (the broker is away) is logged at most this often.
+COMMIT_FAILURE_LOG_EVERY_S = 30.0
 # Backoff when a task cannot flush (an external system is down): first retry
 # after the minimum, doubling up to the maximum, so a long outage costs one
 # log line and one attempt per half minute.
@@ -129,13 +134,17 @@ class StreamWorker:
         self._tasks: dict[TaskId, StreamTask] = {}
         self._routes: Routes = {}
         self._stop = threading.Event()
-        self._processor = BatchProcessor(config, self.metrics)
+        self.errors = ErrorHandling(config, self.metrics)
+        self._processor = BatchProcessor(config, self.metrics, self.errors)
         self._consumer: Consumer | None = None
         self._collector: RecordCollector | None = None
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         # Set while a commit waits for a task that could not flush: input is paused.
         self._retry_at: float | None = None
         self._backoff = RETRY_BACKOFF_MIN_S
+        # Since when the broker has not acknowledged a flush (None: it has).
+        self._unacknowledged_since: float | None = None
+        self._commit_failure_logged = -COMMIT_FAILURE_LOG_EVERY_S
         # Tasks created by the last assignment whose stores are not restored yet.
         self._to_restore: list[StreamTask] = []
         # Revoked tasks, kept until the rebalance ends in case they come back.
@@ -216,7 +225,10 @@ class StreamWorker:
             )
         self._consumer = consumer = self._broker.consumer(consumer_config)
         producer = self._broker.producer(producer_config)
-        self._collector = collector = RecordCollector(producer, partition_count)
+        self._collector = collector = RecordCollector(
+            producer, partition_count, None if config.exactly_once else self.errors
+        )
+        self.errors.sender = collector
         if config.exactly_once:
             self._transactions = Transactions(producer, consumer)
             self._transactions.start()
@@ -389,8 +401,10 @@ class StreamWorker:
         3. the consumer commits each partition's position (the next offset to read).
 
         If a sink cannot write (RetriableError), nothing is committed: input is
-        paused and the commit retried with backoff. If step 2 fails, nothing is
-        committed and the worker stops. Either way records processed since the
+        paused and the commit retried with backoff. So too if step 2 times out
+        (the broker is away), for up to task_timeout_ms, after which the worker
+        stops; if a record failed in step 2, nothing is committed and the worker
+        stops. Either way records processed since the
         last commit are processed again, so output may repeat but is never lost.
         Returns True when the offsets were committed.
         """
@@ -409,7 +423,7 @@ class StreamWorker:
             + m.invalid_timestamps
             + m.duplicates_skipped
         )
-        progress = (seen + m.processing_errors, self._collector.sent)
+        progress = (seen + m.processing_errors, self._collector.sent + m.dead_lettered)
         if progress == self._committed_progress and self._retry_at is None:
             return True  # nothing consumed or produced since the last commit
         routes = [
@@ -433,24 +447,29 @@ class StreamWorker:
             offsets = [TopicPartition(r.topic, r.partition, r.position) for r in routes]
         if self._transactions is not None:
             return self._commit_transaction(offsets, progress)
-        self._collector.flush(FLUSH_TIMEOUT_S)
+        if not self._flush_producer():
+            return False
         self.metrics.records_produced = self._collector.sent
         self._resume_if_paused()
-        if not offsets:
-            self._committed_progress = progress
-            return True
         try:
-            self._consumer.commit(offsets=offsets, asynchronous=False)
+            if offsets:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
         except Exception as error:
-            # A rebalance took the partitions: the new owner redoes what we did
-            # since the last commit. Output may repeat; nothing is lost.
-            log.warning(
-                "%s: commit failed (%s); records since the last commit will be processed again",
-                self.name,
-                error,
-            )
+            # A rebalance took the partitions (the new owner redoes what we did
+            # since the last commit), or the broker is away (the next commit
+            # covers these offsets too). Output may repeat; nothing is lost.
+            now = time.monotonic()
+            if now - self._commit_failure_logged >= COMMIT_FAILURE_LOG_EVERY_S:
+                self._commit_failure_logged = now
+                log.warning(
+                    "%s: commit failed (%s); records since the last commit will be "
+                    "processed again unless a later commit succeeds",
+                    self.name,
+                    error,
+                )
             return False
-        self.metrics.commits += 1
+        if offsets:
+            self.metrics.commits += 1
         self._committed_progress = progress
         return True
 
@@ -503,7 +522,34 @@ class StreamWorker:
             self._backoff = RETRY_BACKOFF_MIN_S
             self._consumer.resume(self._consumer.assignment())
 
-    def _postpone_commit(self, error: RetriableError) -> None:
+    def _flush_producer(self) -> bool:
+        """Step 2 of the commit; False: not every record is acknowledged yet."""
+        assert self._collector is not None
+        try:
+            self._collector.flush(FLUSH_TIMEOUT_S)
+        except FlushTimeout as error:
+            self._wait_for_broker(error)
+            return False
+        self._unacknowledged_since = None
+        return True
+
+    def _wait_for_broker(self, error: FlushTimeout) -> None:
+        """The broker has not acknowledged every record: postpone the commit, as for a
+        sink that cannot write, but only for task_timeout_ms (Kafka Streams' rule)."""
+        now = time.monotonic()
+        if self._unacknowledged_since is None:
+            self._unacknowledged_since = now
+        waited = now - self._unacknowledged_since
+        timeout_s = self._config.task_timeout_ms / 1000
+        if waited >= timeout_s:
+            raise StreamsException(
+                f"{error.remaining} records not acknowledged by the broker for {waited:.0f} s "
+                f"(task_timeout_ms={self._config.task_timeout_ms}); offsets not committed, so "
+                "they are processed again after a restart; check that Kafka is reachable"
+            )
+        self._postpone_commit(error)
+
+    def _postpone_commit(self, error: TopicflowError) -> None:
         assert self._consumer is not None
         if self._retry_at is None:
             self._consumer.pause(self._consumer.assignment())
@@ -558,6 +604,7 @@ class StreamWorker:
                     store_specs=self._store_specs,
                     # Kept warm here on standby: restore goes on from where it stood.
                     warm=self._standbys.take(task_id) if self._standbys is not None else None,
+                    errors=self.errors,
                 )
                 self._tasks[task_id] = task
                 self._to_restore.append(task)

@@ -14,8 +14,9 @@ from typing import Any
 
 from topicflow.brokers.base import Headers
 from topicflow.config import StreamsConfig, TimestampExtractor
-from topicflow.errors import StreamsException, TopologyError
+from topicflow.errors import HandlerFailed, RecordsRefused, StreamsException, TopologyError
 from topicflow.processor.api import Cancellable, PunctuationType, Punctuator
+from topicflow.runtime.error_handling import ErrorHandling
 from topicflow.runtime.processor_context import system_time_ms
 from topicflow.runtime.record_collector import RecordCollector
 from topicflow.runtime.replay import (
@@ -133,9 +134,11 @@ class StreamTask:
         metrics: TaskMetrics | None = None,
         store_specs: dict[str, StoreSpec] | None = None,
         warm: WarmState | None = None,
+        errors: ErrorHandling | None = None,
     ) -> None:
         self.id = task_id
         self.metrics: TaskMetrics = metrics if metrics is not None else _Counters()
+        self.errors = errors if errors is not None else ErrorHandling(config, self.metrics)
         self._subtopology = subtopology
         self._config = config
         self._sender = sender
@@ -151,9 +154,11 @@ class StreamTask:
         self._commit_requested = False
         self._instances: dict[str, Forward] = {}
         # Commit and close listeners with the position of the node that registered them.
-        self._commit_listeners: list[tuple[int, Callable[[], None]]] = []
+        # (position, flush, node name): the name for records a sink's flush refused.
+        self._commit_listeners: list[tuple[int, Callable[[], None], str]] = []
         self._close_listeners: list[tuple[int, Callable[[], None]]] = []
         self._building = 0
+        self._building_name = ""
         self._sources: dict[str, tuple[SourceNode, Forward]] = {}
         specs = store_specs or {}
         self.state = StateManager(
@@ -202,7 +207,7 @@ class StreamTask:
         self._commit_requested = True
 
     def on_commit(self, flush: Callable[[], None]) -> None:
-        self._commit_listeners.append((self._building, flush))
+        self._commit_listeners.append((self._building, flush, self._building_name))
 
     def on_close(self, close: Callable[[], None]) -> None:
         self._close_listeners.append((self._building, close))
@@ -238,6 +243,7 @@ class StreamTask:
                     built = forward_to(children)
                 else:
                     self._building = position[name]
+                    self._building_name = name
                     for store in node.stores:
                         first_user.setdefault(store, position[name])
                     built = self._processor(node, children)
@@ -256,7 +262,9 @@ class StreamTask:
         last = len(self._subtopology.nodes)
         for store_name, first in first_user.items():
             store = self.state.stores[store_name]
-            self._commit_listeners.append((first if store.forwards else last, store.flush))
+            self._commit_listeners.append(
+                (first if store.forwards else last, store.flush, store_name)
+            )
         # Upstream first; stable, so one node's listeners keep their order.
         self._commit_listeners.sort(key=lambda listener: listener[0])
         self._close_listeners.sort(key=lambda listener: listener[0])
@@ -294,19 +302,30 @@ class StreamTask:
         partition_count = sender.partition_count
         stamp = _origin_stamper(rc, partition_count) if self._config.stamps_replays else None
         static_topic = self._resolve(node.topic or "")
+        production_failed = self.errors.production_failed
+        task_id, node_name = str(self.id), node.name
+
+        def failed(topic: str, key: Any, value: Any, error: Exception) -> None:
+            # KIP-1065: serializing or producing this record failed (e.g. too large).
+            production_failed(
+                task_id, node_name, rc.message, topic, key, value, rc.timestamp, error
+            )
 
         if extractor is None and partitioner is None and stamp is None:
             topic = static_topic
 
             def sink(key: Any, value: Any) -> None:
-                if serialize_key is not None and key is not None:
-                    key = serialize_key(key)
-                if serialize_value is not None:
-                    value = serialize_value(value)
                 try:
+                    if serialize_key is not None and key is not None:
+                        key = serialize_key(key)
+                    if serialize_value is not None:
+                        value = serialize_value(value)
                     produce(topic, value, key, -1, on_delivery, None, rc.timestamp, rc.headers)
                 except BufferError:
                     send(topic, key, value, rc.timestamp, rc.headers, -1)
+                    return
+                except Exception as error:
+                    failed(topic, key, value, error)
                     return
                 collector.sent += 1
 
@@ -317,10 +336,14 @@ class StreamTask:
             partition = -1
             if partitioner is not None:
                 partition = partitioner(topic, key, value, partition_count(topic))
-            if serialize_key is not None and key is not None:
-                key = serialize_key(key)
-            if serialize_value is not None:
-                value = serialize_value(value)
+            try:
+                if serialize_key is not None and key is not None:
+                    key = serialize_key(key)
+                if serialize_value is not None:
+                    value = serialize_value(value)
+            except Exception as error:
+                failed(topic, key, value, error)
+                return
             headers = rc.headers
             if stamp is not None:
                 headers, partition = stamp(topic, key, partition)
@@ -328,6 +351,9 @@ class StreamTask:
                 produce(topic, value, key, partition, on_delivery, None, rc.timestamp, headers)
             except BufferError:
                 send(topic, key, value, rc.timestamp, headers, partition)
+                return
+            except Exception as error:
+                failed(topic, key, value, error)
                 return
             collector.sent += 1
 
@@ -389,7 +415,13 @@ class StreamTask:
             if now < schedule.next_time:
                 continue
             rc.message, rc.timestamp, rc.headers, rc.origin = None, now, None, None
-            schedule.callback(now)
+            try:
+                schedule.callback(now)
+            except (HandlerFailed, StreamsException, TopologyError):
+                raise
+            except Exception as error:
+                # KIP-1033: a punctuator's failure goes to the processing handler too.
+                self.errors.processing_failed(str(self.id), None, None, None, now, error)
             fired += 1
             # As Kafka Streams' PunctuationSchedule.next: one firing however many
             # intervals were missed, then the next on the schedule's own grid
@@ -411,10 +443,19 @@ class StreamTask:
         May raise RetriableError (an external system is down): the caller must
         then not commit, and call flush again later.
         """
-        # What a flush sends derives from no single input record: no origin.
-        self.record_context.origin = None
-        for _position, flush in self._commit_listeners:
-            flush()
+        # What a flush sends derives from no single input record: no origin, and
+        # no source record for the error handlers.
+        rc = self.record_context
+        rc.origin = None
+        rc.message = None
+        for _position, flush, node in self._commit_listeners:
+            try:
+                flush()
+            except RecordsRefused as refused:
+                # The sink wrote everything else: each refused record goes to the
+                # processing handler (skip and dead-letter, or stop).
+                for record in refused.refused:
+                    self.errors.records_refused(str(self.id), node, record, rc.timestamp)
 
     def close(self) -> None:
         errors = []
@@ -489,3 +530,9 @@ class _Counters:
         self.dropped_records = 0
         self.late_records = 0
         self.replayed_updates_skipped = 0
+        self.deserialization_errors = 0
+        self.invalid_timestamps = 0
+        self.processing_errors = 0
+        self.production_errors = 0
+        self.sink_errors = 0
+        self.dead_lettered = 0

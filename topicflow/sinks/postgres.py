@@ -13,6 +13,17 @@ the local server this wrote 10,000 rows about 1.5 times as fast as
 `executemany` in pipeline mode (see tests/integration/test_postgres_sink.py),
 and it is a single round trip whatever the network latency.
 
+Errors are classified by SQLSTATE, not by psycopg's exception class. A row is
+refused for its content (see `WindowedCountSink.write`: the other rows are
+written, the refused ones dead-lettered) on a data exception (class 22: a value
+too long or out of range, a character the server's encoding cannot carry), an
+integrity constraint the table's owner added (class 23: CHECK, foreign key, a
+unique index on other columns) or a program limit (class 54: an index row too
+large, e.g. a word of ~2,700 bytes that does not compress), and when psycopg
+cannot encode a word in the connection's client encoding. Unavailability
+(class 08, 53, 57, a deadlock, a lock timeout...) is retried; a table of
+another shape or a missing permission stops the worker.
+
 Connections: psycopg, not in autocommit, `connect_timeout` 5 s and TCP
 keepalives (a dead server or a broken network fails in seconds rather than
 hanging the stream worker), no server-side prepared statements (so that
@@ -75,6 +86,12 @@ _SHAPE_ERRORS = ("42703", "42804", "42P10", "42883", "23502")
 # creating the table: unique violation, duplicate table or object, when another
 # process creates it at the same time. Both are retried.
 _RACE_STATES = ("23505", "42P07", "42710")
+# SQLSTATE classes of a row refused for its content, while writing: data exception,
+# integrity constraint violation, program limit exceeded. Not 23502 (not null, in
+# _SHAPE_ERRORS: the rows' values are never null, so a column the sink does not
+# write) nor a unique violation of the id's primary key (a sequence behind ids
+# inserted by hand: it moves on at every attempt, so retrying succeeds).
+_CONTENT_CLASSES = ("22", "23", "54")
 # Other errors of these classes are bugs or bad data that retrying cannot fix.
 _PERMANENT_CLASSES = (
     psycopg.ProgrammingError,
@@ -177,8 +194,27 @@ class PostgresSink(WindowedCountSink):
         with contextlib.suppress(Exception):  # a broken connection: nothing to do
             connection.close()
 
-    def _detail(self, error: Exception) -> str:
-        return self.url.scrub(super()._detail(error))
+    def _scrub(self, text: str) -> str:
+        return self.url.scrub(text)
+
+    def _refused_for_content(self, error: Exception) -> bool:
+        if isinstance(error, UnicodeEncodeError):
+            return True  # a word the connection's client_encoding cannot carry
+        if not isinstance(error, psycopg.Error):
+            return False
+        state = error.sqlstate
+        if state is None:
+            # psycopg checks values before sending them (client side): a DataError.
+            return isinstance(error, psycopg.DataError)
+        return (
+            state[:2] in _CONTENT_CLASSES
+            and state not in _SHAPE_ERRORS
+            and not self._id_collision(error)
+        )
+
+    def _id_collision(self, error: psycopg.Error) -> bool:
+        """A new row's id (serial) taken by a row inserted with an explicit id."""
+        return error.sqlstate == "23505" and error.diag.constraint_name == f"{self.table}_pkey"
 
     def _failure(self, error: Exception, during: str, rows: int) -> TopicflowError | None:
         if not isinstance(error, psycopg.Error):
@@ -215,7 +251,11 @@ class PostgresSink(WindowedCountSink):
         if state is None:  # the connection attempt failed, or the connection broke
             message = str(error) if during == "connecting" else ""
             return next((h for p, h in _PERMANENT_CONNECT_ERRORS if p.search(message)), None)
-        if state == "42P01" or (during == "creating the table" and state in _RACE_STATES):
+        if (
+            state == "42P01"
+            or (during == "creating the table" and state in _RACE_STATES)
+            or self._id_collision(error)
+        ):
             return None
         hint = self._hints.get(state) or self._hints.get(state[:2])
         if hint is None and isinstance(error, _PERMANENT_CLASSES):

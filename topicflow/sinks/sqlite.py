@@ -10,6 +10,12 @@ ON CONFLICT (time_window, word) DO UPDATE SET count = EXCLUDED.count`), one
 A file locked by another writer for more than `timeout` seconds, a full disk or
 an I/O error are retried (RetriableError); anything else (a missing folder, a
 read-only file, a table of another shape) stops the worker (StreamsException).
+
+SQLite has no length limit worth the name (a billion bytes), but a table's owner
+may add constraints: a row refused by a CHECK, a foreign key, a unique index on
+other columns or a trigger's RAISE(ABORT), or longer than the connection's
+length limit, or a word with a lone surrogate (which UTF-8 cannot carry), is
+refused for its content, as in PostgreSQL: the other rows are written.
 """
 
 from __future__ import annotations
@@ -42,6 +48,19 @@ _RETRIABLE_PREFIXES = (
     "SQLITE_IOERR",
     "SQLITE_PROTOCOL",
     "SQLITE_INTERRUPT",
+)
+
+# Result codes (sqlite_errorname) of a row refused for its content. Not
+# SQLITE_CONSTRAINT_NOTNULL: the rows' values are never null, so a column the
+# sink does not write (a table of another shape).
+_CONTENT_CODES = frozenset(
+    {
+        "SQLITE_CONSTRAINT_CHECK",
+        "SQLITE_CONSTRAINT_FOREIGNKEY",
+        "SQLITE_CONSTRAINT_TRIGGER",
+        "SQLITE_CONSTRAINT_UNIQUE",
+        "SQLITE_TOOBIG",
+    }
 )
 
 
@@ -101,6 +120,11 @@ class SqliteSink(WindowedCountSink):
     def _close(self, connection: sqlite3.Connection) -> None:
         with contextlib.suppress(sqlite3.Error):
             connection.close()  # rolls back an open transaction
+
+    def _refused_for_content(self, error: Exception) -> bool:
+        if isinstance(error, UnicodeEncodeError):
+            return True  # a lone surrogate in a word
+        return getattr(error, "sqlite_errorname", None) in _CONTENT_CODES
 
     def _failure(self, error: Exception, during: str, rows: int) -> TopicflowError | None:
         if not isinstance(error, sqlite3.Error):

@@ -28,9 +28,24 @@ Delivery (at-least-once, idempotent):
   EXCLUDED.count`) and empties the batch only once the transaction committed.
   Replaying records (after a crash or a rebalance) writes the same counts
   again: the table converges to the same content.
-- Database unavailable (down, restarting, failing over, a deadlock...):
-  `flush()` raises `RetriableError` and keeps every row; the worker skips the
-  commit, pauses its input and calls `flush()` again with backoff.
+- A row the database refuses for its content (a word too long for the unique
+  index, a value too long or out of range, a character the encoding cannot
+  carry, a CHECK or foreign key constraint): retrying it can never succeed,
+  and it must not hold back the other rows. When the batch's transaction
+  fails so, its halves are written in their own transactions, recursively,
+  until each refused row stands alone; every other row is written (a batch
+  with nothing refused is still one transaction). `flush()` then empties the
+  batch and raises `RecordsRefused`, one `RefusedRecord` per refused row: key
+  the word in UTF-8, value the row as compact JSON,
+  `{"time_window":<start ms>,"word":"...","count":N}`. The worker hands each
+  to the processing exception handler (dead-lettered, counted as a sink
+  skip) and goes on with the commit. One warning per such flush: how many,
+  and the first error.
+- Database unavailable (down, restarting, failing over, a deadlock, a lock
+  timeout...), also while isolating refused rows: `flush()` raises
+  `RetriableError` and keeps every row (rows already written are written
+  again: upserts are idempotent); the worker skips the commit, pauses its
+  input and calls `flush()` again with backoff.
 - A failure retrying cannot fix (wrong password, missing permission, a table of
   another shape): `flush()` raises `StreamsException` and the worker stops. No
   row is lost: the offsets were not committed, so the records are processed
@@ -46,6 +61,7 @@ next flush, and closed when the thread's last task closes.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -55,7 +71,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from topicflow.dsl.windows import Windowed
-from topicflow.errors import ConfigError, RetriableError, TopicflowError
+from topicflow.errors import (
+    ConfigError,
+    RecordsRefused,
+    RefusedRecord,
+    RetriableError,
+    TopicflowError,
+)
 from topicflow.processor.api import Processor, ProcessorContext, Record
 
 __all__ = [
@@ -83,6 +105,11 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 # (time_window, word, count): one row of the table.
 Row = tuple[int, str, int]
+
+# Log lines show at most this much of a refused row's word (and of its error):
+# a word may be 20,000 characters long.
+_SAMPLE_CHARS = 40
+_ERROR_CHARS = 200
 
 
 def check_table_name(table: str) -> str:
@@ -176,14 +203,52 @@ class WindowedCountSink(ABC):
         `during`: "connecting", "creating the table" or "writing"), or None to let
         `error` through."""
 
+    def _refused_for_content(self, error: Exception) -> bool:
+        """Whether `error`, raised while writing rows, means that the database refused
+        a row for its content (a value too long, a bad encoding, a constraint):
+        writing that row again can never succeed, the other rows can be written.
+
+        Classify by cause, not by the driver's exception class. By default no
+        error is: any failure is the whole batch's.
+        """
+        return False
+
+    def _rollback(self, connection: Any) -> None:
+        """Roll back the failed transaction, keeping the connection (raises if it broke)."""
+        connection.rollback()
+
     # -- the per-thread connection --------------------------------------------------
 
-    def write(self, slot: _Slot, rows: list[Row]) -> None:
-        """Write `rows` in one transaction on the slot's connection (opened if need be).
+    def write(self, slot: _Slot, rows: list[Row]) -> list[tuple[Row, Exception]]:
+        """Write `rows` on the slot's connection (opened if need be); return the rows
+        the database refused for their content, each with its error.
 
-        Raises RetriableError or StreamsException; the connection is discarded on
-        any error, so the next call starts afresh.
+        Nothing refused: one transaction. Otherwise the rows are isolated by
+        bisection: each half in its own transaction, recursing into a half that
+        is refused, until a refused row stands alone; every other row is written.
+        Raises RetriableError or StreamsException, also during the isolation (the
+        caller keeps every row: written ones are idempotent upserts). The
+        connection is discarded on any error but a refused row, so the next call
+        starts afresh.
         """
+        refused: list[tuple[Row, Exception]] = []
+        parts = [rows]  # a stack: the first half is written first, order is kept
+        while parts:
+            part = parts.pop()
+            error = self._attempt(slot, part, len(rows))
+            if error is None:
+                continue
+            if len(part) == 1:
+                refused.append((part[0], error))
+            else:
+                half = len(part) // 2
+                parts += (part[half:], part[:half])
+        return refused
+
+    def _attempt(self, slot: _Slot, rows: list[Row], kept: int) -> Exception | None:
+        """Write `rows` in one transaction: None once committed, the error if the
+        database refused it for a row's content; raise RetriableError or
+        StreamsException (`kept` rows in the message) for any other failure."""
         during = "writing"
         try:
             connection = slot.connection
@@ -196,11 +261,21 @@ class WindowedCountSink(ABC):
                 during = "writing"
             self._write(connection, rows)
         except BaseException as error:
+            if (
+                during == "writing"
+                and isinstance(error, Exception)
+                and self._refused_for_content(error)
+            ):
+                try:
+                    self._rollback(slot.connection)
+                except Exception:
+                    self._discard(slot)  # the connection broke too: the next attempt reconnects
+                return error
             # Whatever happened, the connection may be mid-transaction: drop it.
             self._discard(slot)
             if not isinstance(error, Exception):
                 raise
-            failure = self._failure(error, during, len(rows))
+            failure = self._failure(error, during, kept)
             if failure is None:
                 raise
             if isinstance(failure, RetriableError):
@@ -217,10 +292,39 @@ class WindowedCountSink(ABC):
                 slot.failures += 1
             raise failure from error
         slot.failures = 0
+        return None
+
+    def refusal(self, refused: list[tuple[Row, Exception]]) -> RecordsRefused:
+        """The RecordsRefused for rows `write` returned, logged once (count and first error)."""
+        (start, word, _count), error = refused[0]
+        log.warning(
+            "%s refused %d row%s for their content, handed to the processing exception "
+            "handler; first: window %d, word %s: %s: %s",
+            self.where,
+            len(refused),
+            "s" if len(refused) != 1 else "",
+            start,
+            _sample(word),
+            type(error).__name__,
+            self._summary(error, word),
+        )
+        return RecordsRefused(self.where, [refused_record(row, error) for row, error in refused])
 
     def _detail(self, error: Exception) -> str:
-        """The error's full text on one line (subclasses mask secrets)."""
-        return " ".join(str(error).split())
+        """The error's full text on one line, without secrets."""
+        return self._scrub(" ".join(str(error).split()))
+
+    def _scrub(self, text: str) -> str:
+        """`text` without secrets (subclasses mask passwords)."""
+        return text
+
+    def _summary(self, error: Exception, word: str) -> str:
+        """A refused row's error on one line, short, with at most a sample of the word."""
+        text = str(error)
+        if len(word) > _SAMPLE_CHARS:
+            text = text.replace(word, _sample(word))
+        text = self._scrub(" ".join(text.split()))
+        return text if len(text) <= _ERROR_CHARS else text[: _ERROR_CHARS - 1] + "…"
 
     def _attach(self) -> _Slot:
         """The calling thread's slot, with one more user."""
@@ -287,13 +391,20 @@ class WindowedCountProcessor(Processor[Windowed[str], int | None, None, None]):
         self._batch[(start, word)] = count
 
     def flush(self) -> None:
-        """Write the batch in one transaction; keep it unless the transaction committed."""
+        """Write the batch; keep it unless every row was written or refused.
+
+        Raises RecordsRefused, once everything else is written, if the database
+        refused rows for their content; RetriableError or StreamsException (the
+        batch kept) if it failed otherwise.
+        """
         if not self._batch:
             return
         # Sorted, so that concurrent writers lock rows in the same order.
         rows = sorted((start, word, count) for (start, word), count in self._batch.items())
-        self._sink.write(self._bind(), rows)
+        refused = self._sink.write(self._bind(), rows)
         self._batch.clear()
+        if refused:
+            raise self._sink.refusal(refused)
 
     def close(self) -> None:
         """Write nothing: the task is going away (rebalance or shutdown).
@@ -360,6 +471,33 @@ def windowed_count_sink_from_env(
             table,
         )
     return sink
+
+
+def refused_record(row: Row, error: Exception) -> RefusedRecord:
+    """A refused row as the dead-letter queue gets it: key the word in UTF-8, value
+    `{"time_window":<start ms>,"word":"...","count":N}` (compact JSON, UTF-8).
+
+    A lone surrogate, which UTF-8 cannot carry, becomes a backslash escape:
+    `\\udcff` in the key, the JSON escape (the same character) in the value.
+    """
+    start, word, count = row
+    value = json.dumps(
+        {"time_window": start, "word": word, "count": count},
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return RefusedRecord(
+        word.encode("utf-8", "backslashreplace"),
+        value.encode("utf-8", "backslashreplace"),
+        error,
+    )
+
+
+def _sample(word: str) -> str:
+    """The word quoted, cut to its first characters if long (for log lines)."""
+    if len(word) <= _SAMPLE_CHARS:
+        return repr(word)
+    return f"{word[:_SAMPLE_CHARS]!r}… ({len(word)} characters)"
 
 
 def _type_name(value: object) -> str:

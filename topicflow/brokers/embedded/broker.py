@@ -255,6 +255,9 @@ class EmbeddedAdmin:
     def delete_topics(self, topics: Sequence[str], timeout: float) -> None:
         self._broker.delete_topics(topics)
 
+    def max_message_bytes(self, topics: Sequence[str], timeout: float) -> dict[str, int]:
+        return {}  # the embedded broker takes records of any size
+
     def group_members(self, group_id: str, timeout: float) -> list[GroupMember] | None:
         broker = self._broker
         with broker._lock:
