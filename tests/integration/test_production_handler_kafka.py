@@ -19,7 +19,7 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.integration.kafka_tools import committed_total, create_topics, wait_until
-from topicflow import KafkaStreams, Serdes, StreamsBuilder, StreamsConfig, State
+from topicflow import KafkaStreams, Serdes, State, StreamsBuilder, StreamsConfig
 from topicflow.dev import DevEnv
 
 

@@ -22,9 +22,10 @@ from services.anomaly_detector import (
     build_topology,
 )
 from services.generate_logs import log_lines
-from services.logs import FAILED_LOGIN, SUCCEEDED_LOGIN, format_log_line
+from services.logs import FAILED_LOGIN, SUCCEEDED_LOGIN, MalformedLogLine, format_log_line
 from services.notifications import AlertSink, EmailSink, Notification, Pending
 from topicflow import StreamsConfig
+from topicflow.errors import StreamsException
 from topicflow.testing import TopologyTestDriver
 
 PREFIX = "test."
@@ -48,7 +49,7 @@ class Recording:
 class Detector:
     """The detector's topology on a driver, with recorded alerts, emails and audit topic."""
 
-    def __init__(self, commit_every_record: bool = True) -> None:
+    def __init__(self, commit_every_record: bool = True, **settings: object) -> None:
         self.alerts = Recording()
         self.emails = Recording()
         topology = build_topology(
@@ -58,7 +59,9 @@ class Detector:
             urgent_threshold=URGENT,
             email_threshold=EMAIL,
         )
-        config = StreamsConfig(application_id=SERVICE.application_name, **SERVICE.settings)
+        config = StreamsConfig(
+            application_id=SERVICE.application_name, **{**SERVICE.settings, **settings}
+        )
         self.driver = TopologyTestDriver(topology, config, commit_every_record=commit_every_record)
         self.lines = self.driver.create_input_topic(f"{PREFIX}loglines")
         self.audit = self.driver.create_output_topic(f"{PREFIX}anomalies")
@@ -212,11 +215,13 @@ def test_successful_logins_and_lines_not_in_the_format_are_ignored() -> None:
     lines = [(T0 + i, text) for i in range(200) for text in ignored]
     with Detector() as detector:
         detector.pipe(lines)
-        detector.lines.pipe_input(None, None, timestamp=T0 + 1)
+        detector.lines.pipe_input(None, None, timestamp=T0 + 1)  # a tombstone: no error
         assert detector.emails.delivered == []
         assert detector.alerts.delivered == []
         assert detector.audit.is_empty()
         assert list(detector.driver.get_window_store(COUNTS_STORE).all()) == []
+        # All but the three successful logins are malformed: each one a processing error.
+        assert detector.driver.metrics.processing_errors == 200 * (len(ignored) - 3)
 
 
 def test_lines_with_invalid_timestamp_or_address_are_ignored() -> None:
@@ -230,6 +235,109 @@ def test_lines_with_invalid_timestamp_or_address_are_ignored() -> None:
     with Detector() as detector:
         detector.pipe([(T0 + i, bad[i % 3]) for i in range(60)])
         assert detector.emails.delivered == []
+        assert detector.driver.metrics.processing_errors == 60
+
+
+# -- malformed lines: counted as processing errors, never as failed logins ---------------------
+
+
+def malformed(user: str, timestamp: int) -> list[str]:
+    """A failed login of `user` at `timestamp`, written wrong in each way an operator tried."""
+    stamp = format_log_line(user, timestamp, "", "", "").split(" | ")[1].removeprefix("timestamp: ")
+    rest = f"ip_address: 203.0.113.7 | action: {FAILED_LOGIN} | message: m"
+    return [
+        f"user_id: {user} | timestamp: {timestamp} | {rest}",  # epoch milliseconds
+        f"user_id: {user} | timestamp: {timestamp // 1000} | {rest}",  # epoch seconds
+        f"user_id: {user} | timestamp: {stamp} | ip_address: 999.1.1.1 | "
+        f"action: {FAILED_LOGIN} | message: m",
+        f"user_id: {user} | timestamp: {stamp} | action: {FAILED_LOGIN} | message: m",  # no address
+        f"user_id: {user} || timestamp: {stamp} | {rest}",  # an extra |
+        f"timestamp: {stamp} | user_id: {user} | {rest}",  # out of order
+        f"user_id:  | timestamp: {stamp} | {rest}",  # no user
+        f"user: {user} | timestamp: {stamp} | {rest}",  # unknown field name
+        f"\x00\x1b[31m{user} \u00bf\u20ac\u2603 {FAILED_LOGIN} \u202e",  # non-ASCII garbage
+        "",  # an empty line
+    ]
+
+
+def test_the_malformed_variants_are_failed_logins_wrong_only_where_they_say() -> None:
+    good = fields_of(line("alice", T0))
+    assert good is not None
+    epoch_ms, epoch_s, bad_ip = (fields_of(text) for text in malformed("alice", T0)[:3])
+    assert epoch_ms == {**good, "timestamp": str(T0)}
+    assert epoch_s == {**good, "timestamp": str(T0 // 1000)}
+    assert bad_ip == {**good, "ip_address": "999.1.1.1"}
+
+
+def test_malformed_lines_are_processing_errors_and_never_counted() -> None:
+    rng = random.Random(11)
+    good = sorted(
+        failures("alice", 120, T0)  # an alert and an email
+        + failures("bob", 60, T0 + 3)  # an email; 120 with its malformed twins: an alert
+        + failures("carol", 40, T0 + 5)  # nothing; 80 with its twins: an email
+        + failures("dave", 51, T0 + WINDOW_MS, step=150)  # an email in the next window
+        + [(T0 + 11 * i, line("erin", T0 + 11 * i, SUCCEEDED_LOGIN)) for i in range(100)]
+    )
+    mixed: list[tuple[int, str]] = []
+    malformed_lines = 0
+    for timestamp, text in good:
+        mixed.append((timestamp, text))
+        if FAILED_LOGIN in text:
+            # The same failed login, malformed: another of the variants each time.
+            variants = malformed(text.split(" | ")[0].removeprefix("user_id: "), timestamp)
+            mixed.append((timestamp, rng.choice(variants)))
+            malformed_lines += 1
+    # And an attacker whose every line is malformed: 200 would be an alert.
+    for i in range(200):
+        timestamp = T0 + 45 * i
+        mixed.append((timestamp, malformed("mallory", timestamp)[i % 10]))
+        malformed_lines += 1
+    mixed.sort(key=lambda pair: pair[0])  # stable: each malformed twin after its good line
+
+    counts = failed_counts(good)  # the test's own reading, of the good lines alone
+    emails_expected = sorted(k for k, n in counts.items() if n > EMAIL)
+    alerts_expected = sorted(k for k, n in counts.items() if n > URGENT)
+    assert emails_expected == [("alice", T0), ("bob", T0), ("dave", T0 + WINDOW_MS)]
+    assert alerts_expected == [("alice", T0)]
+    with Detector(processing_exception_handler="log_and_continue") as detector:
+        detector.pipe(mixed)
+        detector.lines.pipe_input(None, None, timestamp=T0 + 1)  # a tombstone: skipped
+        assert detector.driver.metrics.processing_errors == malformed_lines
+        assert sorted(notified(detector.emails.delivered)) == emails_expected
+        assert sorted(notified(detector.alerts.delivered)) == alerts_expected
+        stored = {
+            (user, start): n
+            for user, start, n in detector.driver.get_window_store(COUNTS_STORE).all()
+        }
+        assert stored == dict(counts)
+
+
+def test_every_variant_is_a_processing_error() -> None:
+    variants = malformed("mallory", T0)
+    with Detector(processing_exception_handler="log_and_continue") as detector:
+        for i, text in enumerate(variants, 1):
+            detector.lines.pipe_input(None, text, timestamp=T0)
+            assert detector.driver.metrics.processing_errors == i, text
+        assert list(detector.driver.get_window_store(COUNTS_STORE).all()) == []
+
+
+def test_the_service_skips_malformed_lines_rather_than_stopping() -> None:
+    assert SERVICE.settings["processing_exception_handler"] == "log_and_continue"
+    assert SERVICE.config({}).processing_exception_handler == "log_and_continue"
+
+
+@pytest.mark.parametrize("index", range(10))
+def test_with_log_and_fail_a_malformed_line_stops_the_detector(index: int) -> None:
+    text = malformed("mallory", T0)[index]
+    with Detector(processing_exception_handler="log_and_fail") as detector:
+        detector.pipe(failures("alice", 3, T0))
+        with pytest.raises(
+            StreamsException, match="MalformedLogLine: malformed log line: "
+        ) as caught:
+            detector.lines.pipe_input(None, text, timestamp=T0 + 1)
+        cause = caught.value.__cause__
+        assert isinstance(cause, MalformedLogLine)
+        assert str(cause).endswith(f": {text!r}")  # the sample
 
 
 def test_generated_logs_match_the_reference() -> None:

@@ -421,3 +421,35 @@ def test_dropped_records_summary_adds_every_cause() -> None:
     assert dropped_records_summary(WorkerMetrics().as_dict()) == (
         "dropped-records=0, dead-lettered=0"
     )
+
+
+def test_a_failure_while_a_cache_flushes_has_no_source_record() -> None:
+    """A cached aggregate is forwarded at commit, after its input records: the record
+    processed last is not its source, so the context names none."""
+    from topicflow import Produced
+
+    def serialize(count: int) -> bytes:
+        if count == 2:
+            raise ValueError("two is refused")
+        return str(count).encode()
+
+    counts: Serde[int] = Serde("Refusing", serialize, int)
+    builder = StreamsBuilder()
+    (
+        builder.stream("in")
+        .group_by_key()
+        .count()
+        .to_stream()
+        .to("out", Produced.with_(Serdes.String(), counts))
+    )
+    with TopologyTestDriver(
+        builder.build(), config(production_exception_handler="log_and_continue")
+    ) as driver:
+        for i, key in enumerate(["a", "a", "b"]):
+            driver.pipe_raw("in", key.encode(), b"v", 10 + i)
+        out = driver.create_output_topic("out").read_key_values_to_list()
+        assert [tuple(kv) for kv in out] == [("a", "1"), ("b", "1")]
+        (letter,) = dead_letters(driver)
+    assert (letter.key, letter.value, letter.timestamp) == (None, None, 11)
+    assert headers_of(letter)["__streams.errors.topic"] == b""
+    assert headers_of(letter)["__streams.errors.offset"] == b"-1"

@@ -19,7 +19,17 @@ from services.generate_logs import (
     produce_log_lines,
     user_ids,
 )
-from services.logs import LogLine, format_log_line, is_failed_login, parse_log_line, user_of
+from services.logs import (
+    FAILED_LOGIN,
+    SAMPLE_CHARS,
+    LogLine,
+    MalformedLogLine,
+    check_log_line,
+    format_log_line,
+    is_failed_login,
+    parse_log_line,
+    user_of,
+)
 from topicflow.brokers.embedded import EmbeddedBroker
 from topicflow.errors import ConfigError, StreamsException
 
@@ -156,6 +166,166 @@ def test_cheap_helpers_agree_with_the_parser_on_generated_lines() -> None:
         assert parsed is not None
         assert user_of(line) == parsed.user_id
         assert is_failed_login(line) == parsed.is_failed_login
+
+
+# -- malformed lines -------------------------------------------------------------------------------
+
+STAMP = "2026-11-25 10:00:00 +0000"
+ORDER = "the order is user_id | timestamp | ip_address | action | message"
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        pytest.param(
+            LINE.replace(STAMP, str(T0_MS)),
+            f"timestamp '{T0_MS}' is not 'YYYY-MM-DD HH:MM:SS +ZZZZ' (epoch milliseconds?)",
+            id="epoch-ms",
+        ),
+        pytest.param(
+            LINE.replace(STAMP, str(T0_MS // 1000)),
+            f"timestamp '{T0_MS // 1000}' is not 'YYYY-MM-DD HH:MM:SS +ZZZZ' (epoch seconds?)",
+            id="epoch-s",
+        ),
+        pytest.param(
+            LINE.replace(STAMP, "yesterday"),
+            "timestamp 'yesterday' is not 'YYYY-MM-DD HH:MM:SS +ZZZZ'",
+            id="timestamp-words",
+        ),
+        pytest.param(
+            LINE.replace(STAMP, "2026-02-30 10:00:00 +0000"),
+            "timestamp '2026-02-30 10:00:00 +0000' is not 'YYYY-MM-DD HH:MM:SS +ZZZZ'",
+            id="no-such-day",
+        ),
+        pytest.param(LINE.replace(STAMP, " "), "timestamp is empty", id="timestamp-empty"),
+        pytest.param(
+            LINE.replace("10.1.2.3", "999.1.1.1"),
+            "ip_address '999.1.1.1' is not an IPv4 or IPv6 address",
+            id="ip-999",
+        ),
+        pytest.param(
+            LINE.replace("ip_address: 10.1.2.3 | ", ""),
+            "4 of 5 fields, missing ip_address",
+            id="missing-field",
+        ),
+        pytest.param(
+            "user_id: alice | timestamp: 2026-11-25 10:00:00 +0000 | ip_address: 10.1.2.3",
+            "3 of 5 fields, missing action, message",
+            id="missing-fields",
+        ),
+        pytest.param(
+            LINE.replace("alice | timestamp", "alice || timestamp"),
+            "field 2 is empty where 'timestamp' belongs (an extra '|'?)",
+            id="extra-bars",
+        ),
+        pytest.param(
+            f"timestamp: {STAMP} | user_id: alice | ip_address: 10.1.2.3 | "
+            "action: login failed | message: three random words",
+            f"field 1 is 'timestamp' where 'user_id' belongs: {ORDER}",
+            id="out-of-order",
+        ),
+        pytest.param(
+            "user_id: alice | timestamp: 2026-11-25 10:00:00 +0000 | action: login failed | "
+            "ip_address: 10.1.2.3 | message: three random words",
+            f"field 3 is 'action' where 'ip_address' belongs: {ORDER}",
+            id="out-of-order-later",
+        ),
+        pytest.param(
+            LINE.replace("user_id: alice", "user_id:  "), "user_id is empty", id="no-user"
+        ),
+        pytest.param(
+            LINE.replace("user_id:", "user:"), "field 1 is 'user', not 'user_id'", id="unknown-name"
+        ),
+        pytest.param(
+            LINE.replace("ip_address: 10.1.2.3", "ip_address 10.1.2.3"),
+            "field 3 'ip_address 10.1.2.3' is not 'ip_address: <value>'",
+            id="no-colon",
+        ),
+        pytest.param(
+            LINE.replace("action: login failed", "action:  "), "action is empty", id="no-action"
+        ),
+        pytest.param(
+            "\x00\x1b[31m\u00bf\u00f1\u20ac\u2603 login failed \u202e\ufffd",
+            "1 of 5 fields, missing user_id, timestamp, ip_address, action, message",
+            id="non-ascii-garbage",
+        ),
+        pytest.param("", "empty line", id="empty"),
+        pytest.param(" \t\r\n", "empty line", id="blank"),
+        pytest.param(b"\xff\xfe not utf-8", "not UTF-8 (byte 0: invalid start byte)", id="bytes"),
+    ],
+)
+def test_malformed_lines_raise_naming_the_problem_with_a_sample(
+    line: str | bytes, problem: str
+) -> None:
+    with pytest.raises(MalformedLogLine) as caught:
+        check_log_line(line)
+    shown = repr(line[:SAMPLE_CHARS])
+    if len(line) > SAMPLE_CHARS:
+        shown += f"... ({len(line)} characters)"
+    assert str(caught.value) == f"malformed log line: {problem}: {shown}"
+    assert isinstance(caught.value, ValueError)
+    # The same rules for both readers.
+    assert parse_log_line(line) is None
+
+
+def test_a_null_value_is_malformed_for_the_checker_and_none_for_the_parser() -> None:
+    with pytest.raises(MalformedLogLine, match=r"^malformed log line: no value \(a null record\)$"):
+        check_log_line(None)
+    assert parse_log_line(None) is None
+
+
+def test_the_sample_is_truncated_and_shows_control_characters() -> None:
+    long_message = "\x1b[2J" + "x" * 10_000
+    line = LINE.replace(STAMP, "\t" + str(T0_MS)).replace("three random words", long_message)
+    with pytest.raises(MalformedLogLine) as caught:
+        check_log_line(line)
+    message = str(caught.value)
+    assert message == (
+        f"malformed log line: timestamp '{T0_MS}' is not 'YYYY-MM-DD HH:MM:SS +ZZZZ' "
+        f"(epoch milliseconds?): {line[:SAMPLE_CHARS]!r}... ({len(line):,} characters)"
+    )
+    assert "\\t" in message and "\\x1b" in message  # escaped, as repr shows them
+    assert "\x1b" not in message and "\t" not in message
+    # A huge field value is cut short too.
+    with pytest.raises(MalformedLogLine) as caught:
+        check_log_line(LINE.replace("10.1.2.3", "9" * 100_000))
+    assert f"ip_address '{'9' * 40}'... is not" in str(caught.value)
+    assert len(str(caught.value)) < 400
+
+
+def test_good_lines_give_the_user_and_action_the_parser_and_the_cheap_helpers_give() -> None:
+    lines = [line for _, line in itertools.islice(log_lines(seed=3, failed_share=0.3), 3000)]
+    lines += [format_log_line("bob", T0, "2001:db8::1", "login succeeded", "a | b: c")]
+    actions: Counter[str] = Counter()
+    for line in lines:
+        parsed = parse_log_line(line)
+        assert parsed is not None, line
+        user_id, action = check_log_line(line)
+        assert (user_id, action) == (parsed.user_id, parsed.action) == (user_of(line), action)
+        assert (action == FAILED_LOGIN) == is_failed_login(line)
+        assert check_log_line(line.encode()) == (user_id, action)
+        actions[action] += 1
+    assert set(actions) == {"login failed", "login succeeded"}
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "user_id:   alice  |timestamp: 2026-11-25 10:00:00 +0000|ip_address: 10.1.2.3"
+        " | action:  login   failed | message: try",
+        # A timestamp padded past what the timestamp cache holds is still read.
+        LINE.replace(STAMP, "2026-11-25" + " " * 100 + "10:00:00\t+0000"),
+        LINE.replace(STAMP, "2026-11-25T10:00:00Z"),
+        LINE.replace("10.1.2.3", "::ffff:10.1.2.3"),
+        LINE.replace("three random words", "a | b | action: login succeeded"),
+        LINE.replace("action: login failed", "action: password reset"),  # any action
+    ],
+)
+def test_the_checker_is_as_tolerant_as_the_parser(line: str) -> None:
+    parsed = parse_log_line(line)
+    assert parsed is not None
+    assert check_log_line(line) == (parsed.user_id, parsed.action)
+    assert parsed.user_id == "alice"
 
 
 # -- the generator ---------------------------------------------------------------------------------
