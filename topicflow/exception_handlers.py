@@ -71,8 +71,10 @@ class ErrorHandlerContext:
     offset: int
     timestamp: int
     task_id: str | None
-    # The sink node for production failures, the sink processor for refused
-    # records; None where the runtime does not track the node (a DSL function).
+    # The node that failed: the sink node for production failures, the node
+    # whose function or Processor raised for processing failures (found from
+    # the traceback), the sink processor for refused records; None for a
+    # deserialization failure (no node ran) or a node it cannot tell.
     processor_node_id: str | None
     source_raw_key: bytes | None
     source_raw_value: bytes | None

@@ -453,3 +453,35 @@ def test_a_failure_while_a_cache_flushes_has_no_source_record() -> None:
     assert (letter.key, letter.value, letter.timestamp) == (None, None, 11)
     assert headers_of(letter)["__streams.errors.topic"] == b""
     assert headers_of(letter)["__streams.errors.offset"] == b"-1"
+
+
+def test_the_context_names_the_node_that_failed() -> None:
+    """Kafka's ErrorHandlerContext.processorNodeId: found from the traceback, among
+    nodes of the same kind (shared code, other closures) and user processors."""
+    seen: list[str | None] = []
+
+    def handler(context: ErrorHandlerContext, _record: Any, _error: Exception) -> HandlerResponse:
+        seen.append(context.processor_node_id)
+        return HandlerResponse.CONTINUE
+
+    def strict(value: str) -> str:
+        if value.startswith("bad"):
+            raise ValueError(value)
+        return value
+
+    builder = StreamsBuilder()
+    (
+        builder.stream("in")
+        .map_values(str.strip, "strip")
+        .map_values(strict, "check")
+        .map_values(str.upper, "shout")
+        .process(_Ticking, named="ticking")
+        .to("out")
+    )
+    with TopologyTestDriver(
+        builder.build(), config(processing_exception_handler=handler)
+    ) as driver:
+        driver.pipe_raw("in", b"k", b" bad ", 0)  # in "check", not in "strip" or "shout"
+        driver.pipe_raw("in", b"k", b"good", 0)
+        driver.pipe_raw("in", b"k", b"x", 25)  # the punctuator of "ticking" raises
+    assert seen == ["check", "ticking"]

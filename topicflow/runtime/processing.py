@@ -185,7 +185,10 @@ class BatchProcessor:
                 f"processing record {where} in task {route.task.id} failed: "
                 f"{type(error).__name__}: {error}"
             ) from error
-        self._errors.processing_failed(str(route.task.id), message, key, value, timestamp, error)
+        task = route.task
+        self._errors.processing_failed(
+            str(task.id), message, key, value, timestamp, error, task.node_of(error)
+        )
 
     def _consumer_error(self, message: Any) -> None:
         error = message.error()

@@ -159,6 +159,8 @@ class StreamTask:
         self._close_listeners: list[tuple[int, Callable[[], None]]] = []
         self._building = 0
         self._building_name = ""
+        # Built at the first failure: see node_of.
+        self._node_functions: tuple[dict[Any, list[tuple[str, Any]]], dict[int, str]] | None = None
         self._sources: dict[str, tuple[SourceNode, Forward]] = {}
         specs = store_specs or {}
         self.state = StateManager(
@@ -421,7 +423,9 @@ class StreamTask:
                 raise
             except Exception as error:
                 # KIP-1033: a punctuator's failure goes to the processing handler too.
-                self.errors.processing_failed(str(self.id), None, None, None, now, error)
+                self.errors.processing_failed(
+                    str(self.id), None, None, None, now, error, self.node_of(error)
+                )
             fired += 1
             # As Kafka Streams' PunctuationSchedule.next: one firing however many
             # intervals were missed, then the next on the schedule's own grid
@@ -430,6 +434,38 @@ class StreamTask:
             missed = (now - schedule.next_time) // interval
             schedule.next_time += (missed + 1) * interval
         return fired
+
+    def node_of(self, error: BaseException) -> str | None:
+        """The processor node an exception was raised in, from its traceback.
+
+        Kafka Streams tracks the current node on every forward; that costs a write
+        per node per record, so it is found here instead, only when something
+        failed: the innermost frame that is a node's function (several nodes of
+        one kind share code, and differ by their closures' contents), or a method
+        of an object only one node holds (a user Processor, in a punctuator).
+        """
+        if self._node_functions is None:
+            self._node_functions = _index_nodes(self._instances)
+        functions, owners = self._node_functions
+        frames = []
+        tb = error.__traceback__
+        while tb is not None:
+            frames.append(tb.tb_frame)
+            tb = tb.tb_next
+        for frame in reversed(frames):
+            for name, function in functions.get(frame.f_code, ()):
+                cells = function.__closure__ or ()
+                free = frame.f_code.co_freevars
+                local = frame.f_locals
+                if all(
+                    local.get(var) is cell.cell_contents
+                    for var, cell in zip(free, cells, strict=True)
+                ):
+                    return name
+            owner = frame.f_locals.get("self")
+            if owner is not None and id(owner) in owners:
+                return owners[id(owner)]
+        return None
 
     def take_commit_request(self) -> bool:
         requested, self._commit_requested = self._commit_requested, False
@@ -468,6 +504,31 @@ class StreamTask:
         self._commit_listeners.clear()
         if errors:
             raise StreamsException(f"closing task {self.id} failed: {errors[0]}") from errors[0]
+
+
+def _index_nodes(
+    instances: dict[str, Forward],
+) -> tuple[dict[Any, list[tuple[str, Any]]], dict[int, str]]:
+    """Node functions by code object, and node names by the objects (other than
+    functions and shared context) their closures hold: see StreamTask.node_of."""
+    functions: dict[Any, list[tuple[str, Any]]] = {}
+    held: dict[int, set[str]] = {}
+    for name, forward in instances.items():
+        function = getattr(forward, "__func__", forward)
+        code = getattr(function, "__code__", None)
+        if code is None:
+            continue
+        functions.setdefault(code, []).append((name, function))
+        for cell in function.__closure__ or ():
+            try:
+                content = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            target = getattr(content, "__self__", None)  # a bound method's object
+            if target is not None and not isinstance(target, type):
+                held.setdefault(id(target), set()).add(name)
+    owners = {key: next(iter(names)) for key, names in held.items() if len(names) == 1}
+    return functions, owners
 
 
 def _origin_stamper(
