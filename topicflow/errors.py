@@ -57,14 +57,22 @@ class HandlerFailed(StreamsException):
 class RefusedRecord:
     """One record an external system refused for its content (see RecordsRefused)."""
 
-    __slots__ = ("error", "key", "value")
+    __slots__ = ("error", "key", "timestamp", "value")
 
-    def __init__(self, key: bytes | None, value: bytes | None, error: Exception) -> None:
+    def __init__(
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        error: Exception,
+        timestamp: int | None = None,
+    ) -> None:
         # The record as the sink would have written it, serialized for the
-        # dead-letter queue; `error` is the system's own error for it.
+        # dead-letter queue; `error` is the system's own error for it; the
+        # dead letter's timestamp (None: the time of the commit that wrote it).
         self.key = key
         self.value = value
         self.error = error
+        self.timestamp = timestamp
 
 
 class RecordsRefused(TopicflowError):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -270,11 +270,12 @@ def read_records(bootstrap: str, topic: str, timeout: float = 30) -> list[Any]:
         }
     )
     try:
+        deadline = time.monotonic() + timeout
         partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
         ends: dict[int, int] = {}
         starts: list[TopicPartition] = []
         for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            low, high = _watermarks(consumer, TopicPartition(topic, p), deadline)
             if high > low:
                 ends[p] = high
                 starts.append(TopicPartition(topic, p, low))
@@ -282,18 +283,29 @@ def read_records(bootstrap: str, topic: str, timeout: float = 30) -> list[Any]:
         if not starts:
             return records
         consumer.assign(starts)
-        deadline = time.monotonic() + timeout
         while ends:
             assert time.monotonic() < deadline, f"{topic}: not read to its end in {timeout} s"
             for message in consumer.consume(10_000, 0.2):
                 assert message.error() is None, message.error()
-                if message.offset() < ends.get(message.partition(), -1):
+                partition, offset = message.partition() or 0, message.offset() or 0
+                if offset < ends.get(partition, -1):
                     records.append(message)
-                if message.offset() >= ends.get(message.partition(), 0) - 1:
-                    ends.pop(message.partition(), None)
+                if offset >= ends.get(partition, 0) - 1:
+                    ends.pop(partition, None)
         return records
     finally:
         consumer.close()
+
+
+def _watermarks(consumer: Consumer, partition: TopicPartition, deadline: float) -> Any:
+    # Just after the broker started, its partitions may have no leader yet.
+    while True:
+        try:
+            return consumer.get_watermark_offsets(partition, timeout=10)
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def record_at(bootstrap: str, topic: str, partition: int, offset: int) -> Any:
@@ -341,3 +353,21 @@ def windowed_counts_of_changelog(bootstrap: str, changelog: str) -> dict[tuple[s
 def headers_of(message: Any) -> dict[str, str]:
     """A record's headers as text (dead letters carry UTF-8 strings)."""
     return {name: (value or b"").decode() for name, value in message.headers() or []}
+
+
+def alerted(webhook: Any) -> list[tuple[str, int]]:
+    """(user, window start) of each alert a LocalHttpServer received, in order."""
+    details = [r.json()["payload"]["custom_details"] for r in webhook.requests]
+    return [(d["user_id"], d["window_start_ms"]) for d in details]
+
+
+def emailed(smtp: Any) -> list[tuple[str, int]]:
+    """(user, window start) of each email a LocalSmtpServer received, from its body's fields."""
+    found = []
+    for received in smtp.messages:
+        text = received.message.get_content()
+        user = re.search(r"^user_id: (\S+)\s*$", text, re.M)
+        window = re.search(r"^window: \[(\d+), ", text, re.M)
+        assert user and window, text
+        found.append((user.group(1), int(window.group(1))))
+    return found

@@ -24,6 +24,7 @@ from tests.integration.kafka_tools import (
     ServiceProcess,
     create_topics,
     dead_letter_topics,
+    emailed,
     produce,
     table,
     wait_until,
@@ -183,13 +184,13 @@ def test_the_three_services_match_ground_truth_and_the_aggregator_restores(
             a["dedup_key"] == f"{u}-{w}-urgent" for a, (u, w) in zip(alerts(), alerted, strict=True)
         )
 
-        emailed = _emailed(smtp)
+        sent_emails = emailed(smtp)
         # Windows above the email threshold only: exactly one email each. Windows
         # above the urgent threshold may also have had one, if a commit saw their
         # count between the thresholds; none other may have any.
-        assert email_only <= set(emailed)
-        assert set(emailed) <= email_only | urgent
-        assert len(emailed) == len(set(emailed)), "at most one email per window"
+        assert email_only <= set(sent_emails)
+        assert set(sent_emails) <= email_only | urgent
+        assert len(sent_emails) == len(set(sent_emails)), "at most one email per window"
 
         # Restore: stop the Aggregator, delete its local state, count more words
         # into the same windows, start it again.
@@ -224,15 +225,3 @@ def test_the_three_services_match_ground_truth_and_the_aggregator_restores(
             process.stop()
         webhook.stop()
         smtp.stop()
-
-
-def _emailed(smtp: LocalSmtpServer) -> list[tuple[str, int]]:
-    """(user, window start) of each email, read from the plain-text fields of its body."""
-    found = []
-    for received in smtp.messages:
-        text = received.message.get_content()
-        user = re.search(r"^user_id: (\S+)\s*$", text, re.M)
-        window = re.search(r"^window: \[(\d+), ", text, re.M)
-        assert user and window, text
-        found.append((user.group(1), int(window.group(1))))
-    return found

@@ -127,8 +127,17 @@ def test_threads_share_one_budget(
         (logging.WARNING, "REQTMOUT", "b:9092/1: Timed out 3 in-flight requests", True),
         (logging.WARNING, "METADATA", "Metadata request failed: Broker transport failure", True),
         (logging.ERROR, "ERROR", "rdkafka#producer-1: 1/1 brokers are down", True),
-        # Below WARNING (and debug output) passes as is: no alert is built on it.
-        (logging.INFO, "FAIL", "b:9092/1: Disconnected (after 5ms in state UP)", False),
+        # INFO too: librdkafka says "Disconnected" at INFO, once per connection...
+        (logging.INFO, "FAIL", "b:9092/1: Disconnected (after 5ms in state UP)", True),
+        # ...and a broker back from an outage, once per partition and client.
+        (
+            logging.INFO,
+            "METADATAUPDATE",
+            "b:9092/1: Partition words(0): new leader 1 not found in cache",
+            True,
+        ),
+        # Debug output passes as is.
+        (logging.DEBUG, "FAIL", "b:9092/1: Disconnected (after 5ms in state UP)", False),
         (logging.WARNING, "CONFWARN", "Configuration property acks is a producer property", False),
         (logging.ERROR, "TXNERR", "Current transaction failed in state InTransaction", False),
     ],

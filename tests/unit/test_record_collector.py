@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError
 
 from topicflow.errors import StreamsException
 from topicflow.runtime.record_collector import RecordCollector
@@ -59,14 +60,33 @@ def test_failed_deliveries_fail_the_flush_that_precedes_a_commit() -> None:
     collector = RecordCollector(producer, lambda topic: 1)  # type: ignore[arg-type]
     collector.send("out", b"k", b"v", 1, None, -1)
 
-    class _Error:
-        def str(self) -> str:
-            return "Broker: Topic authorization failed"
+    class _Message:
+        def topic(self) -> str:
+            return "out"
+
+    error = KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED, "Broker: Topic authorization failed")
+    collector.on_delivery(error, _Message())
+    with pytest.raises(StreamsException, match="Topic authorization failed"):
+        collector.flush(1)
+
+
+def test_records_timed_out_fail_the_flush_naming_task_timeout_ms() -> None:
+    """The producer's message.timeout.ms is task_timeout_ms: a record it gave up on is the
+    task timing out, and the line says which setting to look at."""
+    producer = _FullThenFree(full_for=0)
+    collector = RecordCollector(producer, lambda topic: 1, task_timeout_ms=15_000)  # type: ignore[arg-type]
+    collector.send("out", b"k", b"v", 1, None, -1)
 
     class _Message:
         def topic(self) -> str:
             return "out"
 
-    collector.on_delivery(_Error(), _Message())
-    with pytest.raises(StreamsException, match="Topic authorization failed"):
+    for _ in range(3):
+        collector.on_delivery(KafkaError(KafkaError._MSG_TIMED_OUT), _Message())
+    with pytest.raises(StreamsException) as failed:
         collector.flush(1)
+    assert str(failed.value) == (
+        "3 records not acknowledged by the broker within task_timeout_ms=15000; offsets not "
+        "committed, so they are processed again after a restart; check that Kafka is reachable"
+    )
+    collector.flush(1)  # reported once

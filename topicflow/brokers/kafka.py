@@ -52,6 +52,8 @@ _CONNECTION_WORDS = (
     "Broker transport failure",
     "Failed to resolve",
     "Connection setup timed out",
+    # A broker back from an outage: one line per partition and client.
+    "not found in cache",
 )
 # The error callback's codes for them (librdkafka raises one with each FAIL line).
 _CONNECTION_ERRORS = frozenset(
@@ -127,7 +129,8 @@ class _LibrdkafkaLog:
     """
 
     def log(self, level: int, msg: str, *args: Any) -> None:
-        if level >= logging.WARNING and len(args) == 3 and _about_connection(args[0], args[2]):
+        # INFO too: librdkafka says "Disconnected" at INFO, once per connection.
+        if level >= logging.INFO and len(args) == 3 and _about_connection(args[0], args[2]):
             _connection_trouble.report(level, args[2])
         else:
             log.log(level, msg, *args)

@@ -230,14 +230,17 @@ class ErrorHandling:
     def records_refused(
         self, task_id: str, node: str, refused: RefusedRecord, timestamp: int
     ) -> None:
-        """A sink's external system refused a record for its content."""
+        """A sink's external system refused a record for its content; `timestamp` is the
+        commit's, for a record that carries none."""
+        if refused.timestamp is not None:
+            timestamp = refused.timestamp
         context = ErrorHandlerContext(
             None, -1, -1, timestamp, task_id, node, refused.key, refused.value
         )
         record = Record(refused.key, refused.value, timestamp)
-        self._handle(
-            "sink", "sink", context, record, refused.error, f"{node} could not write a record"
-        )
+        key = refused.key if refused.key is None else refused.key[:80]
+        what = f"{node} could not write the record keyed {key!r}"
+        self._handle("sink", "sink", context, record, refused.error, what)
 
     # -- the common path ------------------------------------------------------------
 

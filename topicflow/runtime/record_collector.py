@@ -28,6 +28,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from confluent_kafka import KafkaError
+
 from topicflow.brokers.base import Headers, Producer
 from topicflow.errors import StreamsException
 from topicflow.runtime.error_handling import ErrorHandling
@@ -56,8 +58,13 @@ class RecordCollector:
         producer: Producer,
         partition_counts: Callable[[str], int],
         errors: ErrorHandling | None = None,
+        task_timeout_ms: int | None = None,
     ) -> None:
         self._producer = producer
+        # The producer's message.timeout.ms when it is task_timeout_ms (not under
+        # transactions): a record timed out is then the task timing out.
+        self._task_timeout_ms = task_timeout_ms
+        self._timed_out = 0
         # None: no failed delivery may be skipped (inside a transaction, one
         # failed send aborts the whole transaction).
         self._errors = errors
@@ -114,6 +121,8 @@ class RecordCollector:
             return
         if self._errors is not None and self._errors.delivery_failed(message, error):
             return  # skipped by the production handler
+        if error.code() == KafkaError._MSG_TIMED_OUT:
+            self._timed_out += 1
         # Keep the first few reasons; one failure is enough to stop committing.
         if len(self._failures) < 5:
             self._failures.append(f"{message.topic()}: {error.str()}")
@@ -131,6 +140,13 @@ class RecordCollector:
         remaining = self._producer.flush(timeout_s)
         while remaining and time.monotonic() < deadline:
             remaining = self._producer.flush(max(0.0, deadline - time.monotonic()))
+        if self._timed_out and self._task_timeout_ms is not None:
+            timed_out, self._timed_out, self._failures = self._timed_out, 0, []
+            raise StreamsException(
+                f"{timed_out} records not acknowledged by the broker within task_timeout_ms="
+                f"{self._task_timeout_ms}; offsets not committed, so they are processed again "
+                "after a restart; check that Kafka is reachable"
+            )
         if self._failures:
             failures, self._failures = self._failures, []
             raise StreamsException(

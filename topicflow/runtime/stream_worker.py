@@ -226,7 +226,10 @@ class StreamWorker:
         self._consumer = consumer = self._broker.consumer(consumer_config)
         producer = self._broker.producer(producer_config)
         self._collector = collector = RecordCollector(
-            producer, partition_count, None if config.exactly_once else self.errors
+            producer,
+            partition_count,
+            None if config.exactly_once else self.errors,
+            None if config.exactly_once else config.task_timeout_ms,
         )
         self.errors.sender = collector
         if config.exactly_once:
@@ -708,8 +711,10 @@ class StreamWorker:
                 self._write_checkpoints(consumer, [*self._tasks.values()])
             elif not clean:
                 # After a failure, what was processed may not be in the producer:
-                # drop the positions so that closing does not commit them.
+                # drop the positions so that closing does not commit them (nor
+                # says it resumes input: it leaves).
                 self._routes.clear()
+                self._retry_at = None
                 if self._transactions is not None:
                     self._transactions.abort()
         finally:

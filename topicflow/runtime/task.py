@@ -490,8 +490,9 @@ class StreamTask:
             except RecordsRefused as refused:
                 # The sink wrote everything else: each refused record goes to the
                 # processing handler (skip and dead-letter, or stop).
+                now = self._clock()
                 for record in refused.refused:
-                    self.errors.records_refused(str(self.id), node, record, rc.timestamp)
+                    self.errors.records_refused(str(self.id), node, record, now)
 
     def close(self) -> None:
         errors = []

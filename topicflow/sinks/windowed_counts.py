@@ -475,7 +475,8 @@ def windowed_count_sink_from_env(
 
 def refused_record(row: Row, error: Exception) -> RefusedRecord:
     """A refused row as the dead-letter queue gets it: key the word in UTF-8, value
-    `{"time_window":<start ms>,"word":"...","count":N}` (compact JSON, UTF-8).
+    `{"time_window":<start ms>,"word":"...","count":N}` (compact JSON, UTF-8),
+    timestamp the window's start.
 
     A lone surrogate, which UTF-8 cannot carry, becomes a backslash escape:
     `\\udcff` in the key, the JSON escape (the same character) in the value.
@@ -490,6 +491,7 @@ def refused_record(row: Row, error: Exception) -> RefusedRecord:
         word.encode("utf-8", "backslashreplace"),
         value.encode("utf-8", "backslashreplace"),
         error,
+        start,  # the dead letter's timestamp: the window's start
     )
 
 
