@@ -143,6 +143,7 @@ def child(service: str, broker_kind: str, count: int, threads: int = 1) -> dict[
         application_id=f"bench-{service}-{uuid.uuid4().hex[:8]}",
         state_dir=str(workdir / "state"),
         num_stream_threads=threads,
+        errors_dead_letter_queue_topic_name=PREFIX + SERVICES[service].dead_letter_topic,
     )
     topic_name, records = _inputs(service, count, int(time.time() * 1000) - SPAN_MS)
     broker: Any = None
