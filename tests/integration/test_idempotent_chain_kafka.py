@@ -95,7 +95,7 @@ def test_a_killed_text_processor_changes_no_count(
         for process in (successor, aggregator):
             process.terminate()
             assert process.wait(30) == 0, process.log()
-        skipped = re.search(r"'duplicates_skipped': (\d+)", aggregator.log())
+        skipped = re.search(r"duplicates_skipped=(\d+)", aggregator.log())
         assert skipped is not None, aggregator.log()
         # The Aggregator saw the resent words, and dropped them only with idempotent state.
         assert (int(skipped.group(1)) > 0) == idempotent

@@ -184,7 +184,7 @@ def test_a_killed_instance_is_replayed_without_counting_twice_on_heroku_like_kaf
             )
         successor.terminate()
         assert successor.wait(30) == 0, successor.log()
-        skipped = re.search(r"'duplicates_skipped': (\d+)", successor.log())
+        skipped = re.search(r"duplicates_skipped=(\d+)", successor.log())
         assert skipped is not None, successor.log()
         assert (int(skipped.group(1)) > 0) == idempotent
     finally:

@@ -485,3 +485,17 @@ def test_the_context_names_the_node_that_failed() -> None:
         driver.pipe_raw("in", b"k", b"good", 0)
         driver.pipe_raw("in", b"k", b"x", 25)  # the punctuator of "ticking" raises
     assert seen == ["check", "ticking"]
+
+
+def test_the_metrics_line_puts_dropped_records_first_then_every_other_metric() -> None:
+    from topicflow.runtime.runner import metrics_summary
+
+    metrics = WorkerMetrics(records_consumed=9, records_produced=8, commits=2, sink_errors=1)
+    metrics.duplicates_skipped = 3
+    line = metrics_summary(metrics.as_dict())
+    assert line.startswith(
+        "records_consumed=9, records_produced=8, commits=2, "
+        "dropped-records=1 (sink_errors=1), dead-lettered=0; "
+    )
+    assert "duplicates_skipped=3" in line and "restored_records=0" in line
+    assert "sink_errors=1" not in line.split(";", 1)[1]  # said once

@@ -275,13 +275,15 @@ class KafkaStreams:
             admin.create_topics([TopicSpec(t, 4) for t in missing], timeout)
             counts.update(admin.partition_counts(missing, timeout))
             missing = []
-        if dlq in missing:
+        if missing == [dlq]:
             raise MissingSourceTopics(
                 f"dead-letter queue topic {dlq!r} (errors_dead_letter_queue_topic_name) does "
                 "not exist; create it (`topicflow topics SERVICE`, or your cluster's tooling) "
                 "or unset the setting, and start again"
             )
         if missing:
+            # The dead-letter topic counts among the sinks here: when others are
+            # missing too, the prefix or the set-up is the likelier cause.
             parts = [
                 f"{kind} topics missing: {', '.join(t for t in missing if t in names)}"
                 for kind, names in (("source", sources), ("sink", sinks))

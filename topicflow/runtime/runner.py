@@ -19,7 +19,7 @@ from types import FrameType
 
 from topicflow.errors import TopicflowError
 from topicflow.runtime.kafka_streams import KafkaStreams, State
-from topicflow.runtime.processing import dropped_records_summary
+from topicflow.runtime.processing import DROPPED_RECORDS, dropped_records_summary
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +101,15 @@ def run_until_signal(
 
 
 def metrics_summary(metrics: dict[str, int]) -> str:
-    """One line: records consumed and produced, dropped records by cause, and the rest."""
+    """One line: records consumed and produced, dropped records by cause, then the rest."""
     shown = ("records_consumed", "records_produced", "commits")
     head = ", ".join(f"{name}={metrics.get(name, 0)}" for name in shown)
-    return f"{head}, {dropped_records_summary(metrics)}"
+    rest = ", ".join(
+        f"{name}={value}"
+        for name, value in metrics.items()
+        if name not in shown and name not in DROPPED_RECORDS and name != "dead_lettered"
+    )
+    return f"{head}, {dropped_records_summary(metrics)}; {rest}"
 
 
 def _metrics_interval() -> float:
