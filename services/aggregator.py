@@ -7,7 +7,7 @@ The blog's Java snippet, ported line by line:
         .windowed_by(TimeWindows.of_size_and_grace(WINDOW, GRACE))
         .count(Materialized.as_("windowed-counts"))
         .to_stream()
-        .process(WindowedCountSink.from_env())
+        .process(windowed_count_sink_from_env())
 
 Rows go to PostgreSQL (`DATABASE_URL`) or, with no database configured, to a
 SQLite file; each commit upserts the latest count of every window and word
@@ -24,6 +24,7 @@ from topicflow import StreamsBuilder, Topology
 from topicflow.dsl.options import Materialized
 from topicflow.dsl.windows import TimeWindows
 from topicflow.errors import ConfigError
+from topicflow.sinks.from_env import windowed_count_sink_from_env
 from topicflow.sinks.windowed_counts import WindowedCountSink
 
 WINDOW = timedelta(seconds=10)
@@ -80,7 +81,7 @@ def build_topology(
         .windowed_by(windows)
         .count(materialized)
         .to_stream()
-        .process(sink if sink is not None else WindowedCountSink.from_env())
+        .process(sink if sink is not None else windowed_count_sink_from_env())
     )
     return builder.build()
 

@@ -11,7 +11,6 @@ from topicflow.sinks import (
     DatabaseUrl,
     PostgresSink,
     SqliteSink,
-    WindowedCountSink,
     database_url_from_env,
     redacted,
     windowed_count_sink_from_env,
@@ -180,7 +179,7 @@ DEV_URL = "postgres://topicflow:topicflow@127.0.0.1:15432/topicflow"
 def test_database_url_first() -> None:
     env = {"DATABASE_URL": DEV_URL, "HEROKU_POSTGRESQL_RED_URL": "postgres://x:y@other/d"}
     assert database_url_from_env(env) == ("DATABASE_URL", DEV_URL)
-    sink = WindowedCountSink.from_env(env)
+    sink = windowed_count_sink_from_env(env)
     assert isinstance(sink, PostgresSink)
     assert sink.where == "PostgreSQL at topicflow@127.0.0.1:15432/topicflow"
 
@@ -195,12 +194,12 @@ def test_a_single_heroku_postgresql_url(name: str) -> None:
 def test_several_heroku_postgresql_urls_need_database_url() -> None:
     env = {"HEROKU_POSTGRESQL_RED_URL": DEV_URL, "HEROKU_POSTGRESQL_BLUE_URL": DEV_URL}
     with pytest.raises(ConfigError, match="HEROKU_POSTGRESQL_BLUE_URL, HEROKU_POSTGRESQL_RED_URL"):
-        WindowedCountSink.from_env(env)
+        windowed_count_sink_from_env(env)
 
 
 def test_bad_url_in_the_environment_names_the_variable() -> None:
     with pytest.raises(ConfigError, match=r"^DATABASE_URL: unknown scheme") as raised:
-        WindowedCountSink.from_env({"DATABASE_URL": f"mysql://u:{SECRET}@h/d"})
+        windowed_count_sink_from_env({"DATABASE_URL": f"mysql://u:{SECRET}@h/d"})
     assert SECRET not in str(raised.value)
 
 
@@ -208,7 +207,7 @@ def test_sqlite_in_the_current_folder_by_default(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    sink = WindowedCountSink.from_env({})
+    sink = windowed_count_sink_from_env({})
     assert isinstance(sink, SqliteSink)
     assert sink.path == tmp_path / "windowed_counts.sqlite3"
     assert sink.table == "windowed_counts"
@@ -216,7 +215,7 @@ def test_sqlite_in_the_current_folder_by_default(
 
 def test_sqlite_path_from_the_environment(tmp_path: Path) -> None:
     path = tmp_path / "elsewhere.db"
-    sink = WindowedCountSink.from_env({"TOPICFLOW_SQLITE_PATH": str(path)}, table="t")
+    sink = windowed_count_sink_from_env({"TOPICFLOW_SQLITE_PATH": str(path)}, table="t")
     assert isinstance(sink, SqliteSink)
     assert (sink.path, sink.table) == (path, "t")
 

@@ -23,12 +23,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from topicflow.dsl.changes import OldValues, forward_at, forward_each_at
-from topicflow.dsl.operations import forward_to
 from topicflow.dsl.options import Materialized, Named
 from topicflow.dsl.suppress import time_windowed_key
 from topicflow.dsl.windows import TimeWindow, TimeWindows, Windowed
 from topicflow.serdes import Serdes
-from topicflow.topology.nodes import Forward, NodeFactory, TaskContext
+from topicflow.topology.nodes import Forward, NodeFactory, TaskContext, forward_to
 
 if TYPE_CHECKING:
     from topicflow.dsl.ktable import KTable

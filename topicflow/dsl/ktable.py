@@ -19,7 +19,7 @@ from topicflow.dsl.changes import OldValues, forward_at
 from topicflow.dsl.options import Named, Suppressed
 from topicflow.dsl.windows import TimeWindows
 from topicflow.errors import TopologyError
-from topicflow.topology.nodes import Forward, NodeFactory, ProcessorNode, TaskContext
+from topicflow.topology.nodes import Forward, NodeFactory, ProcessorNode, TaskContext, forward_to
 
 if TYPE_CHECKING:
     from topicflow.dsl.builder import StreamsBuilder
@@ -144,7 +144,7 @@ def _table_filter(
     """
 
     def factory(task: TaskContext, children: dict[str, Forward]) -> Forward:
-        forward = ops.forward_to(children)
+        forward = forward_to(children)
         if not old_values.sent:
 
             def table_filter(key: Any, value: Any) -> None:
@@ -183,7 +183,7 @@ def _table_map_values(
     the old value is mapped as well."""
 
     def factory(task: TaskContext, children: dict[str, Forward]) -> Forward:
-        forward = ops.forward_to(children)
+        forward = forward_to(children)
 
         def mapped(key: Any, value: Any) -> Any:
             if value is None:
@@ -222,7 +222,7 @@ def table_source_node(store_name: str | None, old_values: OldValues | None) -> N
 
     def factory(task: TaskContext, children: dict[str, Forward]) -> Forward:
         metrics = task.metrics
-        forward = ops.forward_to(children)
+        forward = forward_to(children)
         if store_name is None:
 
             def table_source(key: Any, value: Any) -> None:

@@ -10,26 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from topicflow.topology.nodes import Forward, NodeFactory, TaskContext
-
-
-def forward_to(children: dict[str, Forward]) -> Forward:
-    """One function that calls every child in order (the child itself when there is one)."""
-    targets = list(children.values())
-    if len(targets) == 1:
-        return targets[0]
-    if not targets:
-
-        def drop(key: Any, value: Any) -> None:
-            return None
-
-        return drop
-
-    def fan_out(key: Any, value: Any) -> None:
-        for target in targets:
-            target(key, value)
-
-    return fan_out
+from topicflow.topology.nodes import Forward, NodeFactory, TaskContext, forward_to
 
 
 def filter_node(predicate: Callable[[Any, Any], bool], keep_if: bool) -> NodeFactory:

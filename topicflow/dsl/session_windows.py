@@ -46,7 +46,6 @@ from typing import TYPE_CHECKING, Any
 from topicflow.dsl.aggregations import Aggregator, Initializer, count_aggregator
 from topicflow.dsl.changes import OldValues, forward_at
 from topicflow.dsl.ktable import KTable
-from topicflow.dsl.operations import forward_to
 from topicflow.dsl.options import Materialized, Named
 from topicflow.dsl.suppress import SuppressionBuffer
 from topicflow.dsl.windows import SessionWindow, SessionWindows, Windowed
@@ -54,7 +53,7 @@ from topicflow.errors import TopologyError
 from topicflow.serdes import Serdes
 from topicflow.state.session_store import session_changelog_key
 from topicflow.state.stores import StoreSpec
-from topicflow.topology.nodes import Forward, NodeFactory, ProcessorNode, TaskContext
+from topicflow.topology.nodes import Forward, NodeFactory, ProcessorNode, TaskContext, forward_to
 
 if TYPE_CHECKING:
     from topicflow.dsl.kgrouped import KGroupedStream

@@ -41,13 +41,12 @@ from typing import TYPE_CHECKING, Any
 from topicflow.dsl.aggregations import Aggregations, Aggregator, Initializer, old_value_of
 from topicflow.dsl.changes import OldValues, forward_at
 from topicflow.dsl.ktable import KTable
-from topicflow.dsl.operations import forward_to
 from topicflow.dsl.options import Materialized, Named
 from topicflow.dsl.suppress import SuppressionBuffer, time_windowed_key
 from topicflow.dsl.windows import SlidingWindows, TimeWindow, Windowed
 from topicflow.errors import TopologyError
 from topicflow.state.stores import StoreSpec
-from topicflow.topology.nodes import Forward, NodeFactory, ProcessorNode, TaskContext
+from topicflow.topology.nodes import Forward, NodeFactory, ProcessorNode, TaskContext, forward_to
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -195,7 +195,9 @@ class KafkaStreams:
             self._transition(State.ERROR)
             self._stopped.set()
 
-        self._processes = WorkerProcesses(self._topology, self._config, on_states, on_failure)
+        self._processes = WorkerProcesses(
+            self._topology, self._config, on_states, on_failure, KafkaStreams
+        )
         self._transition(State.REBALANCING)
         self._processes.start(self._config.startup_timeout_ms / 1000)
 

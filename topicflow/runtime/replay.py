@@ -46,7 +46,6 @@ from topicflow.errors import StreamsException
 log = logging.getLogger(__name__)
 
 ORIGIN_HEADER = "topicflow.origin"
-FLUSH_STAMP_HEADER = "topicflow.flushed"
 
 # Position of an output: input offset, then the output's ordinal among that
 # input record's outputs, in one comparable integer.
@@ -54,7 +53,6 @@ SEQUENCE_BITS = 20
 MAX_OUTPUTS_PER_RECORD = 1 << SEQUENCE_BITS
 
 ORIGIN = struct.Struct(">8sq")  # origin id, position
-_STAMP = struct.Struct(">q")
 _METADATA_PREFIX = "tf1:"
 # 180 origins encode to 3,844 characters: under Kafka's default
 # offset.metadata.max.bytes (4096).
@@ -83,19 +81,6 @@ def output_position(offset: int, ordinal: int) -> int:
 
 def origin_header(origin: bytes, offset: int, ordinal: int) -> tuple[str, bytes]:
     return ORIGIN_HEADER, ORIGIN.pack(origin, output_position(offset, ordinal))
-
-
-def flush_stamp(position: int) -> list[tuple[str, bytes | None]]:
-    """The headers of the changelog records of one flush."""
-    return [(FLUSH_STAMP_HEADER, _STAMP.pack(position))]
-
-
-def read_flush_stamp(headers: list[tuple[str, bytes | None]] | None) -> int | None:
-    if headers:
-        for name, value in headers:
-            if name == FLUSH_STAMP_HEADER and value is not None and len(value) == _STAMP.size:
-                return int(_STAMP.unpack(value)[0])
-    return None
 
 
 class OriginFilter:

@@ -16,8 +16,8 @@ from topicflow.brokers.base import Headers
 from topicflow.config import StreamsConfig, TimestampExtractor
 from topicflow.errors import HandlerFailed, RecordsRefused, StreamsException, TopologyError
 from topicflow.processor.api import Cancellable, PunctuationType, Punctuator
+from topicflow.processor.context import system_time_ms
 from topicflow.runtime.error_handling import ErrorHandling
-from topicflow.runtime.processor_context import system_time_ms
 from topicflow.runtime.record_collector import RecordCollector
 from topicflow.runtime.replay import (
     MAX_OUTPUTS_PER_RECORD,
@@ -39,6 +39,7 @@ from topicflow.topology.nodes import (
     SinkNode,
     SourceNode,
     TaskMetrics,
+    forward_to,
 )
 from topicflow.topology.topology import SubTopology
 
@@ -240,8 +241,6 @@ class StreamTask:
             else:
                 children = {child: instance(child) for child in node.children}
                 if isinstance(node, SourceNode):
-                    from topicflow.dsl.operations import forward_to
-
                     built = forward_to(children)
                 else:
                     self._building = position[name]

@@ -58,14 +58,19 @@ def worker_config(config: StreamsConfig, index: int) -> StreamsConfig:
     )
 
 
-def _worker_main(index: int, topology: Topology, config: StreamsConfig, pipe: Connection) -> None:
-    """The body of one forked worker process."""
-    from topicflow.runtime.kafka_streams import KafkaStreams, State
-
+def _worker_main(
+    index: int,
+    topology: Topology,
+    config: StreamsConfig,
+    pipe: Connection,
+    make_streams: Callable[[Topology, StreamsConfig], Any],
+) -> None:
+    """The body of one forked worker process: `make_streams` is KafkaStreams, given by
+    the parent so that this module does not import the module that imports it."""
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda _s, _f: stop.set())
-    streams = KafkaStreams(topology, worker_config(config, index))
+    streams = make_streams(topology, worker_config(config, index))
     streams.set_state_listener(lambda new, _old: pipe.send(("state", new.value)))
     try:
         streams.start()
@@ -73,7 +78,7 @@ def _worker_main(index: int, topology: Topology, config: StreamsConfig, pipe: Co
         pipe.send(("error", type(error).__name__, str(error)))
         os._exit(2)
     pipe.send(("started",))
-    while not stop.is_set() and streams.state is not State.ERROR:
+    while not stop.is_set() and streams.state.value != "ERROR":
         if pipe.poll(REPORT_EVERY_S) and pipe.recv() == ("close",):
             break
         pipe.send(("metrics", streams.metrics(), streams.tasks()))
@@ -91,7 +96,9 @@ class WorkerProcesses:
         config: StreamsConfig,
         on_states: Callable[[list[str]], None],
         on_failure: Callable[[str], None],
+        make_streams: Callable[[Topology, StreamsConfig], Any],
     ) -> None:
+        self._make_streams = make_streams
         self._topology = topology
         self._config = config
         self._on_states = on_states
@@ -113,7 +120,7 @@ class WorkerProcesses:
             parent_end, child_end = context.Pipe()
             process = context.Process(
                 target=_worker_main,
-                args=(index + 1, self._topology, self._config, child_end),
+                args=(index + 1, self._topology, self._config, child_end, self._make_streams),
                 name=f"{self._config.application_id}-worker-{index + 1}",
                 daemon=False,
             )

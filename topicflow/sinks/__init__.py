@@ -2,25 +2,23 @@
 
     from topicflow.sinks import WindowedCountSink
 
-    counts.to_stream().process(WindowedCountSink.from_env())
+    counts.to_stream().process(windowed_count_sink_from_env())
 
-`WindowedCountSink.from_env()` writes to PostgreSQL when `DATABASE_URL` (or a
+`windowed_count_sink_from_env()` writes to PostgreSQL when `DATABASE_URL` (or a
 single `HEROKU_POSTGRESQL_*_URL`) is set, else to a SQLite file
 (`$TOPICFLOW_SQLITE_PATH`, default `windowed_counts.sqlite3`). See
 `topicflow.sinks.windowed_counts` for the table and the delivery guarantees.
 """
 
 from topicflow.sinks.database_url import DatabaseUrl, redacted
-from topicflow.sinks.postgres import PostgresSink
-from topicflow.sinks.sqlite import SqliteSink
-from topicflow.sinks.windowed_counts import (
+from topicflow.sinks.from_env import (
     DEFAULT_SQLITE_PATH,
-    DEFAULT_TABLE,
-    WindowedCountProcessor,
-    WindowedCountSink,
     database_url_from_env,
     windowed_count_sink_from_env,
 )
+from topicflow.sinks.postgres import PostgresSink
+from topicflow.sinks.sqlite import SqliteSink
+from topicflow.sinks.windowed_counts import DEFAULT_TABLE, WindowedCountProcessor, WindowedCountSink
 
 __all__ = [
     "DEFAULT_SQLITE_PATH",

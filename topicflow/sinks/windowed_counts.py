@@ -4,7 +4,7 @@ The Aggregator ends with
 
     .count(Materialized.as_("windowed-counts"))
     .to_stream()
-    .process(WindowedCountSink.from_env())
+    .process(windowed_count_sink_from_env())
 
 Each record is `Windowed(word, TimeWindow(start, end)) -> count`; a None count
 (a tombstone) is ignored: rows are never deleted. The table, as in the
@@ -63,11 +63,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
 from typing import Any
 
 from topicflow.dsl.windows import Windowed
@@ -81,26 +79,20 @@ from topicflow.errors import (
 from topicflow.processor.api import Processor, ProcessorContext, Record
 
 __all__ = [
-    "DEFAULT_SQLITE_PATH",
     "DEFAULT_TABLE",
     "Row",
     "WindowedCountProcessor",
     "WindowedCountSink",
-    "database_url_from_env",
-    "windowed_count_sink_from_env",
 ]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TABLE = "windowed_counts"
-DEFAULT_SQLITE_PATH = "windowed_counts.sqlite3"
-SQLITE_PATH_VARIABLE = "TOPICFLOW_SQLITE_PATH"
 
 # Lower-case so that the name needs no quoting rules (PostgreSQL folds unquoted
 # names to lower case, SQLite ignores case), and short enough that the index
 # name `<table>_time_window_word_idx` fits PostgreSQL's 63 characters.
 _TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,41}")
-_HEROKU_URL = re.compile(r"HEROKU_POSTGRESQL(?:_[A-Z0-9_]+)?_URL")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 # (time_window, word, count): one row of the table.
@@ -165,14 +157,6 @@ class WindowedCountSink(ABC):
 
     def __call__(self) -> WindowedCountProcessor:
         return WindowedCountProcessor(self)
-
-    @staticmethod
-    def from_env(
-        environ: Mapping[str, str] | None = None, table: str = DEFAULT_TABLE
-    ) -> WindowedCountSink:
-        """PostgreSQL if `DATABASE_URL` (or a single `HEROKU_POSTGRESQL_*_URL`) is set,
-        else SQLite in `$TOPICFLOW_SQLITE_PATH` (default `windowed_counts.sqlite3`)."""
-        return windowed_count_sink_from_env(environ, table)
 
     # -- what a database implements -------------------------------------------------
 
@@ -425,52 +409,6 @@ class WindowedCountProcessor(Processor[Windowed[str], int | None, None, None]):
         if self._slot is None:
             self._slot = self._sink._attach()
         return self._slot
-
-
-def database_url_from_env(environ: Mapping[str, str]) -> tuple[str, str] | None:
-    """(variable, URL) of the PostgreSQL database to use: `DATABASE_URL` if set, else the
-    single `HEROKU_POSTGRESQL_*_URL`; None if neither is set."""
-    url = environ.get("DATABASE_URL", "").strip()
-    if url:
-        return "DATABASE_URL", url
-    heroku = sorted(
-        name for name, value in environ.items() if _HEROKU_URL.fullmatch(name) and value.strip()
-    )
-    if len(heroku) > 1:
-        raise ConfigError(
-            f"several PostgreSQL databases are attached ({', '.join(heroku)}); "
-            "set DATABASE_URL to the one to use"
-        )
-    if heroku:
-        return heroku[0], environ[heroku[0]].strip()
-    return None
-
-
-def windowed_count_sink_from_env(
-    environ: Mapping[str, str] | None = None, table: str = DEFAULT_TABLE
-) -> WindowedCountSink:
-    """PostgreSQL if `DATABASE_URL` (or a single `HEROKU_POSTGRESQL_*_URL`) is set,
-    else SQLite in `$TOPICFLOW_SQLITE_PATH` (default `windowed_counts.sqlite3` in the
-    current directory): no setup needed."""
-    from topicflow.sinks.postgres import PostgresSink
-    from topicflow.sinks.sqlite import SqliteSink
-
-    environ = os.environ if environ is None else environ
-    found = database_url_from_env(environ)
-    sink: WindowedCountSink
-    if found is not None:
-        variable, url = found
-        sink = PostgresSink(url, table, variable=variable)
-        log.info("windowed counts go to %s, table %s (from %s)", sink.where, table, variable)
-    else:
-        path = environ.get(SQLITE_PATH_VARIABLE, "").strip() or DEFAULT_SQLITE_PATH
-        sink = SqliteSink(path, table)
-        log.info(
-            "windowed counts go to %s, table %s (set DATABASE_URL to use PostgreSQL)",
-            sink.where,
-            table,
-        )
-    return sink
 
 
 def refused_record(row: Row, error: Exception) -> RefusedRecord:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from topicflow.brokers.base import Headers
-from topicflow.runtime.replay import flush_stamp
+from topicflow.state.flush_stamp import flush_stamp
 from topicflow.state.session_store import session_changelog_key
 from topicflow.state.stores import InMemoryWindowStore, StoreSpec
 from topicflow.topology.nodes import RecordContext, RecordSender

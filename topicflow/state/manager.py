@@ -31,8 +31,8 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from topicflow.brokers.base import OFFSET_BEGINNING, Consumer
 from topicflow.config import StreamsConfig
 from topicflow.errors import StreamsException
-from topicflow.runtime.replay import read_flush_stamp
 from topicflow.serdes import Serde
+from topicflow.state.flush_stamp import read_flush_stamp
 from topicflow.state.logged import (
     CachedKeyValueStore,
     CachedSessionStore,

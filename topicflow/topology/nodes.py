@@ -178,3 +178,22 @@ class SinkNode:
 
 
 Node = SourceNode | ProcessorNode | SinkNode
+
+
+def forward_to(children: dict[str, Forward]) -> Forward:
+    """One function that calls every child in order (the child itself when there is one)."""
+    targets = list(children.values())
+    if len(targets) == 1:
+        return targets[0]
+    if not targets:
+
+        def drop(key: Any, value: Any) -> None:
+            return None
+
+        return drop
+
+    def fan_out(key: Any, value: Any) -> None:
+        for target in targets:
+            target(key, value)
+
+    return fan_out

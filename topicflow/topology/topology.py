@@ -276,7 +276,7 @@ def _describe_order(nodes: list[Node]) -> list[Node]:
 
 def user_processor_factory(name: str, supplier: ProcessorSupplier) -> NodeFactory:
     """Wrap a user `Processor` into a node: one instance per task, a `Record` per input."""
-    from topicflow.runtime.processor_context import ProcessorContextImpl
+    from topicflow.processor.context import ProcessorContextImpl
 
     def factory(task: TaskContext, children: dict[str, Forward]) -> Forward:
         processor = supplier()
