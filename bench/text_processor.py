@@ -102,6 +102,7 @@ def child(broker_kind: str, count: int, expected_words: int, threads: int) -> di
         default_value_serde=Serdes.String(),
         commit_interval_ms=1000,
         num_stream_threads=threads,
+        tune_gc=True,  # as the services run
     )
     if broker_kind == "kafka":
         from topicflow.brokers.kafka import KafkaBroker

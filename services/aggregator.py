@@ -20,10 +20,7 @@ import os
 from datetime import timedelta
 
 from services.service import SERVICE_SETTINGS, Service
-from topicflow import StreamsBuilder, Topology
-from topicflow.dsl.options import Materialized
-from topicflow.dsl.windows import TimeWindows
-from topicflow.errors import ConfigError
+from topicflow import ConfigError, Materialized, StreamsBuilder, TimeWindows, Topology
 from topicflow.sinks.from_env import windowed_count_sink_from_env
 from topicflow.sinks.windowed_counts import WindowedCountSink
 

@@ -53,11 +53,20 @@ from typing import Any
 from services.logs import FAILED_LOGIN, check_log_line, user_of
 from services.notifications import EMAIL_THRESHOLD, URGENT_THRESHOLD, AlertSink, EmailSink
 from services.service import SERVICE_SETTINGS, Service
-from topicflow import Processor, Record, Serdes, StreamsBuilder, Topology
-from topicflow.dsl.options import Branched, Materialized, Named
-from topicflow.dsl.windows import TimeWindows, Windowed
-from topicflow.errors import ConfigError
-from topicflow.processor.api import ProcessorContext
+from topicflow import (
+    Branched,
+    ConfigError,
+    Materialized,
+    Named,
+    Processor,
+    ProcessorContext,
+    Record,
+    Serdes,
+    StreamsBuilder,
+    TimeWindows,
+    Topology,
+    Windowed,
+)
 from topicflow.state.stores import StoreSpec
 
 WINDOW = timedelta(seconds=10)

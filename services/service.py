@@ -32,6 +32,9 @@ SERVICE_SETTINGS: Mapping[str, Any] = {
     "deserialization_exception_handler": "log_and_continue",
     "processing_exception_handler": "log_and_continue",
     "production_exception_handler": "log_and_continue",
+    # Each service's process only streams: fewer, cheaper garbage collections
+    # (about 10% of the Aggregator's CPU time, runtime/stream_worker.py).
+    "tune_gc": True,
 }
 
 

@@ -138,8 +138,10 @@ class StreamsConfig:
     partition_assignment_strategy: AssignmentStrategy = "range"
     client_id: str | None = None
     # Let the stream workers tune Python's cyclic garbage collector for streaming
-    # (see runtime/stream_worker.py: tune_garbage_collector); it is process-wide.
-    tune_gc: bool = True
+    # (see runtime/stream_worker.py: tune_garbage_collector). It is process-wide,
+    # so off by default: a library must not retune its host's collector. A
+    # process that only streams (the example's services) turns it on.
+    tune_gc: bool = False
     # librdkafka settings: for every client, then per client kind.
     client_config: Mapping[str, Any] = field(default_factory=dict)
     consumer_config: Mapping[str, Any] = field(default_factory=dict)

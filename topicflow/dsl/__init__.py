@@ -1,16 +1,51 @@
 """The DSL: what users write."""
 
 from topicflow.dsl.builder import StreamsBuilder
+from topicflow.dsl.kgrouped import KGroupedStream, TimeWindowedKStream
 from topicflow.dsl.kstream import BranchedKStream, KStream
-from topicflow.dsl.options import Branched, Consumed, Named, Produced, Repartitioned
+from topicflow.dsl.ktable import KTable
+from topicflow.dsl.options import (
+    Branched,
+    Consumed,
+    Grouped,
+    Materialized,
+    Named,
+    Produced,
+    Repartitioned,
+    Suppressed,
+)
+from topicflow.dsl.session_windows import SessionWindowedKStream
+from topicflow.dsl.sliding_windows import SlidingWindowedKStream
+from topicflow.dsl.windows import (
+    SessionWindow,
+    SessionWindows,
+    SlidingWindows,
+    TimeWindow,
+    TimeWindows,
+    Windowed,
+)
 
 __all__ = [
     "Branched",
     "BranchedKStream",
     "Consumed",
+    "Grouped",
+    "KGroupedStream",
     "KStream",
+    "KTable",
+    "Materialized",
     "Named",
     "Produced",
     "Repartitioned",
+    "SessionWindow",
+    "SessionWindowedKStream",
+    "SessionWindows",
+    "SlidingWindowedKStream",
+    "SlidingWindows",
     "StreamsBuilder",
+    "Suppressed",
+    "TimeWindow",
+    "TimeWindowedKStream",
+    "TimeWindows",
+    "Windowed",
 ]
