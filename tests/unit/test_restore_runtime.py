@@ -214,3 +214,101 @@ def test_a_persistent_store_from_before_timestamped_stores_is_restored_in_full(
     assert metrics["restored_records"] > 0
     assert _latest_counts(broker) == _truth(first + second)
     assert all((folder / TIMESTAMPED_MARKER).exists() for folder in folders)
+
+
+# -- changelog read errors ------------------------------------------------------------------
+
+
+class _ErrorMessage:
+    def __init__(self, code: int) -> None:
+        from confluent_kafka import KafkaError
+
+        self._error = KafkaError(code)
+
+    def error(self) -> Any:
+        return self._error
+
+    def topic(self) -> str:
+        return "restore-errors-counts-changelog"
+
+    def partition(self) -> int:
+        return 0
+
+
+class _ChangelogConsumer:
+    """A changelog of 10 records that answers with `errors` before (and instead of) them."""
+
+    def __init__(self, errors: list[int]) -> None:
+        self.errors = errors
+
+    def get_watermark_offsets(self, tp: Any, timeout: float = 0) -> tuple[int, int]:
+        return 0, 10
+
+    def assign(self, partitions: Any) -> None:
+        pass
+
+    def unassign(self) -> None:
+        pass
+
+    def consume(self, num_messages: int, timeout: float) -> list[Any]:
+        if self.errors:
+            return [_ErrorMessage(self.errors.pop(0))]
+        return []
+
+    def position(self, partitions: Any) -> list[Any]:
+        from confluent_kafka import TopicPartition
+
+        return [TopicPartition(tp.topic, tp.partition, 0) for tp in partitions]
+
+
+def _counts_state(tmp_path: Path) -> Any:
+    from topicflow.state.manager import StateManager
+    from topicflow.state.stores import StoreSpec
+    from topicflow.topology.nodes import RecordContext
+
+    spec = StoreSpec("counts", "key_value", Serdes.String(), Serdes.Long(), caching=False)
+    config = StreamsConfig(application_id="restore-errors", state_dir=str(tmp_path))
+
+    class _Sender:
+        def send(self, *args: Any) -> None:
+            pass
+
+        def partition_count(self, topic: str) -> int:
+            return 1
+
+    return StateManager("0_0", 0, [spec], config, _Sender(), RecordContext())
+
+
+def test_a_changelog_the_application_may_not_read_fails_restore_at_once(tmp_path: Path) -> None:
+    """Not a 60 s "stalled": the first authorization error ends restore with one line."""
+    from confluent_kafka import KafkaError
+
+    from topicflow.errors import StreamsException
+
+    state = _counts_state(tmp_path)
+    consumer = _ChangelogConsumer([KafkaError.TOPIC_AUTHORIZATION_FAILED])
+    started = time.monotonic()
+    with pytest.raises(StreamsException) as failed:
+        state.restore(consumer)
+    assert time.monotonic() - started < 5
+    message = str(failed.value)
+    assert message.startswith(
+        "task 0_0: cannot read changelog restore-errors-counts-changelog[0]: Broker: "
+    )
+    assert "authoriz" in message.lower() and "\n" not in message
+
+
+def test_a_transient_changelog_error_is_named_if_restore_stalls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from confluent_kafka import KafkaError
+
+    from topicflow.errors import StreamsException
+    from topicflow.state import manager
+
+    clock = iter(range(0, 10_000, 7))
+    monkeypatch.setattr(manager.time, "monotonic", lambda: next(clock))
+    state = _counts_state(tmp_path)
+    consumer = _ChangelogConsumer([KafkaError._TRANSPORT])
+    with pytest.raises(StreamsException, match=r"stalled for 60 s \(last error: .*\)"):
+        state.restore(consumer)

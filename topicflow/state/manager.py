@@ -53,6 +53,17 @@ from topicflow.topology.nodes import RecordContext, RecordSender
 
 log = logging.getLogger(__name__)
 
+# Changelog read errors that retrying cannot fix. (An unknown topic may be one
+# just created, not yet in every broker's metadata: it is retried, and named
+# in the stall's line if it lasts.)
+_CHANGELOG_READ_ERRORS = frozenset(
+    {
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.GROUP_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+    }
+)
+
 # Records per consume() call while restoring: large, since restore is bulk work.
 RESTORE_BATCH = 10_000
 # Kafka Streams' record cache estimate per entry; statestore_cache_max_bytes / this = entries.
@@ -109,6 +120,8 @@ class StateManager:
         self._checkpoint = self._read_checkpoint()
         # A standby's stores taken over: restore continues where the standby stood.
         self._warm = warm
+        # The last transient error reading a changelog: named if restore stalls.
+        self._last_read_error: str | None = None
         self.stores: dict[str, Store] = {}
         self._changelogs: dict[str, Store] = {}  # changelog topic -> store
         cache_entries = config.statestore_cache_max_bytes // CACHE_ENTRY_BYTES
@@ -206,6 +219,26 @@ class StateManager:
     def needs_restore(self) -> bool:
         return bool(self._changelogs)
 
+    def _without_errors(self, messages: list[Any]) -> list[Any]:
+        """The records of a restore batch; an error that retrying cannot fix (no right
+        to read the changelog, a changelog gone) raises with one line, rather than
+        showing up 60 s later as a stall."""
+        records = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                records.append(message)
+            elif error.fatal() or error.code() in _CHANGELOG_READ_ERRORS:
+                where = f"{message.topic()}[{message.partition()}]"
+                raise StreamsException(
+                    f"task {self._task_id}: cannot read changelog {where}: {error.str()}; "
+                    "the application must be allowed to read (and create) its internal "
+                    "topics, which start with its application id"
+                )
+            else:  # transient (a broker away): the stall check bounds the wait
+                self._last_read_error = error.str()
+        return records
+
     def restore(self, consumer: Consumer, replay_from: int | None = None) -> int:
         """Bring every logged store up to its changelog's end; returns records applied.
 
@@ -270,13 +303,17 @@ class StateManager:
                     if not remaining:
                         break
                     if time.monotonic() > idle_deadline:
+                        last = self._last_read_error
                         raise StreamsException(
                             f"task {self._task_id}: restoring {sorted(remaining)} stalled "
-                            "for 60 s; is the broker reachable?"
+                            "for 60 s"
+                            + (f" (last error: {last})" if last else "")
+                            + "; is the broker reachable?"
                         )
                     continue
                 idle_deadline = time.monotonic() + 60
-                messages = [m for m in messages if m.error() is None]
+                if any(m.error() is not None for m in messages):
+                    messages = self._without_errors(messages)
                 if single is not None:
                     batches = {next(iter(remaining)): messages} if messages else {}
                 else:
