@@ -8,12 +8,12 @@ unless `named` says otherwise.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 from topicflow.dsl import operations as ops
 from topicflow.dsl.options import Branched, Grouped, Named, Produced, Repartitioned
 from topicflow.errors import TopologyError
-from topicflow.processor.api import ProcessorSupplier
+from topicflow.processor.api import Processor
 from topicflow.topology.nodes import NodeFactory, ProcessorNode, SinkNode, TopicNameExtractor
 from topicflow.topology.topology import InternalTopic, user_processor_factory
 
@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 K = TypeVar("K")
 V = TypeVar("V")
+# The key and value types a step produces.
+KR = TypeVar("KR")
+VR = TypeVar("VR")
 
 
 class KStream(Generic[K, V]):
@@ -64,9 +67,27 @@ class KStream(Generic[K, V]):
         return self._then("FILTER", ops.filter_node(predicate, keep_if=False), named)
 
     def map(
-        self, mapper: Callable[[K, V], tuple[Any, Any]], named: Named | str | None = None
-    ) -> KStream[Any, Any]:
+        self, mapper: Callable[[K, V], tuple[KR, VR]], named: Named | str | None = None
+    ) -> KStream[KR, VR]:
         return self._then("MAP", ops.map_node(mapper), named, key_changed=True)
+
+    @overload
+    def map_values(
+        self,
+        mapper: Callable[[V], VR],
+        named: Named | str | None = None,
+        *,
+        with_key: Literal[False] = False,
+    ) -> KStream[K, VR]: ...
+
+    @overload
+    def map_values(
+        self,
+        mapper: Callable[[K, V], VR],
+        named: Named | str | None = None,
+        *,
+        with_key: Literal[True],
+    ) -> KStream[K, VR]: ...
 
     def map_values(
         self,
@@ -80,10 +101,28 @@ class KStream(Generic[K, V]):
 
     def flat_map(
         self,
-        mapper: Callable[[K, V], Iterable[tuple[Any, Any]]],
+        mapper: Callable[[K, V], Iterable[tuple[KR, VR]]],
         named: Named | str | None = None,
-    ) -> KStream[Any, Any]:
+    ) -> KStream[KR, VR]:
         return self._then("FLATMAP", ops.flat_map_node(mapper), named, key_changed=True)
+
+    @overload
+    def flat_map_values(
+        self,
+        mapper: Callable[[V], Iterable[VR]],
+        named: Named | str | None = None,
+        *,
+        with_key: Literal[False] = False,
+    ) -> KStream[K, VR]: ...
+
+    @overload
+    def flat_map_values(
+        self,
+        mapper: Callable[[K, V], Iterable[VR]],
+        named: Named | str | None = None,
+        *,
+        with_key: Literal[True],
+    ) -> KStream[K, VR]: ...
 
     def flat_map_values(
         self,
@@ -96,8 +135,8 @@ class KStream(Generic[K, V]):
         return self._then("FLATMAPVALUES", ops.flat_map_values_node(mapper, with_key), named)
 
     def select_key(
-        self, selector: Callable[[K, V], Any], named: Named | str | None = None
-    ) -> KStream[Any, V]:
+        self, selector: Callable[[K, V], KR], named: Named | str | None = None
+    ) -> KStream[KR, V]:
         return self._then("KEY-SELECT", ops.select_key_node(selector), named, key_changed=True)
 
     def peek(
@@ -208,10 +247,10 @@ class KStream(Generic[K, V]):
 
     def process(
         self,
-        supplier: ProcessorSupplier,
+        supplier: Callable[[], Processor[K, V, KR, VR]],
         *store_names: str,
         named: Named | str | None = None,
-    ) -> KStream[Any, Any]:
+    ) -> KStream[KR, VR]:
         """Run a user `Processor` (a fresh one per task from `supplier()`); returns its output."""
         name = self._builder.node_name("PROCESSOR", named)
         factory = user_processor_factory(name, supplier)

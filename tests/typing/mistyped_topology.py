@@ -1,0 +1,15 @@
+"""Each line marked `# error` must be refused by mypy: the types are carried, not Any."""
+
+from __future__ import annotations
+
+from topicflow import KStream, StreamsBuilder
+
+
+def build() -> None:
+    lines: KStream[str, str] = StreamsBuilder().stream("lines")
+    lengths: KStream[str, int] = lines.map_values(len)
+    wrong_value: KStream[str, str] = lines.map_values(len)  # error
+    wrong_key: KStream[str, int] = lengths.select_key(lambda _key, n: n)  # error
+    wrong_pair: KStream[int, str] = lengths.map(lambda key, n: (key, n))  # error
+    wrong_arity = lines.map_values(lambda key, line: line, with_key=False)  # error
+    del wrong_value, wrong_key, wrong_pair, wrong_arity
