@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from topicflow.dsl.changes import OldValues, forward_at, forward_each_at
+from topicflow.dsl.changes import EmitStrategy, OldValues, forward_at, forward_each_at
 from topicflow.dsl.options import Materialized, Named
 from topicflow.dsl.suppress import time_windowed_key
 from topicflow.dsl.windows import TimeWindow, TimeWindows, Windowed
@@ -194,7 +194,7 @@ def window_aggregate_node(
     windows: TimeWindows,
     initializer: Initializer,
     aggregator: Aggregator,
-    emit_on_window_close: bool,
+    emit: EmitStrategy,
     old_values: OldValues,
 ) -> NodeFactory:
     """Kafka Streams' KStreamWindowAggregate, tumbling or hopping.
@@ -208,6 +208,7 @@ def window_aggregate_node(
     tumbling = advance == size
 
     def factory(task: TaskContext, children: dict[str, Forward]) -> Forward:
+        emit_on_window_close = emit.on_window_close  # set by suppress() or not
         store = task.get_state_store(store_name)
         rc = task.record_context
         forward = forward_to(children)

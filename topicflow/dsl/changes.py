@@ -31,6 +31,18 @@ class OldValues:
         self.sent = False
 
 
+class EmitStrategy:
+    """When a windowed aggregation emits (Kafka Streams' EmitStrategy): on every update
+    (the default), or once per window when it closes, after
+    `suppress(Suppressed.until_window_closes())` on its table. Like OldValues, a
+    cell of the graph that the table sets and the node reads when a task builds it."""
+
+    __slots__ = ("on_window_close",)
+
+    def __init__(self) -> None:
+        self.on_window_close = False
+
+
 class ForwardUpdate(Protocol):
     """Forwards one table update: key, new value, its timestamp, and its old value."""
 

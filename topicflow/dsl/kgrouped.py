@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, overload
 
 from topicflow.dsl import aggregations as agg
-from topicflow.dsl.changes import OldValues
+from topicflow.dsl.changes import EmitStrategy, OldValues
 from topicflow.dsl.ktable import KTable
 from topicflow.dsl.options import Grouped, Materialized, Named
 from topicflow.dsl.windows import SessionWindows, SlidingWindows, TimeWindows
@@ -124,19 +124,15 @@ class TimeWindowedKStream(agg.Aggregations):
             )
         spec = _store_spec(store, "window", materialized, self._grouped.grouped, retention, windows)
         old_values = OldValues()
-        table = KTable(builder, name, store_name=store, windows=windows, old_values=old_values)
-
-        def make_node(emit_on_close: bool) -> ProcessorNode:
-            factory = agg.window_aggregate_node(
-                store, windows, initializer, aggregator, emit_on_close, old_values
-            )
-            return ProcessorNode(name, factory, [parent])
-
-        builder.topology.add_node(make_node(False))
-        builder.topology.add_state_store(spec, name)
-        table._switch_to_emit_final = lambda: builder.topology.replace_factory(
-            name, make_node(True).factory
+        emit = EmitStrategy()
+        table = KTable(
+            builder, name, store_name=store, windows=windows, old_values=old_values, emit=emit
         )
+        factory = agg.window_aggregate_node(
+            store, windows, initializer, aggregator, emit, old_values
+        )
+        builder.topology.add_node(ProcessorNode(name, factory, [parent]))
+        builder.topology.add_state_store(spec, name)
         return table
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from topicflow.dsl import operations as ops
-from topicflow.dsl.changes import OldValues, forward_at
+from topicflow.dsl.changes import EmitStrategy, OldValues, forward_at
 from topicflow.dsl.options import Named, Suppressed
 from topicflow.dsl.windows import TimeWindows
 from topicflow.errors import TopologyError
@@ -34,16 +34,17 @@ class KTable:
         store_name: str | None = None,
         windows: TimeWindows | None = None,
         old_values: OldValues | None = None,
+        emit: EmitStrategy | None = None,
     ) -> None:
         """`old_values`: the cell of a table whose node can send old values (one that
         owns its store: an aggregation, a materialized `builder.table`); None for one
-        that cannot."""
+        that cannot. `emit`: a windowed aggregation's emit strategy, which
+        `suppress` sets; None for any other table."""
         self._builder = builder
         self._node = node_name
         self._store_name = store_name
         self._windows = windows
-        # Set by a windowed aggregation: turns it into emit-on-window-close.
-        self._switch_to_emit_final: Callable[[], None] | None = None
+        self._emit = emit
         self._derived = False
         self._parent: KTable | None = None
         self._old_values = old_values
@@ -123,13 +124,12 @@ class KTable:
         Supported directly on a windowed aggregation's table (the common use): the
         aggregation then emits on window close instead of on every update.
         """
-        if self._switch_to_emit_final is None or self._derived:
+        if self._emit is None or self._emit.on_window_close or self._derived:
             raise TopologyError(
                 "suppress(Suppressed.until_window_closes()) is supported directly on the "
                 "table of a windowed aggregation (windowed_by(...).count() etc.)"
             )
-        self._switch_to_emit_final()
-        self._switch_to_emit_final = None
+        self._emit.on_window_close = True
         return self
 
 

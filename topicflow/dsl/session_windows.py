@@ -44,7 +44,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from topicflow.dsl.aggregations import Aggregator, Initializer, count_aggregator
-from topicflow.dsl.changes import OldValues, forward_at
+from topicflow.dsl.changes import EmitStrategy, OldValues, forward_at
 from topicflow.dsl.ktable import KTable
 from topicflow.dsl.options import Materialized, Named
 from topicflow.dsl.suppress import SuppressionBuffer
@@ -149,19 +149,13 @@ class SessionWindowedKStream:
             },
         )
         old_values = OldValues()
-        table = KTable(builder, name, store_name=store, old_values=old_values)
-
-        def make_node(emit_on_close: bool) -> ProcessorNode:
-            factory = session_aggregate_node(
-                store, windows, initializer, aggregator, merger, emit_on_close, old_values
-            )
-            return ProcessorNode(name, factory, [parent])
-
-        builder.topology.add_node(make_node(False))
-        builder.topology.add_state_store(spec, name)
-        table._switch_to_emit_final = lambda: builder.topology.replace_factory(
-            name, make_node(True).factory
+        emit = EmitStrategy()
+        table = KTable(builder, name, store_name=store, old_values=old_values, emit=emit)
+        factory = session_aggregate_node(
+            store, windows, initializer, aggregator, merger, emit, old_values
         )
+        builder.topology.add_node(ProcessorNode(name, factory, [parent]))
+        builder.topology.add_state_store(spec, name)
         return table
 
 
@@ -195,7 +189,7 @@ def session_aggregate_node(
     initializer: Initializer,
     aggregator: Aggregator,
     merger: Merger,
-    emit_on_window_close: bool,
+    emit: EmitStrategy,
     old_values: OldValues,
 ) -> NodeFactory:
     gap, grace = windows.gap_ms, windows.grace_ms
@@ -204,6 +198,7 @@ def session_aggregate_node(
     suppress_for = grace + gap
 
     def factory(task: TaskContext, children: dict[str, Forward]) -> Forward:
+        emit_on_window_close = emit.on_window_close  # set by suppress() or not
         store = task.get_state_store(store_name)
         rc = task.record_context
         forward = forward_to(children)

@@ -39,7 +39,7 @@ import bisect
 from typing import TYPE_CHECKING, Any
 
 from topicflow.dsl.aggregations import Aggregations, Aggregator, Initializer, old_value_of
-from topicflow.dsl.changes import OldValues, forward_at
+from topicflow.dsl.changes import EmitStrategy, OldValues, forward_at
 from topicflow.dsl.ktable import KTable
 from topicflow.dsl.options import Materialized, Named
 from topicflow.dsl.suppress import SuppressionBuffer, time_windowed_key
@@ -108,19 +108,11 @@ class SlidingWindowedKStream(Aggregations):
             timestamped=True,
         )
         old_values = OldValues()
-        table = KTable(builder, name, store_name=store, old_values=old_values)
-
-        def make_node(emit_on_close: bool) -> ProcessorNode:
-            factory = sliding_aggregate_node(
-                store, windows, initializer, aggregator, emit_on_close, old_values
-            )
-            return ProcessorNode(name, factory, [parent])
-
-        builder.topology.add_node(make_node(False))
+        emit = EmitStrategy()
+        table = KTable(builder, name, store_name=store, old_values=old_values, emit=emit)
+        factory = sliding_aggregate_node(store, windows, initializer, aggregator, emit, old_values)
+        builder.topology.add_node(ProcessorNode(name, factory, [parent]))
         builder.topology.add_state_store(spec, name)
-        table._switch_to_emit_final = lambda: builder.topology.replace_factory(
-            name, make_node(True).factory
-        )
         return table
 
 
@@ -225,13 +217,14 @@ def sliding_aggregate_node(
     windows: SlidingWindows,
     initializer: Initializer,
     aggregator: Aggregator,
-    emit_on_window_close: bool,
+    emit: EmitStrategy,
     old_values: OldValues,
 ) -> NodeFactory:
     """Kafka Streams' KStreamSlidingWindowAggregate (and KTableSuppressProcessor on it)."""
     difference, grace = windows.time_difference_ms, windows.grace_ms
 
     def factory(task: TaskContext, children: dict[str, Forward]) -> Forward:
+        emit_on_window_close = emit.on_window_close  # set by suppress() or not
         store = task.get_state_store(store_name)
         index = _WindowStarts(store)
         metrics = task.metrics

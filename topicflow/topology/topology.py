@@ -179,11 +179,6 @@ class Topology:
                 if store not in node.stores:
                     node.stores.append(store)
 
-    def replace_factory(self, name: str, factory: NodeFactory) -> None:
-        node = self._nodes[name]
-        assert isinstance(node, ProcessorNode)
-        node.factory = factory
-
     @property
     def state_stores(self) -> dict[str, StoreSpec]:
         return self._stores
