@@ -665,26 +665,25 @@ class StreamWorker:
             self._routes.clear()
         # Suspend rather than close: a task assigned back to us at the end of this
         # rebalance resumes without restoring its stores (Kafka Streams does the same).
-        revoked = {(tp.topic, tp.partition) for tp in partitions}
-        for topic, by_partition in self._routes.items():
-            for partition in [p for p in by_partition if (topic, p) in revoked]:
-                del by_partition[partition]
-        still_read = {r.task.id for by_p in self._routes.values() for r in by_p.values()}
-        for task_id in [t for t in self._tasks if t not in still_read]:
-            self._suspended[task_id] = self._tasks.pop(task_id)
-        self._to_restore = [t for t in self._to_restore if t.id in self._tasks]
+        for task in self._drop_partitions(partitions):
+            self._suspended[task.id] = task
 
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
         # The partitions already belong to someone else: do not commit, do not resume.
         self._set_state(WorkerState.PARTITIONS_REVOKED)
-        lost = {(tp.topic, tp.partition) for tp in partitions}
+        self._close_tasks(self._drop_partitions(partitions))
+
+    def _drop_partitions(self, partitions: list[Any]) -> list[StreamTask]:
+        """Forget the routes of `partitions`; the tasks left with none are taken out
+        (and out of restore) and returned, for the caller to suspend or close."""
+        gone = {(tp.topic, tp.partition) for tp in partitions}
         for topic, by_partition in self._routes.items():
-            for partition in [p for p in by_partition if (topic, p) in lost]:
+            for partition in [p for p in by_partition if (topic, p) in gone]:
                 del by_partition[partition]
         still_read = {r.task.id for by_p in self._routes.values() for r in by_p.values()}
-        self._close_tasks([t for t in self._tasks.values() if t.id not in still_read])
-        self._tasks = {i: t for i, t in self._tasks.items() if i in still_read}
+        dropped = [self._tasks.pop(t) for t in [t for t in self._tasks if t not in still_read]]
         self._to_restore = [t for t in self._to_restore if t.id in self._tasks]
+        return dropped
 
     def _write_checkpoints(self, consumer: Any, tasks: list[StreamTask]) -> None:
         for task in tasks:
