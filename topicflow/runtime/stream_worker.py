@@ -426,7 +426,7 @@ class StreamWorker:
             + m.invalid_timestamps
             + m.duplicates_skipped
         )
-        progress = (seen + m.processing_errors, self._collector.sent + m.dead_lettered)
+        progress = (seen + m.processing_errors, self._collector.sent)  # dead letters included
         if progress == self._committed_progress and self._retry_at is None:
             return True  # nothing consumed or produced since the last commit
         routes = [
