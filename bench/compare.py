@@ -774,7 +774,7 @@ def main() -> int:
         parser.error(f"--topologies: no {', '.join(sorted(unknown))}")
     if unknown := set(systems) - {"topicflow", "java", "quix"}:
         parser.error(f"--systems: no {', '.join(sorted(unknown))}")
-    from topicflow.dev import up
+    from topicflow_dev import up
 
     dev = up()
     bootstrap = dev.bootstrap_servers

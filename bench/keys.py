@@ -264,7 +264,7 @@ def main() -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep each run's topics and database")
     args = parser.parse_args()
-    from topicflow.dev import up
+    from topicflow_dev import up
 
     dev = up()
     results = []

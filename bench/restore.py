@@ -94,7 +94,7 @@ def records(count: int) -> Iterator[tuple[bytes, bytes]]:
 
 
 def _kafka_bootstrap() -> str:
-    from topicflow.dev import up
+    from topicflow_dev import up
 
     return up().bootstrap_servers
 

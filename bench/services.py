@@ -133,7 +133,7 @@ def child(service: str, broker_kind: str, count: int, threads: int = 1) -> dict[
     # Settings under comparison pass through (e.g. TOPICFLOW_IDEMPOTENT_STATE=false).
     environ.update({k: v for k, v in os.environ.items() if k.startswith("TOPICFLOW_")})
     if broker_kind == "kafka":
-        from topicflow.dev import up
+        from topicflow_dev import up
 
         dev = up()
         environ.update(KAFKA_URL=dev.kafka_url, DATABASE_URL=dev.database_url)
@@ -250,7 +250,7 @@ def main() -> int:
     results = []
     for service in services:
         if args.broker == "kafka":
-            from topicflow.dev import up
+            from topicflow_dev import up
 
             _prepare_kafka(up().bootstrap_servers, service, args.records)
         run: Callable[..., Any] = subprocess.run

@@ -47,7 +47,7 @@ def _lines(count: int) -> list[bytes]:
 
 
 def _kafka_bootstrap() -> str:
-    from topicflow.dev import up
+    from topicflow_dev import up
 
     return up().bootstrap_servers
 

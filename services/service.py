@@ -71,6 +71,11 @@ class Service:
     def topology(self, environ: Mapping[str, str] | None = None) -> Topology:
         return self.build_topology(self.prefix(environ))
 
+    def streams(self, environ: Mapping[str, str] | None = None) -> KafkaStreams:
+        """The service as an application, unstarted: what `topicflow describe|topics NAME`
+        load (the `topicflow.apps` entry points in pyproject.toml)."""
+        return KafkaStreams(self.topology(environ), self.config(environ))
+
     def main(self, argv: list[str] | None = None, description: str = "") -> int:
         parser = argparse.ArgumentParser(prog=self.name, description=description)
         parser.add_argument(

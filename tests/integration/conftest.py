@@ -13,8 +13,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-import topicflow.dev
-from topicflow.dev import DevEnv
+import topicflow_dev
+from topicflow_dev import DevEnv
 
 _HERE = Path(__file__).parent
 
@@ -29,7 +29,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def dev_env() -> DevEnv:
     """The running Kafka broker and PostgreSQL, started if need be (idempotent)."""
-    return topicflow.dev.up()
+    return topicflow_dev.up()
 
 
 @pytest.fixture

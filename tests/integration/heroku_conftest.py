@@ -1,4 +1,4 @@
-"""Fixtures for tests against the Heroku-like dev broker (`topicflow.dev.heroku_broker`).
+"""Fixtures for tests against the Heroku-like dev broker (`topicflow_dev.heroku_broker`).
 
 A pytest plugin: a test module enables it with
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from topicflow.dev.heroku_broker import HerokuKafka, start_heroku_kafka
+from topicflow_dev.heroku_broker import HerokuKafka, start_heroku_kafka
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-import topicflow.dev
+import topicflow_dev
 from tests.integration.kafka_tools import (
     ServiceProcess,
     committed_total,
@@ -26,7 +26,7 @@ from tests.integration.kafka_tools import (
     wait_until,
     window_of,
 )
-from topicflow.dev import DevEnv
+from topicflow_dev import DevEnv
 
 
 def timed_words(words: list[str], start_ms: int) -> list[tuple[int, str]]:
@@ -44,7 +44,7 @@ def truth_of(records: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
 @pytest.fixture
 def postgres_restarted() -> Iterator[None]:
     yield
-    topicflow.dev.start_postgres()  # whatever happened, leave it running for the others
+    topicflow_dev.start_postgres()  # whatever happened, leave it running for the others
 
 
 def test_database_outage_pauses_commits_and_loses_no_rows(
@@ -75,7 +75,7 @@ def test_database_outage_pauses_commits_and_loses_no_rows(
         )
         wait_until(lambda: table(database) == truth_of(first), 60, "first batch", [aggregator])
 
-        topicflow.dev.stop_postgres()
+        topicflow_dev.stop_postgres()
         produce(
             dev_env.bootstrap_servers,
             words_topic,
@@ -98,7 +98,7 @@ def test_database_outage_pauses_commits_and_loses_no_rows(
         written = sum(end_offsets(dev_env.bootstrap_servers, repartition))
         assert committed_total(dev_env.bootstrap_servers, group, repartition, 4) < written
 
-        topicflow.dev.start_postgres()
+        topicflow_dev.start_postgres()
         wait_until(
             lambda: table(database) == truth_of(first + second), 90, "both batches", [aggregator]
         )

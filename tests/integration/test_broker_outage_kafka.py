@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-import topicflow.dev
+import topicflow_dev
 from services.logs import format_log_line
 from services.sentences import sentences
 from tests.integration.kafka_tools import (
@@ -43,7 +43,7 @@ from tests.integration.kafka_tools import (
     windowed_counts_of_changelog,
 )
 from tests.local_servers import LocalHttpServer, LocalSmtpServer
-from topicflow.dev import DevEnv
+from topicflow_dev import DevEnv
 
 PARTITIONS = 4
 OUTAGE_S = 90
@@ -58,7 +58,7 @@ CONNECTION_ERROR = re.compile(
 @pytest.fixture
 def kafka_restarted() -> Iterator[None]:
     yield
-    topicflow.dev.start_kafka()  # whatever happened, leave it running for the others
+    topicflow_dev.start_kafka()  # whatever happened, leave it running for the others
 
 
 def words_in(line: str) -> list[str]:
@@ -169,13 +169,13 @@ def test_the_services_ride_out_a_broker_outage_and_lose_nothing(
         produce_timed(bootstrap, f"{prefix}textlines", text_last)
         produce_timed(bootstrap, f"{prefix}loglines", logs_last)
         stopping = time.monotonic()
-        assert topicflow.dev.stop_kafka()
+        assert topicflow_dev.stop_kafka()
         stopped = time.monotonic()
         while time.monotonic() - stopping < OUTAGE_S:
             for process in processes:
                 assert process.process.poll() is None, process.log()
             time.sleep(1)
-        assert topicflow.dev.start_kafka()
+        assert topicflow_dev.start_kafka()
         back = time.monotonic()
 
         produce_timed(bootstrap, f"{prefix}textlines", text_after)
@@ -309,7 +309,7 @@ def test_past_task_timeout_the_text_processor_stops_and_a_restart_loses_nothing(
         producer = SteadyProducer(bootstrap, textlines, rate=1_000)
         wait_until(lambda: len(producer.acknowledged) >= 3_000, 30, "some input", [first])
         stopping = time.monotonic()
-        assert topicflow.dev.stop_kafka()
+        assert topicflow_dev.stop_kafka()
         producer.stop()
         try:
             code = first.wait(40 - (time.monotonic() - stopping))  # within the 40 s outage
@@ -319,7 +319,7 @@ def test_past_task_timeout_the_text_processor_stops_and_a_restart_loses_nothing(
         assert code != 0, first.log()
         stderr_last = first.log().splitlines()[-1]
         time.sleep(max(0.0, 40 - (time.monotonic() - stopping)))
-        assert topicflow.dev.start_kafka()
+        assert topicflow_dev.start_kafka()
 
         lines = [m.value() for m in read_records(bootstrap, textlines)]
         assert set(producer.acknowledged) <= set(lines), "the broker lost acknowledged input"

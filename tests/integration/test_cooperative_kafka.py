@@ -19,8 +19,8 @@ from tests.integration.kafka_tools import (
 )
 from tests.integration.test_scaling_kafka import workload
 from topicflow import KafkaStreams, StreamsBuilder, StreamsConfig
-from topicflow.dev import DevEnv
 from topicflow.errors import ConfigError
+from topicflow_dev import DevEnv
 
 
 def test_cooperative_scaling_moves_only_some_partitions_and_counts_exactly(

@@ -9,8 +9,8 @@ from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic  # where the stubs declare it (admin re-exports it)
 
-import topicflow.dev
-from topicflow.dev import DevEnv
+import topicflow_dev
+from topicflow_dev import DevEnv
 
 
 def _create_topic(admin: AdminClient, topic: str) -> None:
@@ -79,14 +79,14 @@ def test_postgres_answers(dev_env: DevEnv) -> None:
 
 def test_up_is_idempotent(dev_env: DevEnv) -> None:
     started = time.monotonic()
-    assert topicflow.dev.up() == dev_env
-    assert topicflow.dev.up() == dev_env
+    assert topicflow_dev.up() == dev_env
+    assert topicflow_dev.up() == dev_env
     # Running services are recognised, not restarted.
     assert time.monotonic() - started < 5
 
 
 def test_env_matches_up(dev_env: DevEnv) -> None:
-    assert topicflow.dev.env() == dev_env
+    assert topicflow_dev.env() == dev_env
     assert dev_env.kafka_url == f"kafka://{dev_env.bootstrap_servers}"
     assert dev_env.database_url.startswith("postgres://topicflow:topicflow@127.0.0.1:")
 
@@ -96,15 +96,15 @@ def test_postgres_restarts(dev_env: DevEnv, unique: str) -> None:
     with psycopg.connect(dev_env.database_url, autocommit=True) as connection:
         connection.execute(f"CREATE TABLE {table} (n int)")
         connection.execute(f"INSERT INTO {table} VALUES (42)")
-    assert topicflow.dev.stop_postgres() is True
-    assert topicflow.dev.stop_postgres() is False
+    assert topicflow_dev.stop_postgres() is True
+    assert topicflow_dev.stop_postgres() is False
     try:
         psycopg.connect(dev_env.database_url, connect_timeout=2).close()
     except psycopg.OperationalError:
         pass
     else:
         raise AssertionError("PostgreSQL still answers after stop_postgres()")
-    assert topicflow.dev.start_postgres() is True
+    assert topicflow_dev.start_postgres() is True
     with psycopg.connect(dev_env.database_url, autocommit=True) as connection:
         row = connection.execute(f"SELECT n FROM {table}").fetchone()
         connection.execute(f"DROP TABLE {table}")
@@ -115,9 +115,9 @@ def test_kafka_restarts(dev_env: DevEnv, unique: str) -> None:
     admin = AdminClient({"bootstrap.servers": dev_env.bootstrap_servers})
     topic = f"dev-env-bounce-{unique}"
     _create_topic(admin, topic)
-    assert topicflow.dev.stop_kafka() is True
-    assert topicflow.dev.stop_kafka() is False
-    assert topicflow.dev.start_kafka() is True
+    assert topicflow_dev.stop_kafka() is True
+    assert topicflow_dev.stop_kafka() is False
+    assert topicflow_dev.start_kafka() is True
     # The topic survived the restart: the log directory is kept.
     try:
         assert _round_trip(dev_env, topic, f"g-{unique}", b"again") == b"again"

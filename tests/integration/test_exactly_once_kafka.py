@@ -22,7 +22,7 @@ from tests.integration.kafka_tools import (
     wait_until,
     window_of,
 )
-from topicflow.dev import DevEnv
+from topicflow_dev import DevEnv
 
 VOCABULARY = ["exactly", "once", "kafka", "streams", "python", "heroku", "window", "count"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from services.logs import parse_log_line
 from tests.integration.kafka_tools import BIN, create_topics, read_values
-from topicflow.dev import DevEnv
+from topicflow_dev import DevEnv
 
 
 def _run(command: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

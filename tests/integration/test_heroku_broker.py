@@ -18,7 +18,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic  # where the stubs declare it (admin re-exports it)
 
 from topicflow.config import StreamsConfig
-from topicflow.dev.heroku_broker import HerokuKafka, start_heroku_kafka
+from topicflow_dev.heroku_broker import HerokuKafka, start_heroku_kafka
 
 if TYPE_CHECKING:
     # Only for annotations: the plugin module is imported by pytest_plugins,

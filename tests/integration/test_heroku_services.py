@@ -20,7 +20,7 @@ from services import aggregator, anomaly_detector, text_processor
 from services.sentences import sentences
 from tests.integration.heroku_conftest import HerokuApp
 from tests.integration.kafka_tools import ServiceProcess, table, wait_until, window_of
-from topicflow.dev.heroku_broker import HerokuKafka
+from topicflow_dev.heroku_broker import HerokuKafka
 
 PARTITIONS = 4
 

@@ -28,7 +28,7 @@ from tests.integration.kafka_tools import (
     window_of,
 )
 from tests.integration.test_services_kafka import timed_lines, word_truth
-from topicflow.dev import DevEnv
+from topicflow_dev import DevEnv
 
 PARTITIONS = 4
 LINES = 24_000

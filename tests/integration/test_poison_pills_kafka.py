@@ -55,7 +55,7 @@ from tests.integration.kafka_tools import (
     windowed_counts_of_changelog,
 )
 from tests.local_servers import LocalHttpServer, LocalSmtpServer
-from topicflow.dev import DevEnv
+from topicflow_dev import DevEnv
 
 PARTITIONS = 4
 DLQ_HEADERS = (

@@ -15,13 +15,13 @@ from typing import Any
 import psycopg
 import pytest
 
-import topicflow.dev
-from topicflow.dev import DevEnv
+import topicflow_dev
 from topicflow.dsl.windows import TimeWindow, Windowed
 from topicflow.errors import RetriableError, StreamsException
 from topicflow.processor.api import Record
 from topicflow.sinks import PostgresSink, WindowedCountProcessor
 from topicflow.sinks.database_url import DatabaseUrl
+from topicflow_dev import DevEnv
 
 SIZE = 10_000
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ def test_database_down_then_back(dev_env: DevEnv, table_name: str) -> None:
     b.process(rec("b", 0, 3))
     where = "PostgreSQL at topicflow@127.0.0.1:15432/topicflow"
     messages: list[str] = []
-    assert topicflow.dev.stop_postgres()
+    assert topicflow_dev.stop_postgres()
     try:
         for proc in (a, a, b):
             with pytest.raises(RetriableError) as raised:
@@ -145,7 +145,7 @@ def test_database_down_then_back(dev_env: DevEnv, table_name: str) -> None:
             a.flush()
         messages.append(str(raised.value))
     finally:
-        assert topicflow.dev.start_postgres()
+        assert topicflow_dev.start_postgres()
     log.info("messages while PostgreSQL was down: %s", messages)
     for message in messages:
         assert message.startswith(f"{where} unavailable: ")

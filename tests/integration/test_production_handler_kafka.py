@@ -20,7 +20,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.integration.kafka_tools import committed_total, create_topics, wait_until
 from topicflow import KafkaStreams, Serdes, State, StreamsBuilder, StreamsConfig
-from topicflow.dev import DevEnv
+from topicflow_dev import DevEnv
 
 
 def read_all(bootstrap: str, topic: str, count: int, timeout: float = 30) -> list[Any]:

@@ -30,7 +30,7 @@ from tests.integration.kafka_tools import (
     wait_until,
     window_of,
 )
-from topicflow.dev import DevEnv
+from topicflow_dev import DevEnv
 
 PARTITIONS = 6
 # About 20 s of input: it spans the scaling steps and the kill.

@@ -31,7 +31,7 @@ from tests.integration.kafka_tools import (
     window_of,
 )
 from tests.local_servers import LocalHttpServer, LocalSmtpServer
-from topicflow.dev import DevEnv
+from topicflow_dev import DevEnv
 
 PARTITIONS = 4
 

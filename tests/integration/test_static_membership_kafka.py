@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tests.integration.kafka_tools import ServiceProcess, create_topics, dead_letter_topics
 from topicflow.config import StreamsConfig
-from topicflow.dev import DevEnv
+from topicflow_dev import DevEnv
 
 
 def test_the_dyno_name_becomes_the_static_member_id() -> None:

@@ -26,7 +26,7 @@ from tests.integration.kafka_tools import (
     read_values,
 )
 from topicflow import KafkaStreams
-from topicflow.dev import DevEnv
+from topicflow_dev import DevEnv
 
 PARTITIONS = 4
 

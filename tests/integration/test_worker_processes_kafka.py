@@ -15,7 +15,7 @@ from tests.integration.kafka_tools import (
     wait_until,
     window_of,
 )
-from topicflow.dev import DevEnv
+from topicflow_dev import DevEnv
 
 
 def test_two_worker_processes_share_the_work_and_stop_cleanly(

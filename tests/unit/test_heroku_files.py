@@ -434,7 +434,7 @@ def test_app_json_formation_covers_the_procfile() -> None:
 
 
 def source_text() -> str:
-    files = [*(ROOT / "services").rglob("*.py"), *(ROOT / "topicflow").rglob("*.py")]
+    files = [*(ROOT / "services").rglob("*.py"), *(ROOT / "library" / "topicflow").rglob("*.py")]
     return "\n".join(path.read_text() for path in files)
 
 
@@ -452,7 +452,7 @@ def test_app_json_env_vars_are_read_by_the_code() -> None:
             config = StreamsConfig.from_env("app", {name: value})
             assert str(getattr(config, setting)) == value, name
         else:
-            assert f'"{name}"' in source, f"{name} is read nowhere in services/ or topicflow/"
+            assert f'"{name}"' in source, f"{name} is read by neither services/ nor topicflow"
 
 
 def test_app_json_thresholds_are_the_codes_defaults() -> None:
@@ -505,19 +505,39 @@ def _locked(entries: list[dict[str, object]]) -> set[tuple[str, tuple[str, ...],
     }
 
 
-def test_uv_lock_matches_pyproject() -> None:
+# The example application at the root, and the workspace members it locks with.
+PROJECTS = {".": "topicflow-example", "library": "topicflow", "devtools": "topicflow-dev"}
+
+
+@pytest.mark.parametrize(("folder", "name"), PROJECTS.items())
+def test_uv_lock_matches_pyproject(folder: str, name: str) -> None:
     """The buildpack runs `uv sync --locked`, which fails on a stale lock."""
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    pyproject = tomllib.loads((ROOT / folder / "pyproject.toml").read_text())
+    assert pyproject["project"]["name"] == name
     lock = tomllib.loads((ROOT / "uv.lock").read_text())
-    project = next(p for p in lock["package"] if p["name"] == "topicflow")
+    project = next(p for p in lock["package"] if p["name"] == name)
     metadata = project["metadata"]
+    optional = pyproject["project"].get("optional-dependencies", {}).values()
     assert _locked(metadata["requires-dist"]) == {
-        _requirement(r) for r in pyproject["project"]["dependencies"]
+        _requirement(r)
+        for r in [*pyproject["project"]["dependencies"], *(r for rs in optional for r in rs)]
     }
     for group, requirements in pyproject.get("dependency-groups", {}).items():
         assert _locked(metadata["requires-dev"][group]) == {
             _requirement(r) for r in requirements
         }, group
+
+
+def test_the_deploy_installs_the_library_but_not_the_dev_tooling() -> None:
+    """Heroku installs the root project's dependencies, no default group: the library
+    (a workspace member) comes with them, the dev tooling (dev group) does not."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert sorted(pyproject["tool"]["uv"]["workspace"]["members"]) == ["devtools", "library"]
+    dependencies = {_requirement(r)[0] for r in pyproject["project"]["dependencies"]}
+    assert "topicflow" in dependencies
+    assert "topicflow-dev" not in dependencies
+    assert "topicflow-dev" in {_requirement(r)[0] for r in pyproject["dependency-groups"]["dev"]}
+    assert pyproject["tool"]["uv"]["sources"]["topicflow"] == {"workspace": True}
 
 
 # -- README ----------------------------------------------------------------------------

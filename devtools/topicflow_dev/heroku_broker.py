@@ -1,6 +1,6 @@
 """A second dev broker configured like Apache Kafka on Heroku, for integration tests.
 
-Heroku's Kafka add-on differs from the plain dev broker (`topicflow.dev`) in
+Heroku's Kafka add-on differs from the plain dev broker (`topicflow_dev`) in
 ways an application only meets in production:
 
 - its brokers speak TLS only (`KAFKA_URL=kafka+ssl://host:port,...`), with
@@ -16,14 +16,14 @@ ways an application only meets in production:
 `start_heroku_kafka()` runs such a broker (KRaft, single node) on loopback,
 idempotently, with its files in `<dev dir>/heroku-kafka/`:
 
-    certs/             the CAs and certificates (topicflow.dev.certificates)
+    certs/             the CAs and certificates (topicflow_dev.certificates)
     data/              the log directory, ACLs included
     server.properties  rewritten on every start
     broker.log         stdout/stderr of the current run
     broker.pid         pid of the running broker
 
 It shares the plain broker's jars (`<dev dir>/kafka/libs`) and its process
-handling (`topicflow.dev.kafka.Broker`). Ports: the SSL client listener
+handling (`topicflow_dev.kafka.Broker`). Ports: the SSL client listener
 19192 (`TOPICFLOW_DEV_HEROKU_KAFKA_PORT`), the controller the next port, and
 an "operator" listener the one after: PLAINTEXT, where every client is a super
 user, for what Heroku's CLI does (create topics, grant ACLs). The broker keeps
@@ -57,10 +57,10 @@ from confluent_kafka.admin._acl import (
 from confluent_kafka.admin._resource import ResourcePatternType, ResourceType
 from confluent_kafka.cimpl import NewTopic
 
-from topicflow.dev import _broker, _locked, _port, dev_dir
-from topicflow.dev import certificates as certs
-from topicflow.dev.kafka import _LOG4J2, HOST, Broker, _port_open, _require, _server_properties
-from topicflow.errors import DevEnvError
+from topicflow_dev import _broker, _locked, _port, dev_dir
+from topicflow_dev import certificates as certs
+from topicflow_dev.errors import DevEnvError
+from topicflow_dev.kafka import _LOG4J2, HOST, Broker, _port_open, _require, _server_properties
 
 __all__ = [
     "CLIENT_PRINCIPAL",
@@ -346,7 +346,7 @@ class _HerokuBroker(Broker):
             "inter.broker.listener.name": "OPERATOR",
             "listener.security.protocol.map": "SSL:SSL,CONTROLLER:PLAINTEXT,OPERATOR:PLAINTEXT",
         }
-        lines = ["# Written by topicflow.dev.heroku_broker on every start; edits are lost."]
+        lines = ["# Written by topicflow_dev.heroku_broker on every start; edits are lost."]
         # The plain dev broker's settings (replication factor 1, no rebalance
         # delay, no auto-creation...), with the listener lines replaced.
         for line in _server_properties(self.port, self.data).splitlines():

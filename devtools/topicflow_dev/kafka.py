@@ -26,7 +26,7 @@ import time
 import uuid
 from pathlib import Path
 
-from topicflow.errors import DevEnvError
+from topicflow_dev.errors import DevEnvError
 
 POM = Path(__file__).with_name("kafka-pom.xml")
 HOST = "127.0.0.1"
@@ -37,7 +37,7 @@ STOP_TIMEOUT_S = 30.0
 _MAIN_CLASS = "kafka.Kafka"
 
 _LOG4J2 = """\
-# Written by topicflow.dev.kafka on every start; edits are lost.
+# Written by topicflow_dev.kafka on every start; edits are lost.
 status = warn
 appender.stdout.type = Console
 appender.stdout.name = STDOUT
@@ -56,7 +56,7 @@ logger.state.level = WARN
 def _server_properties(port: int, data: Path) -> str:
     controller = port + 1
     return f"""\
-# Written by topicflow.dev.kafka on every start; edits are lost.
+# Written by topicflow_dev.kafka on every start; edits are lost.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@{HOST}:{controller}

@@ -2,7 +2,7 @@
 
 `up()` starts a real Apache Kafka broker (KRaft, single node) and a private
 PostgreSQL 15 cluster, both on loopback, with their files in the git-ignored
-`.dev/` folder at the repository root (or `$TOPICFLOW_DEV_DIR`). Both are
+`.dev/` folder of the project (see `dev_dir()`, or set `$TOPICFLOW_DEV_DIR`). Both are
 detached processes: they keep running after the Python process that started
 them exits, until `down()`. Every call is idempotent.
 
@@ -23,10 +23,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import topicflow
-from topicflow.dev.kafka import Broker
-from topicflow.dev.postgres import Cluster
-from topicflow.errors import DevEnvError
+from topicflow_dev.errors import DevEnvError
+from topicflow_dev.kafka import Broker
+from topicflow_dev.postgres import Cluster
 
 __all__ = [
     "DevEnv",
@@ -61,12 +60,22 @@ class DevEnv:
 
 
 def dev_dir() -> Path:
-    """The folder holding the services' files: `$TOPICFLOW_DEV_DIR`, else `<repo>/.dev`."""
+    """The folder holding the services' files.
+
+    `$TOPICFLOW_DEV_DIR`, else `.dev` in the project being worked on: the
+    nearest folder, from the current one upwards, holding `.git` or `uv.lock`.
+    Outside any project, `$XDG_CACHE_HOME/topicflow-dev` (`~/.cache/...`).
+    Never next to this package: installed, that is inside site-packages.
+    """
     override = os.environ.get("TOPICFLOW_DEV_DIR")
     if override:
         return Path(override).resolve()
-    # The repository root is the folder holding pyproject.toml, above the package.
-    return Path(topicflow.__file__).resolve().parents[1] / ".dev"
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / ".git").exists() or (folder / "uv.lock").is_file():
+            return folder / ".dev"
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "topicflow-dev"
 
 
 def env() -> DevEnv:

@@ -21,7 +21,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from topicflow.errors import DevEnvError
+from topicflow_dev.errors import DevEnvError
 
 BIN = Path(os.environ.get("TOPICFLOW_DEV_PG_BIN", "/usr/lib/postgresql/15/bin"))
 HOST = "127.0.0.1"

@@ -1,13 +1,13 @@
-"""`topicflow dev up|down|env`: the development services (see `topicflow.dev`)."""
+"""`topicflow dev up|down|env`: the development services (see `topicflow_dev`)."""
 
 from __future__ import annotations
 
 import argparse
 
-from topicflow import dev
+import topicflow_dev as dev
 
 
-def add_dev_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_dev_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "dev",
         help="start/stop a local Kafka broker and PostgreSQL for development and tests",

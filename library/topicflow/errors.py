@@ -35,10 +35,6 @@ class SerializationError(TopicflowError):
     """A key or value could not be serialized or deserialized."""
 
 
-class DevEnvError(TopicflowError):
-    """The development services (`topicflow dev`) could not be started or stopped."""
-
-
 class RetriableError(TopicflowError):
     """Not done yet, try again later: e.g. an external system is down.
 

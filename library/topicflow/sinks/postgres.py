@@ -37,10 +37,15 @@ import contextlib
 import re
 from typing import Any
 
-import psycopg
-from psycopg import sql
-
 from topicflow.errors import ConfigError, RetriableError, StreamsException, TopicflowError
+from topicflow.extras import missing_extra
+
+try:
+    import psycopg
+    from psycopg import sql
+except ModuleNotFoundError as error:
+    raise missing_extra("postgres", "the PostgreSQL sink", error) from error
+
 from topicflow.sinks.database_url import DatabaseUrl
 from topicflow.sinks.windowed_counts import (
     DEFAULT_TABLE,

@@ -91,6 +91,10 @@ class KafkaStreams:
     def topology(self) -> Topology:
         return self._topology
 
+    @property
+    def config(self) -> StreamsConfig:
+        return self._config
+
     # -- state -------------------------------------------------------------------
 
     @property

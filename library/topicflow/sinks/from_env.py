@@ -15,7 +15,6 @@ import re
 from collections.abc import Mapping
 
 from topicflow.errors import ConfigError
-from topicflow.sinks.postgres import PostgresSink
 from topicflow.sinks.sqlite import SqliteSink
 from topicflow.sinks.windowed_counts import DEFAULT_TABLE, WindowedCountSink
 
@@ -63,6 +62,8 @@ def windowed_count_sink_from_env(
     sink: WindowedCountSink
     if found is not None:
         variable, url = found
+        from topicflow.sinks.postgres import PostgresSink
+
         sink = PostgresSink(url, table, variable=variable)
         log.info("windowed counts go to %s, table %s (from %s)", sink.where, table, variable)
     else:

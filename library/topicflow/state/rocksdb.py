@@ -33,18 +33,23 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any, cast
 
-from rocksdict import (
-    BlockBasedOptions,
-    Cache,
-    DBCompressionType,
-    Options,
-    Rdict,
-    ReadOptions,
-    WriteBatch,
-    WriteOptions,
-)
-
 from topicflow.errors import StreamsException
+from topicflow.extras import missing_extra
+
+try:
+    from rocksdict import (
+        BlockBasedOptions,
+        Cache,
+        DBCompressionType,
+        Options,
+        Rdict,
+        ReadOptions,
+        WriteBatch,
+        WriteOptions,
+    )
+except ModuleNotFoundError as error:
+    raise missing_extra("rocksdb", "a persistent (RocksDB) state store", error) from error
+
 from topicflow.serdes import Serde
 
 __all__ = ["RocksDBKeyValueStore", "RocksDBWindowStore"]

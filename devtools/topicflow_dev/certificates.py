@@ -30,7 +30,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from topicflow.errors import DevEnvError
+from topicflow_dev.errors import DevEnvError
 
 __all__ = ["BROKER_CN", "CLIENT_CN", "Certificates", "ensure"]
 
