@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from topicflow import KStream, StreamsBuilder
+from topicflow import Consumed, KStream, Serdes, StreamsBuilder
 
 
 def build() -> None:
@@ -12,4 +12,6 @@ def build() -> None:
     wrong_key: KStream[str, int] = lengths.select_key(lambda _key, n: n)  # error
     wrong_pair: KStream[int, str] = lengths.map(lambda key, n: (key, n))  # error
     wrong_arity = lines.map_values(lambda key, line: line, with_key=False)  # error
-    del wrong_value, wrong_key, wrong_pair, wrong_arity
+    longs = Consumed.with_(Serdes.String(), Serdes.Long())
+    wrong_serde: KStream[str, str] = StreamsBuilder().stream("counts", longs)  # error
+    del wrong_value, wrong_key, wrong_pair, wrong_arity, wrong_serde

@@ -1,11 +1,21 @@
 """A topology as a typed user writes it: checked with `mypy --strict` (tests/unit/test_typing.py).
 
-No `Any` here: each step's key and value types follow from the functions given.
+No `Any` here: each step's key and value types follow from the functions given, and
+a source's from the serdes of its `Consumed`.
 """
 
 from __future__ import annotations
 
-from topicflow import KStream, Processor, ProcessorContext, Record, StreamsBuilder, Topology
+from topicflow import (
+    Consumed,
+    KStream,
+    Processor,
+    ProcessorContext,
+    Record,
+    Serdes,
+    StreamsBuilder,
+    Topology,
+)
 
 
 class Tag(Processor[str, int, str, str]):
@@ -34,4 +44,11 @@ def build() -> Topology:
     doubled.to("doubled")
     words.merge(prefixed).merge(tagged).to("words")
     pairs.to("pairs")
+    counts: KStream[str, int] = builder.stream(
+        "counts", Consumed.with_(Serdes.String(), Serdes.Long())
+    )
+    counts.filter(lambda word, n: n > len(word)).to("frequent")
+    rates = builder.stream(["rates"], Consumed.with_(None, Serdes.Double()).with_name("rates"))
+    scaled: KStream[int, float] = rates.select_key(lambda _key, rate: round(rate))
+    scaled.to("scaled")
     return builder.build()

@@ -13,24 +13,29 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, overload
 
-from topicflow.dsl import aggregations as agg
+import topicflow.dsl.aggregations as agg
 from topicflow.dsl.changes import EmitStrategy, OldValues
-from topicflow.dsl.ktable import KTable
 from topicflow.dsl.options import Grouped, Materialized, Named
 from topicflow.dsl.windows import SessionWindows, SlidingWindows, TimeWindows
 from topicflow.errors import TopologyError
 from topicflow.state.stores import StoreSpec
-from topicflow.topology.nodes import ProcessorNode
 
 if TYPE_CHECKING:
-    from topicflow.dsl.kstream import KStream
+    from topicflow.dsl.internal import InternalStreamsBuilder
+    from topicflow.dsl.ktable import KTable
     from topicflow.dsl.session_windows import SessionWindowedKStream
     from topicflow.dsl.sliding_windows import SlidingWindowedKStream
 
 
 class KGroupedStream(agg.Aggregations):
-    def __init__(self, stream: KStream[Any, Any], grouped: Grouped) -> None:
-        self._stream = stream
+    def __init__(
+        self, graph: InternalStreamsBuilder, node_name: str, key_changed: bool, grouped: Grouped
+    ) -> None:
+        """`node_name`: the node whose records are grouped; `key_changed`: whether an
+        operation above may have changed their keys (then they are repartitioned)."""
+        self._graph = graph
+        self._node = node_name
+        self._key_changed = key_changed
         self._grouped = grouped
 
     @overload
@@ -42,21 +47,16 @@ class KGroupedStream(agg.Aggregations):
     def windowed_by(
         self, windows: TimeWindows | SlidingWindows | SessionWindows
     ) -> TimeWindowedKStream | SlidingWindowedKStream | SessionWindowedKStream:
-        # Imported here: those modules import this one.
         if isinstance(windows, SessionWindows):
-            from topicflow.dsl.session_windows import SessionWindowedKStream
-
-            return SessionWindowedKStream(self, windows)
+            return self._graph.new_session_windowed_stream(self, windows)
         if isinstance(windows, SlidingWindows):
-            from topicflow.dsl.sliding_windows import SlidingWindowedKStream
-
-            return SlidingWindowedKStream(self, windows)
+            return self._graph.new_sliding_windowed_stream(self, windows)
         if not isinstance(windows, TimeWindows):
             raise TopologyError(
                 f"windowed_by takes TimeWindows, SlidingWindows or SessionWindows, "
                 f"not {type(windows).__name__}"
             )
-        return TimeWindowedKStream(self, windows)
+        return self._graph.new_time_windowed_stream(self, windows)
 
     def _aggregate(
         self,
@@ -66,30 +66,31 @@ class KGroupedStream(agg.Aggregations):
         named: Named | str | None,
         kind: str,
     ) -> KTable:
-        builder = self._stream._builder
-        store = materialized.store_name or builder.node_name(f"{kind}-STATE-STORE", None)
+        graph = self._graph
+        store = materialized.store_name or graph.node_name(f"{kind}-STATE-STORE", None)
         parent = self.source_for_aggregation(store)
-        name = builder.node_name(kind, named)
+        name = graph.node_name(kind, named)
         spec = _store_spec(store, "key_value", materialized, self._grouped)
         old_values = OldValues()
-        builder.topology.add_node(
-            ProcessorNode(
-                name, agg.aggregate_node(store, initializer, aggregator, old_values), [parent]
-            )
+        graph.add_processor(
+            name, agg.aggregate_node(store, initializer, aggregator, old_values), parent
         )
-        builder.topology.add_state_store(spec, name)
-        return KTable(builder, name, store_name=store, old_values=old_values)
+        graph.topology.add_state_store(spec, name)
+        return graph.new_table(name, store_name=store, old_values=old_values)
 
     def source_for_aggregation(self, store_name: str) -> str:
         """The node aggregations hang from: the stream itself, or a repartition topic's source."""
-        stream = self._stream
-        if not stream._key_changed:
-            return stream.node_name
+        if not self._key_changed:
+            return self._node
         base = self._grouped.name or store_name
-        repartitioned = stream._through_repartition_topic(
-            base, self._grouped.key_serde, self._grouped.value_serde, None, drop_null_keys=True
+        return self._graph.through_repartition_topic(
+            self._node,
+            base,
+            self._grouped.key_serde,
+            self._grouped.value_serde,
+            None,
+            drop_null_keys=True,
         )
-        return repartitioned.node_name
 
     @property
     def grouped(self) -> Grouped:
@@ -99,7 +100,10 @@ class KGroupedStream(agg.Aggregations):
 class TimeWindowedKStream(agg.Aggregations):
     """A grouped stream cut into fixed-size windows, tumbling or hopping."""
 
-    def __init__(self, grouped: KGroupedStream, windows: TimeWindows) -> None:
+    def __init__(
+        self, graph: InternalStreamsBuilder, grouped: KGroupedStream, windows: TimeWindows
+    ) -> None:
+        self._graph = graph
         self._grouped = grouped
         self._windows = windows
 
@@ -111,10 +115,10 @@ class TimeWindowedKStream(agg.Aggregations):
         named: Named | str | None,
         kind: str,
     ) -> KTable:
-        builder = self._grouped._stream._builder
-        store = materialized.store_name or builder.node_name(f"{kind}-STATE-STORE", None)
+        graph = self._graph
+        store = materialized.store_name or graph.node_name(f"{kind}-STATE-STORE", None)
         parent = self._grouped.source_for_aggregation(store)
-        name = builder.node_name(kind, named)
+        name = graph.node_name(kind, named)
         windows = self._windows
         retention = materialized.retention_ms or windows.retention_ms()
         if retention < windows.size_ms + windows.grace_ms:
@@ -125,15 +129,14 @@ class TimeWindowedKStream(agg.Aggregations):
         spec = _store_spec(store, "window", materialized, self._grouped.grouped, retention, windows)
         old_values = OldValues()
         emit = EmitStrategy()
-        table = KTable(
-            builder, name, store_name=store, windows=windows, old_values=old_values, emit=emit
-        )
         factory = agg.window_aggregate_node(
             store, windows, initializer, aggregator, emit, old_values
         )
-        builder.topology.add_node(ProcessorNode(name, factory, [parent]))
-        builder.topology.add_state_store(spec, name)
-        return table
+        graph.add_processor(name, factory, parent)
+        graph.topology.add_state_store(spec, name)
+        return graph.new_table(
+            name, store_name=store, windows=windows, old_values=old_values, emit=emit
+        )
 
 
 def _store_spec(

@@ -1,8 +1,8 @@
 """KStream: a record stream, and the stateless operations on it.
 
-Each call adds one node to the builder's topology and returns the stream
-downstream of it, named as Kafka Streams names it (`KSTREAM-FILTER-0000000001`)
-unless `named` says otherwise.
+Each call adds one node to the topology of the stream's internal builder
+(`topicflow.dsl.internal`) and returns the stream downstream of it, named as Kafka
+Streams names it (`KSTREAM-FILTER-0000000001`) unless `named` says otherwise.
 """
 
 from __future__ import annotations
@@ -10,15 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
-from topicflow.dsl import operations as ops
+import topicflow.dsl.operations as ops
 from topicflow.dsl.options import Branched, Grouped, Named, Produced, Repartitioned
 from topicflow.errors import TopologyError
 from topicflow.processor.api import Processor
-from topicflow.topology.nodes import NodeFactory, ProcessorNode, SinkNode, TopicNameExtractor
-from topicflow.topology.topology import InternalTopic, user_processor_factory
+from topicflow.topology.nodes import NodeFactory, SinkNode, TopicNameExtractor
+from topicflow.topology.topology import user_processor_factory
 
 if TYPE_CHECKING:
-    from topicflow.dsl.builder import StreamsBuilder
+    from topicflow.dsl.internal import InternalStreamsBuilder
     from topicflow.dsl.kgrouped import KGroupedStream
 
 K = TypeVar("K")
@@ -31,8 +31,10 @@ VR = TypeVar("VR")
 class KStream(Generic[K, V]):
     """An unbounded stream of key-value records downstream of one node."""
 
-    def __init__(self, builder: StreamsBuilder, node_name: str, key_changed: bool = False) -> None:
-        self._builder = builder
+    def __init__(
+        self, graph: InternalStreamsBuilder, node_name: str, key_changed: bool = False
+    ) -> None:
+        self._graph = graph
         self._node = node_name
         # True when an upstream operation may have changed the key: a later
         # grouping must then repartition (Kafka Streams' repartitionRequired).
@@ -49,10 +51,10 @@ class KStream(Generic[K, V]):
         named: Named | str | None,
         key_changed: bool | None = None,
     ) -> KStream[Any, Any]:
-        name = self._builder.node_name(kind, named)
-        self._builder.topology.add_node(ProcessorNode(name, factory, [self._node]))
+        name = self._graph.node_name(kind, named)
+        self._graph.add_processor(name, factory, self._node)
         changed = self._key_changed if key_changed is None else key_changed
-        return KStream(self._builder, name, changed)
+        return self._graph.new_stream(name, changed)
 
     # -- stateless operations ----------------------------------------------------------
 
@@ -148,24 +150,23 @@ class KStream(Generic[K, V]):
         self._then("FOREACH", ops.foreach_node(action), named)
 
     def merge(self, other: KStream[K, V], named: Named | str | None = None) -> KStream[K, V]:
-        if other._builder is not self._builder:
+        if other._graph is not self._graph:
             raise TopologyError("merge: both streams must come from the same StreamsBuilder")
-        name = self._builder.node_name("MERGE", named)
-        node = ProcessorNode(name, ops.pass_through_node(), [self._node, other._node])
-        self._builder.topology.add_node(node)
-        return KStream(self._builder, name, self._key_changed or other._key_changed)
+        name = self._graph.node_name("MERGE", named)
+        self._graph.add_processor(name, ops.pass_through_node(), self._node, other._node)
+        return self._graph.new_stream(name, self._key_changed or other._key_changed)
 
     def split(self, named: Named | str | None = None) -> BranchedKStream[K, V]:
         """Start routing records to branches: `.branch(predicate, ...)...default_branch()`."""
-        name = self._builder.node_name("BRANCH", named)
-        return BranchedKStream(self, name, name)
+        name = self._graph.node_name("BRANCH", named)
+        return self._graph.new_split(self._node, self._key_changed, name)
 
     # -- leaving the stream ------------------------------------------------------------
 
     def to(self, topic: str | TopicNameExtractor, produced: Produced | None = None) -> None:
         """Write to a topic, or to the topic `topic(key, value, record_context)` names."""
         produced = produced or Produced()
-        name = produced.name or self._builder.node_name("SINK", None)
+        name = produced.name or self._graph.node_name("SINK", None)
         extractor = None if isinstance(topic, str) else topic
         sink = SinkNode(
             name,
@@ -176,7 +177,7 @@ class KStream(Generic[K, V]):
             produced.value_serde,
             produced.partitioner,
         )
-        self._builder.topology.add_node(sink)
+        self._graph.topology.add_node(sink)
 
     def repartition(self, repartitioned: Repartitioned | None = None) -> KStream[K, V]:
         """Write through an internal topic `{application_id}-{name}-repartition` and read it back.
@@ -185,10 +186,11 @@ class KStream(Generic[K, V]):
         see every record of a key in one partition.
         """
         repartitioned = repartitioned or Repartitioned()
-        base = repartitioned.name or self._builder.node_name("REPARTITION", None)
+        base = repartitioned.name or self._graph.node_name("REPARTITION", None)
         # Kafka Streams drops null keys before a repartition topic (KStreamImpl's
         # repartition filter), for repartition() as for a grouping.
-        return self._through_repartition_topic(
+        source = self._graph.through_repartition_topic(
+            self._node,
             base,
             repartitioned.key_serde,
             repartitioned.value_serde,
@@ -196,52 +198,21 @@ class KStream(Generic[K, V]):
             repartitioned.partitioner,
             drop_null_keys=True,
         )
-
-    def _through_repartition_topic(
-        self,
-        base: str,
-        key_serde: Any,
-        value_serde: Any,
-        partitions: int | None,
-        partitioner: Any = None,
-        drop_null_keys: bool = False,
-    ) -> KStream[K, V]:
-        topic = f"{base}-repartition"
-        builder = self._builder
-        builder.topology.add_internal_topic(InternalTopic(topic, "repartition", partitions))
-        upstream = self._node
-        if drop_null_keys:
-            # A grouping cannot place a null key: drop it before the topic (Kafka does too).
-            upstream = f"{topic}-filter"
-            builder.topology.add_node(
-                ProcessorNode(upstream, ops.drop_null_keys_node(), [self._node])
-            )
-        sink = SinkNode(
-            f"{topic}-sink", [upstream], topic, None, key_serde, value_serde, partitioner
-        )
-        builder.topology.add_node(sink)
-        source_name = f"{topic}-source"
-        builder.topology.add_source(
-            source_name, topic, key_serde=key_serde, value_serde=value_serde
-        )
-        return KStream(builder, source_name, key_changed=False)
+        return self._graph.new_stream(source)
 
     # -- grouping ----------------------------------------------------------------------
 
     def group_by_key(self, grouped: Grouped | None = None) -> KGroupedStream:
         """Group by the current key; repartitions first if the key may have changed."""
-        from topicflow.dsl.kgrouped import KGroupedStream
-
-        return KGroupedStream(self, grouped or Grouped())
+        return self._graph.new_grouped_stream(self._node, self._key_changed, grouped or Grouped())
 
     def group_by(
         self, selector: Callable[[K, V], Any], grouped: Grouped | None = None
     ) -> KGroupedStream:
         """Group by `selector(key, value)`: always through a repartition topic."""
-        from topicflow.dsl.kgrouped import KGroupedStream
-
-        keyed = self._then("KEY-SELECT", ops.select_key_node(selector), None, key_changed=True)
-        return KGroupedStream(keyed, grouped or Grouped())
+        name = self._graph.node_name("KEY-SELECT", None)
+        self._graph.add_processor(name, ops.select_key_node(selector), self._node)
+        return self._graph.new_grouped_stream(name, True, grouped or Grouped())
 
     # -- processors ---------------------------------------------------------------------
 
@@ -252,15 +223,11 @@ class KStream(Generic[K, V]):
         named: Named | str | None = None,
     ) -> KStream[KR, VR]:
         """Run a user `Processor` (a fresh one per task from `supplier()`); returns its output."""
-        name = self._builder.node_name("PROCESSOR", named)
-        factory = user_processor_factory(name, supplier)
-        node = ProcessorNode(name, factory, [self._node])
-        self._builder.topology.add_node(node)
+        name = self._graph.node_name("PROCESSOR", named)
+        self._graph.add_processor(name, user_processor_factory(name, supplier), self._node)
         if store_names:
-            self._builder.topology.connect_processor_and_state_stores(
-                name, stores=list(store_names)
-            )
-        return KStream(self._builder, name, key_changed=True)
+            self._graph.topology.connect_processor_and_state_stores(name, stores=list(store_names))
+        return self._graph.new_stream(name, key_changed=True)
 
 
 class BranchedKStream(Generic[K, V]):
@@ -271,10 +238,14 @@ class BranchedKStream(Generic[K, V]):
     by the branch's name, or by its number from 1; the default branch is `0`.
     """
 
-    def __init__(self, stream: KStream[K, V], node_name: str, prefix: str) -> None:
-        self._stream = stream
+    def __init__(
+        self, graph: InternalStreamsBuilder, parent: str, key_changed: bool, node_name: str
+    ) -> None:
+        self._graph = graph
+        self._parent = parent
+        self._key_changed = key_changed
+        # The split's node; its name prefixes its branches' names.
         self._node = node_name
-        self._prefix = prefix
         self._predicates: list[Callable[[K, V], bool]] = []
         self._branches: list[tuple[str, Branched]] = []
         self._done = False
@@ -302,8 +273,8 @@ class BranchedKStream(Generic[K, V]):
     def _branch_name(self, branched: Branched, suffix: str) -> str:
         # Kafka Streams spends a generated index on every branch, named or not.
         if branched.name is None:
-            self._stream._builder.node_name("BRANCH", None)
-        return self._prefix + (branched.name or suffix)
+            self._graph.node_name("BRANCH", None)
+        return self._node + (branched.name or suffix)
 
     def _check_open(self) -> None:
         if self._done:
@@ -311,14 +282,14 @@ class BranchedKStream(Generic[K, V]):
 
     def _finish(self, has_default: bool) -> dict[str, KStream[K, V]]:
         self._done = True
-        builder = self._stream._builder
-        topology = builder.topology
-        factory = ops.branch_node(list(self._predicates), has_default)
-        topology.add_node(ProcessorNode(self._node, factory, [self._stream.node_name]))
+        graph = self._graph
+        graph.add_processor(
+            self._node, ops.branch_node(list(self._predicates), has_default), self._parent
+        )
         result: dict[str, KStream[K, V]] = {}
         for branch_name, branched in self._branches:
-            topology.add_node(ProcessorNode(branch_name, ops.pass_through_node(), [self._node]))
-            stream: KStream[K, V] = KStream(builder, branch_name, self._stream._key_changed)
+            graph.add_processor(branch_name, ops.pass_through_node(), self._node)
+            stream: KStream[K, V] = graph.new_stream(branch_name, self._key_changed)
             if branched.chain is None:
                 result[branch_name] = stream
             else:

@@ -6,7 +6,8 @@ deletion (a tombstone): `filter` turns records that fail the predicate into
 tombstones, as Kafka Streams does, so downstream tables forget them. Below a
 table that owns a store, a filter also receives each update's old value
 (`topicflow.dsl.changes`) and, as Kafka's KTableFilter, forwards nothing for
-an update that fails the predicate before and after.
+an update that fails the predicate before and after. The nodes themselves are in
+`topicflow.dsl.table_operations`.
 """
 
 from __future__ import annotations
@@ -14,39 +15,41 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from topicflow.dsl import operations as ops
-from topicflow.dsl.changes import EmitStrategy, OldValues, forward_at
+from topicflow.dsl.changes import EmitStrategy, OldValues
+from topicflow.dsl.operations import pass_through_node
 from topicflow.dsl.options import Named, Suppressed
+from topicflow.dsl.table_operations import table_filter_node, table_map_values_node
 from topicflow.dsl.windows import TimeWindows
 from topicflow.errors import TopologyError
-from topicflow.topology.nodes import Forward, NodeFactory, ProcessorNode, TaskContext, forward_to
+from topicflow.topology.nodes import NodeFactory
 
 if TYPE_CHECKING:
-    from topicflow.dsl.builder import StreamsBuilder
+    from topicflow.dsl.internal import InternalStreamsBuilder
     from topicflow.dsl.kstream import KStream
 
 
 class KTable:
     def __init__(
         self,
-        builder: StreamsBuilder,
+        graph: InternalStreamsBuilder,
         node_name: str,
         store_name: str | None = None,
         windows: TimeWindows | None = None,
         old_values: OldValues | None = None,
         emit: EmitStrategy | None = None,
+        parent: KTable | None = None,
     ) -> None:
         """`old_values`: the cell of a table whose node can send old values (one that
         owns its store: an aggregation, a materialized `builder.table`); None for one
         that cannot. `emit`: a windowed aggregation's emit strategy, which
-        `suppress` sets; None for any other table."""
-        self._builder = builder
+        `suppress` sets; None for any other table. `parent`: the table this one
+        derives from (by filter or map_values), None for a source or an aggregation."""
+        self._graph = graph
         self._node = node_name
         self._store_name = store_name
         self._windows = windows
         self._emit = emit
-        self._derived = False
-        self._parent: KTable | None = None
+        self._parent = parent
         self._old_values = old_values
 
     def _enable_sending_old_values(self) -> bool:
@@ -69,12 +72,11 @@ class KTable:
     def _then(
         self, kind: str, factory: NodeFactory, named: Named | str | None, old_values: OldValues
     ) -> KTable:
-        name = self._builder.node_name(kind, named)
-        self._builder.topology.add_node(ProcessorNode(name, factory, [self._node]))
-        table = KTable(self._builder, name, None, self._windows, old_values)
-        table._derived = True
-        table._parent = self
-        return table
+        name = self._graph.node_name(kind, named)
+        self._graph.add_processor(name, factory, self._node)
+        return self._graph.new_table(
+            name, windows=self._windows, old_values=old_values, parent=self
+        )
 
     def filter(
         self, predicate: Callable[[Any, Any], bool], named: Named | str | None = None
@@ -95,7 +97,7 @@ class KTable:
         old_values = OldValues()
         old_values.sent = self._enable_sending_old_values()
         return self._then(
-            "KTABLE-FILTER", _table_filter(predicate, keep_if, old_values), named, old_values
+            "KTABLE-FILTER", table_filter_node(predicate, keep_if, old_values), named, old_values
         )
 
     def map_values(
@@ -108,15 +110,16 @@ class KTable:
         # Maps old values too once a table below asks for them (KTableMapValues).
         old_values = OldValues()
         return self._then(
-            "KTABLE-MAPVALUES", _table_map_values(mapper, with_key, old_values), named, old_values
+            "KTABLE-MAPVALUES",
+            table_map_values_node(mapper, with_key, old_values),
+            named,
+            old_values,
         )
 
     def to_stream(self, named: Named | str | None = None) -> KStream[Any, Any]:
-        from topicflow.dsl.kstream import KStream
-
-        name = self._builder.node_name("KTABLE-TOSTREAM", named)
-        self._builder.topology.add_node(ProcessorNode(name, ops.pass_through_node(), [self._node]))
-        return KStream(self._builder, name, key_changed=False)
+        name = self._graph.node_name("KTABLE-TOSTREAM", named)
+        self._graph.add_processor(name, pass_through_node(), self._node)
+        return self._graph.new_stream(name, key_changed=False)
 
     def suppress(self, suppressed: Suppressed) -> KTable:
         """One final result per window, once stream time passes its end plus grace.
@@ -124,125 +127,10 @@ class KTable:
         Supported directly on a windowed aggregation's table (the common use): the
         aggregation then emits on window close instead of on every update.
         """
-        if self._emit is None or self._emit.on_window_close or self._derived:
+        if self._emit is None or self._emit.on_window_close:
             raise TopologyError(
                 "suppress(Suppressed.until_window_closes()) is supported directly on the "
                 "table of a windowed aggregation (windowed_by(...).count() etc.)"
             )
         self._emit.on_window_close = True
         return self
-
-
-def _table_filter(
-    predicate: Callable[[Any, Any], bool], keep_if: bool, old_values: OldValues
-) -> NodeFactory:
-    """Kafka Streams' KTableFilter: a value that fails the predicate becomes a tombstone.
-
-    With old values, an update whose new and old values both fail (or are null)
-    changes nothing downstream and is dropped; the old value passed on is the
-    filtered one.
-    """
-
-    def factory(task: TaskContext, children: dict[str, Forward]) -> Forward:
-        forward = forward_to(children)
-        if not old_values.sent:
-
-            def table_filter(key: Any, value: Any) -> None:
-                if value is None or bool(predicate(key, value)) == keep_if:
-                    forward(key, value)
-                else:
-                    forward(key, None)
-
-            return table_filter
-        rc = task.record_context
-
-        def table_filter_with_old(key: Any, value: Any) -> None:
-            old_in = rc.old_value
-            if value is not None and bool(predicate(key, value)) != keep_if:
-                value = None
-            old = old_in
-            if old is not None and bool(predicate(key, old)) != keep_if:
-                old = None
-            if value is None and old is None:
-                return
-            rc.old_value = old
-            try:
-                forward(key, value)
-            finally:
-                rc.old_value = old_in
-
-        return table_filter_with_old
-
-    return factory
-
-
-def _table_map_values(
-    mapper: Callable[..., Any], with_key: bool, old_values: OldValues
-) -> NodeFactory:
-    """Kafka Streams' KTableMapValues: a tombstone stays a tombstone; with old values,
-    the old value is mapped as well."""
-
-    def factory(task: TaskContext, children: dict[str, Forward]) -> Forward:
-        forward = forward_to(children)
-
-        def mapped(key: Any, value: Any) -> Any:
-            if value is None:
-                return None
-            return mapper(key, value) if with_key else mapper(value)
-
-        if not old_values.sent:
-
-            def table_map_values(key: Any, value: Any) -> None:
-                forward(key, mapped(key, value))
-
-            return table_map_values
-        rc = task.record_context
-
-        def table_map_values_with_old(key: Any, value: Any) -> None:
-            old_in = rc.old_value
-            rc.old_value = mapped(key, old_in)
-            try:
-                forward(key, mapped(key, value))
-            finally:
-                rc.old_value = old_in
-
-        return table_map_values_with_old
-
-    return factory
-
-
-def table_source_node(store_name: str | None, old_values: OldValues | None) -> NodeFactory:
-    """`builder.table(topic)`: each record is the new value of its key (null deletes it).
-
-    As Kafka Streams' KTableSource: a record with a null key is dropped, whether
-    the table is materialized or not. A materialized table forwards what its
-    store writes through (at once, or at a cache flush), with the value it
-    replaced when old values are asked for.
-    """
-
-    def factory(task: TaskContext, children: dict[str, Forward]) -> Forward:
-        metrics = task.metrics
-        forward = forward_to(children)
-        if store_name is None:
-
-            def table_source(key: Any, value: Any) -> None:
-                if key is None:
-                    metrics.dropped_records += 1
-                    return
-                forward(key, value)
-
-            return table_source
-        store = task.get_state_store(store_name)
-        store.set_flush_listener(forward_at(task.record_context, forward))
-        send_old = store.send_old_values = old_values is not None and old_values.sent
-        get, put = store.get, store.put
-
-        def materialized_source(key: Any, value: Any) -> None:
-            if key is None:
-                metrics.dropped_records += 1
-                return
-            put(key, value, None, get(key) if send_old else None)
-
-        return materialized_source
-
-    return factory

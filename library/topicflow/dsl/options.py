@@ -7,40 +7,62 @@ stream.to("words", Produced.with_(Serdes.String(), Serdes.String()))
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic
 
 from topicflow.config import TimestampExtractor
 from topicflow.serdes import Serde
 from topicflow.topology.nodes import StreamPartitioner
 
+if TYPE_CHECKING:
+    # PEP 696 defaults: a serde not given, as in `Consumed()` or `Consumed.with_(None,
+    # serde)`, types its side as Any rather than Never. mypy reads typing_extensions
+    # from its own stubs, so nothing is imported at run time.
+    from typing_extensions import TypeVar
+
+    K = TypeVar("K", default=Any)
+    V = TypeVar("V", default=Any)
+    # The key and value types a call gives a Consumed.
+    KS = TypeVar("KS", default=Any)
+    VS = TypeVar("VS", default=Any)
+else:
+    # At run time a default changes nothing (and typing takes one from Python 3.13 only).
+    K, V, KS, VS = (typing.TypeVar(name) for name in ("K", "V", "KS", "VS"))
+
 
 @dataclass(frozen=True, slots=True)
-class Consumed:
-    key_serde: Serde[Any] | None = None
-    value_serde: Serde[Any] | None = None
+class Consumed(Generic[K, V]):
+    """How a source reads its topic; `Consumed[K, V]` for serdes of `K` keys and `V` values.
+
+    `builder.stream(topic, Consumed.with_(Serdes.String(), Serdes.Long()))` is then a
+    `KStream[str, int]`; a serde left out is `Any`.
+    """
+
+    key_serde: Serde[K] | None = None
+    value_serde: Serde[V] | None = None
     timestamp_extractor: TimestampExtractor | None = None
     name: str | None = None
 
     @staticmethod
-    def with_(key_serde: Serde[Any] | None, value_serde: Serde[Any] | None) -> Consumed:
+    def with_(key_serde: Serde[KS] | None, value_serde: Serde[VS] | None) -> Consumed[KS, VS]:
         return Consumed(key_serde, value_serde)
 
     @staticmethod
-    def as_(name: str) -> Consumed:
+    def as_(name: str) -> Consumed[Any, Any]:
         return Consumed(name=name)
 
-    def with_key_serde(self, serde: Serde[Any]) -> Consumed:
-        return dataclasses.replace(self, key_serde=serde)
+    def with_key_serde(self, serde: Serde[KS]) -> Consumed[KS, V]:
+        return Consumed(serde, self.value_serde, self.timestamp_extractor, self.name)
 
-    def with_value_serde(self, serde: Serde[Any]) -> Consumed:
-        return dataclasses.replace(self, value_serde=serde)
+    def with_value_serde(self, serde: Serde[VS]) -> Consumed[K, VS]:
+        return Consumed(self.key_serde, serde, self.timestamp_extractor, self.name)
 
-    def with_timestamp_extractor(self, extractor: TimestampExtractor) -> Consumed:
+    def with_timestamp_extractor(self, extractor: TimestampExtractor) -> Consumed[K, V]:
         return dataclasses.replace(self, timestamp_extractor=extractor)
 
-    def with_name(self, name: str) -> Consumed:
+    def with_name(self, name: str) -> Consumed[K, V]:
         return dataclasses.replace(self, name=name)
 
 

@@ -1,0 +1,166 @@
+"""The DSL's internal graph builder: Kafka Streams' InternalStreamsBuilder.
+
+A `StreamsBuilder` owns one `InternalStreamsBuilder`, and every DSL object made
+from it (a KStream, a KTable, a grouped, windowed or split stream) holds that
+same one. It owns the topology under construction and the counter of generated
+names (`KSTREAM-FILTER-0000000001`), adds the nodes the DSL objects ask for, and
+creates the DSL object each operation returns: `KStream.group_by` asks it for a
+KGroupedStream, `KTable.to_stream` for a KStream, and so on.
+
+That is what keeps the DSL free of import cycles: this module imports every DSL
+class, and the DSL classes import this one, and each other, only for their
+annotations; at run time they reach each other through the instance they hold.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from topicflow.dsl.changes import EmitStrategy, OldValues
+from topicflow.dsl.kgrouped import KGroupedStream, TimeWindowedKStream
+from topicflow.dsl.kstream import BranchedKStream, KStream
+from topicflow.dsl.ktable import KTable
+from topicflow.dsl.operations import drop_null_keys_node
+from topicflow.dsl.options import Consumed, Grouped, Materialized, Named
+from topicflow.dsl.session_windows import SessionWindowedKStream
+from topicflow.dsl.sliding_windows import SlidingWindowedKStream
+from topicflow.dsl.table_operations import table_source_node
+from topicflow.dsl.windows import SessionWindows, SlidingWindows, TimeWindows
+from topicflow.serdes import Serde
+from topicflow.state.stores import StoreSpec
+from topicflow.topology.nodes import NodeFactory, ProcessorNode, SinkNode, StreamPartitioner
+from topicflow.topology.topology import InternalTopic, Topology
+
+
+class InternalStreamsBuilder:
+    """The topology a DSL builds, the names it generates, and the DSL objects it returns."""
+
+    def __init__(self) -> None:
+        self.topology = Topology()
+        self._index = 0
+
+    def node_name(self, kind: str, named: Named | str | None) -> str:
+        """The given name, or Kafka Streams' generated `KSTREAM-<KIND>-<10-digit index>`."""
+        if named is not None:
+            return named.name if isinstance(named, Named) else named
+        prefix = "" if kind.startswith("KTABLE-") else "KSTREAM-"
+        name = f"{prefix}{kind}-{self._index:010d}"
+        self._index += 1
+        return name
+
+    def add_processor(self, name: str, factory: NodeFactory, *parents: str) -> None:
+        self.topology.add_node(ProcessorNode(name, factory, list(parents)))
+
+    # -- sources -----------------------------------------------------------------------
+
+    def stream(self, topics: list[str], consumed: Consumed) -> KStream[Any, Any]:
+        name = consumed.name or self.node_name("SOURCE", None)
+        self._add_source(name, topics, consumed)
+        return self.new_stream(name)
+
+    def table(self, topic: str, consumed: Consumed, materialized: Materialized | None) -> KTable:
+        source = consumed.name or self.node_name("SOURCE", None)
+        self._add_source(source, [topic], consumed)
+        name = self.node_name("KTABLE-SOURCE", None)
+        store = materialized.store_name if materialized else None
+        if materialized is not None and store is None:
+            store = self.node_name("STATE-STORE", None)
+        # Only a materialized table knows a key's old value, to send it below.
+        old_values = OldValues() if store is not None else None
+        self.add_processor(name, table_source_node(store, old_values), source)
+        if materialized is not None and store is not None:
+            spec = StoreSpec(
+                store,
+                "key_value",
+                materialized.key_serde or consumed.key_serde,
+                materialized.value_serde or consumed.value_serde,
+                persistent=materialized.persistent,
+                logging=materialized.logging,
+                caching=materialized.caching,
+                timestamped=True,
+                changelog_config={"cleanup.policy": "compact"},
+            )
+            self.topology.add_state_store(spec, name)
+        return self.new_table(name, store_name=store, old_values=old_values)
+
+    def _add_source(self, name: str, topics: list[str], consumed: Consumed) -> None:
+        self.topology.add_source(
+            name,
+            *topics,
+            key_serde=consumed.key_serde,
+            value_serde=consumed.value_serde,
+            timestamp_extractor=consumed.timestamp_extractor,
+        )
+
+    def through_repartition_topic(
+        self,
+        parent: str,
+        base: str,
+        key_serde: Serde[Any] | None,
+        value_serde: Serde[Any] | None,
+        partitions: int | None,
+        partitioner: StreamPartitioner | None = None,
+        drop_null_keys: bool = False,
+    ) -> str:
+        """Write `parent`'s records to the internal topic `{application_id}-{base}-repartition`
+        and read them back; the name of the source that reads them.
+
+        Records are then partitioned by their current key, so downstream tasks
+        see every record of a key in one partition.
+        """
+        topic = f"{base}-repartition"
+        self.topology.add_internal_topic(InternalTopic(topic, "repartition", partitions))
+        upstream = parent
+        if drop_null_keys:
+            # A null key has no partition: drop it before the topic (Kafka does too).
+            upstream = f"{topic}-filter"
+            self.add_processor(upstream, drop_null_keys_node(), parent)
+        sink = SinkNode(
+            f"{topic}-sink", [upstream], topic, None, key_serde, value_serde, partitioner
+        )
+        self.topology.add_node(sink)
+        source = f"{topic}-source"
+        self.topology.add_source(source, topic, key_serde=key_serde, value_serde=value_serde)
+        return source
+
+    # -- the DSL objects operations return ---------------------------------------------
+
+    def new_stream(self, node_name: str, key_changed: bool = False) -> KStream[Any, Any]:
+        return KStream(self, node_name, key_changed)
+
+    def new_split(
+        self, parent: str, key_changed: bool, node_name: str
+    ) -> BranchedKStream[Any, Any]:
+        return BranchedKStream(self, parent, key_changed, node_name)
+
+    def new_table(
+        self,
+        node_name: str,
+        *,
+        store_name: str | None = None,
+        windows: TimeWindows | None = None,
+        old_values: OldValues | None = None,
+        emit: EmitStrategy | None = None,
+        parent: KTable | None = None,
+    ) -> KTable:
+        return KTable(self, node_name, store_name, windows, old_values, emit, parent)
+
+    def new_grouped_stream(
+        self, node_name: str, key_changed: bool, grouped: Grouped
+    ) -> KGroupedStream:
+        return KGroupedStream(self, node_name, key_changed, grouped)
+
+    def new_time_windowed_stream(
+        self, grouped: KGroupedStream, windows: TimeWindows
+    ) -> TimeWindowedKStream:
+        return TimeWindowedKStream(self, grouped, windows)
+
+    def new_sliding_windowed_stream(
+        self, grouped: KGroupedStream, windows: SlidingWindows
+    ) -> SlidingWindowedKStream:
+        return SlidingWindowedKStream(self, grouped, windows)
+
+    def new_session_windowed_stream(
+        self, grouped: KGroupedStream, windows: SessionWindows
+    ) -> SessionWindowedKStream:
+        return SessionWindowedKStream(self, grouped, windows)
