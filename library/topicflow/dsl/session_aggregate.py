@@ -1,8 +1,7 @@
 """The session-window aggregation node: Kafka Streams' KStreamSessionWindowAggregate.
 
-Per
-key, records whose timestamps are at most the inactivity gap apart belong to
-one session [first timestamp, last timestamp] (both inclusive). A record at t:
+Per key, records whose timestamps are at most the inactivity gap apart belong
+to one session [first timestamp, last timestamp] (both inclusive). A record at t:
 
 1. finds the key's sessions that end at or after t - gap and start at or before
    t + gap, and merges them with [t, t]: start = the smallest start, end = the
@@ -32,10 +31,8 @@ a session created and merged away in between is never forwarded (nor its
 tombstone), and a record inside a session (removed and put back, as Kafka does)
 forwards one update.
 
-`count()` merges by addition and `reduce()` with the reducer; `aggregate()` takes
-a `merger(key, aggregate1, aggregate2)` like Kafka's `Merger`. Records with a null
-key or value are dropped and counted in `dropped_records`, as this package's other
-aggregations do (Kafka's session aggregation drops null keys only).
+Records with a null key are dropped and counted in `dropped_records`; a null
+value is aggregated, as Kafka's session aggregation does.
 """
 
 from __future__ import annotations

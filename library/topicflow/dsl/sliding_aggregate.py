@@ -1,7 +1,7 @@
 """The sliding-window aggregation node: Kafka Streams' KStreamSlidingWindowAggregate.
 
-Kafka Streams' sliding windows (KIP-450, KStreamSlidingWindowAggregate), rule for
-rule, so that the output records (key, value, timestamp and order) are Kafka's.
+Kafka Streams' sliding windows (KIP-450), rule for rule, so that the output
+records (key, value, timestamp and order) are Kafka's.
 A window is `[start, start + difference]`, both ends INCLUSIVE; its key is
 `Windowed(key, TimeWindow(start, start + difference))`, so for these windows
 `TimeWindow.end` is the last millisecond in the window, not one past it.
