@@ -69,7 +69,8 @@ def _topology(service: str, workdir: Path) -> Any:
         from topicflow.sinks.from_env import windowed_count_sink_from_env
 
         return aggregator.build_topology(PREFIX, sink=windowed_count_sink_from_env())
-    from services.notifications import AlertSink, EmailSink, LogAlerts, LogEmails
+    from services.notifications.delivery import LogAlerts, LogEmails
+    from services.notifications.processors import AlertSink, EmailSink
 
     return anomaly_detector.build_topology(
         PREFIX, alerts=AlertSink(LogAlerts(), 100), emails=EmailSink(LogEmails(None), 50)

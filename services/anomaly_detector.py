@@ -51,7 +51,12 @@ from datetime import timedelta
 from typing import Any
 
 from services.logs import FAILED_LOGIN, check_log_line, user_of
-from services.notifications import EMAIL_THRESHOLD, URGENT_THRESHOLD, AlertSink, EmailSink
+from services.notifications.processors import (
+    EMAIL_THRESHOLD,
+    URGENT_THRESHOLD,
+    AlertSink,
+    EmailSink,
+)
 from services.service import SERVICE_SETTINGS, Service
 from topicflow import (
     Branched,

@@ -122,7 +122,8 @@ def _top_words(database: Path) -> tuple[int | None, list[tuple[str, int]]]:
 
 def run_demo(seconds: float = 0, rate: float = 2000) -> int:
     from services import aggregator, anomaly_detector, text_processor
-    from services.notifications import AlertSink, EmailSink, LogAlerts, LogEmails
+    from services.notifications.delivery import LogAlerts, LogEmails
+    from services.notifications.processors import AlertSink, EmailSink
     from topicflow.sinks.sqlite import SqliteSink
 
     live = sys.stdout.isatty()

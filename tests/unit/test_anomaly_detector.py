@@ -23,7 +23,8 @@ from services.anomaly_detector import (
 )
 from services.generate_logs import log_lines
 from services.logs import FAILED_LOGIN, SUCCEEDED_LOGIN, MalformedLogLine, format_log_line
-from services.notifications import AlertSink, EmailSink, Notification, Pending
+from services.notifications.notification import Notification, Pending
+from services.notifications.processors import AlertSink, EmailSink
 from topicflow import StreamsConfig
 from topicflow.errors import StreamsException
 from topicflow.testing import TopologyTestDriver

@@ -456,7 +456,7 @@ def test_app_json_env_vars_are_read_by_the_code() -> None:
 
 
 def test_app_json_thresholds_are_the_codes_defaults() -> None:
-    from services.notifications import EMAIL_THRESHOLD, URGENT_THRESHOLD
+    from services.notifications.processors import EMAIL_THRESHOLD, URGENT_THRESHOLD
 
     env = app_json()["env"]
     assert isinstance(env, dict)

@@ -11,19 +11,17 @@ from typing import Any
 
 import pytest
 
-from services.notifications import (
+from services.notifications.delivery import LogAlerts, LogEmails
+from services.notifications.notification import Notification
+from services.notifications.processors import (
     EMAIL_THRESHOLD,
     URGENT_THRESHOLD,
     AlertSink,
     EmailSink,
-    LogAlerts,
-    LogEmails,
-    Notification,
     NotificationProcessor,
-    SmtpEmails,
-    SmtpSettings,
-    WebhookAlerts,
 )
+from services.notifications.smtp import SmtpEmails, SmtpSettings
+from services.notifications.webhook import WebhookAlerts
 from tests.local_servers import (
     HOST,
     Certificate,

@@ -1,17 +1,8 @@
 """StreamsConfig: one config object, with Kafka Streams' names in snake_case.
 
-Defaults are Kafka Streams' own (`auto_offset_reset="earliest"`,
-`commit_interval_ms=30000`, one stream thread...), so a Kafka Streams user is
-never surprised; each service sets what it needs on top. Two deliberate
-exceptions, so that bad input never crash-loops a service: a record that cannot
-be deserialized, or has a negative timestamp, is logged, counted and skipped
-(Kafka Streams' defaults fail), unless `deserialization_exception_handler`
-is `log_and_fail` (see topicflow/exception_handlers.py). Settings that are not
-Kafka Streams' go to librdkafka untouched through `client_config` (all
-clients), `consumer_config` and `producer_config`.
-
-`StreamsConfig.from_env()` reads Heroku's variables: `KAFKA_URL` (unset means
-the embedded broker), `KAFKA_PREFIX`, and the SSL certificates.
+Its fields and their checks, the configs of the clients derived from it, and
+its construction from Kafka Streams' properties or Heroku's environment (the
+parsing is in `properties.py` and `heroku.py`). See `topicflow.config`.
 """
 
 from __future__ import annotations
@@ -23,11 +14,27 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
+from topicflow.config.heroku import KafkaEnv
+from topicflow.config.properties import (
+    BOOLEANS,
+    ENV_INT_SETTINGS,
+    JAVA_ALIASES,
+    parse_int,
+    settings_from_env,
+)
 from topicflow.errors import ConfigError, SerializationError
 from topicflow.exception_handlers import HandlerSetting, is_handler_setting
 from topicflow.serdes import Serde, Serdes
+
+__all__ = [
+    "AssignmentStrategy",
+    "OffsetReset",
+    "ProcessingGuarantee",
+    "StreamsConfig",
+    "TimestampExtractor",
+    "redact",
+]
 
 ProcessingGuarantee = Literal["at_least_once", "exactly_once_v2"]
 OffsetReset = Literal["earliest", "latest"]
@@ -37,46 +44,6 @@ AssignmentStrategy = Literal["range", "cooperative-sticky"]
 # partition's current stream time, and returns the event time in epoch ms
 # (Kafka Streams' `TimestampExtractor.extract(record, partitionTime)`).
 TimestampExtractor = Callable[[int, Any, Any, int], int]
-
-
-@dataclass(frozen=True, slots=True)
-class KafkaUrl:
-    """A parsed `KAFKA_URL`: bootstrap servers and whether they speak SSL."""
-
-    bootstrap_servers: str
-    ssl: bool
-
-    @staticmethod
-    def parse(url: str, variable: str = "KAFKA_URL") -> KafkaUrl:
-        """Parse Heroku's form: comma-separated `kafka://host:port` or `kafka+ssl://host:port`."""
-        hosts: list[str] = []
-        schemes: set[str] = set()
-        for part in (p.strip() for p in url.split(",")):
-            if not part:
-                continue
-            split = urlsplit(part)
-            if split.scheme not in ("kafka", "kafka+ssl"):
-                shown = split.scheme or part.split(":", 1)[0]
-                raise ConfigError(
-                    f"{variable}: unknown scheme {shown!r}; use kafka://host:port "
-                    "or kafka+ssl://host:port, comma-separated"
-                )
-            try:
-                port = split.port
-            except ValueError:
-                port = None
-            if not split.hostname or port is None:
-                raise ConfigError(
-                    f"{variable}: {split.scheme}:// entry without host:port; "
-                    "expected e.g. kafka+ssl://broker1.example.com:9096"
-                )
-            schemes.add(split.scheme)
-            hosts.append(f"{split.hostname}:{port}")
-        if not hosts:
-            raise ConfigError(f"{variable} is empty; unset it to use the embedded broker")
-        if len(schemes) > 1:
-            raise ConfigError(f"{variable} mixes kafka:// and kafka+ssl:// entries; use one scheme")
-        return KafkaUrl(",".join(hosts), ssl=schemes == {"kafka+ssl"})
 
 
 @dataclass(frozen=True)
@@ -213,7 +180,7 @@ class StreamsConfig:
         passthrough: dict[str, Any] = {}
         for name, value in properties.items():
             snake = name.replace(".", "_")
-            snake = _JAVA_ALIASES.get(snake, snake)
+            snake = JAVA_ALIASES.get(snake, snake)
             if snake in known:
                 kwargs[snake] = value
             else:
@@ -226,9 +193,9 @@ class StreamsConfig:
                     kwargs[serde_key] = Serdes.by_name(kwargs[serde_key])
                 except SerializationError as error:
                     raise ConfigError(f"{serde_key.replace('_', '.')}: {error}") from None
-        for int_key in _ENV_INT_SETTINGS:
+        for int_key in ENV_INT_SETTINGS:
             if isinstance(kwargs.get(int_key), str):
-                kwargs[int_key] = _parse_int(int_key.replace("_", "."), kwargs[int_key])
+                kwargs[int_key] = parse_int(int_key.replace("_", "."), kwargs[int_key])
         if "application_id" not in kwargs:
             raise ConfigError("application.id is required: it names the consumer group")
         return StreamsConfig(**kwargs)
@@ -252,12 +219,12 @@ class StreamsConfig:
         environ = environ if environ is not None else os.environ
         kafka = KafkaEnv.read(environ)
         client_config = {**kafka.client_config(), **dict(settings.pop("client_config", {}))}
-        settings.update(_settings_from_env(environ))
+        settings.update(settings_from_env(environ))
         idempotent = environ.get("TOPICFLOW_IDEMPOTENT_STATE", "").strip().lower()
         if idempotent:
-            if idempotent not in _BOOLEANS:
+            if idempotent not in BOOLEANS:
                 raise ConfigError(f"TOPICFLOW_IDEMPOTENT_STATE={idempotent!r}: use true or false")
-            settings["idempotent_state"] = _BOOLEANS[idempotent]
+            settings["idempotent_state"] = BOOLEANS[idempotent]
         if environ.get("TOPICFLOW_STATIC_MEMBERSHIP", "").strip().lower() in ("1", "true", "yes"):
             dyno = environ.get("DYNO", "").strip()
             if not dyno and "group_instance_id" not in settings:
@@ -364,48 +331,6 @@ class StreamsConfig:
         return self.idempotent_state and not self.exactly_once
 
 
-@dataclass(frozen=True)
-class KafkaEnv:
-    """What Heroku's Kafka add-on puts in the environment."""
-
-    url: KafkaUrl | None
-    prefix: str
-    trusted_cert: str | None
-    client_cert: str | None
-    client_cert_key: str | None
-
-    @staticmethod
-    def read(environ: Mapping[str, str], base: str | None = None) -> KafkaEnv:
-        """The add-on's variables under `base` (`KAFKA`: `KAFKA_URL`...), or under the
-        attachment the environment names (see `attachment_name`)."""
-        base = base or attachment_name(environ)
-        raw_url = environ.get(f"{base}_URL", "").strip()
-        url = KafkaUrl.parse(raw_url, f"{base}_URL") if raw_url else None
-        return KafkaEnv(
-            url=url,
-            prefix=environ.get(f"{base}_PREFIX", ""),
-            trusted_cert=environ.get(f"{base}_TRUSTED_CERT") or None,
-            client_cert=environ.get(f"{base}_CLIENT_CERT") or None,
-            client_cert_key=environ.get(f"{base}_CLIENT_CERT_KEY") or None,
-        )
-
-    def client_config(self) -> dict[str, Any]:
-        if self.url is None or not self.url.ssl:
-            return {}
-        conf: dict[str, Any] = {
-            "security.protocol": "ssl",
-            # Heroku's broker certificates carry no host names: verify the chain only.
-            "ssl.endpoint.identification.algorithm": "none",
-        }
-        if self.trusted_cert:
-            conf["ssl.ca.pem"] = self.trusted_cert
-        if self.client_cert:
-            conf["ssl.certificate.pem"] = self.client_cert
-        if self.client_cert_key:
-            conf["ssl.key.pem"] = self.client_cert_key
-        return conf
-
-
 # Internal topic names are `{application_id}-...`: only Kafka's legal topic characters.
 _LEGAL_ID = re.compile(r"[A-Za-z0-9._-]+")
 
@@ -421,93 +346,6 @@ def redact(settings: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-# Settings that `TOPICFLOW_<NAME>` environment variables may set.
-_BOOLEANS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
-
-_ENV_INT_SETTINGS = (
-    "num_stream_threads",
-    "num_standby_replicas",
-    "statestore_cache_max_bytes",
-    "commit_interval_ms",
-    "max_poll_records",
-    "poll_ms",
-    "startup_timeout_ms",
-    "session_timeout_ms",
-    "task_timeout_ms",
-)
-_ENV_STR_SETTINGS = (
-    "state_dir",
-    "partition_assignment_strategy",
-    "group_instance_id",
-    "auto_offset_reset",
-    "processing_guarantee",
-    "deserialization_exception_handler",
-    "processing_exception_handler",
-    "production_exception_handler",
-    "errors_dead_letter_queue_topic_name",
-    "client_id",
-)
-
-
-def _settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
-    settings: dict[str, Any] = {}
-    for name in _ENV_INT_SETTINGS:
-        raw = environ.get(f"TOPICFLOW_{name.upper()}")
-        if raw:
-            settings[name] = _parse_int(f"TOPICFLOW_{name.upper()}", raw)
-    for name in _ENV_STR_SETTINGS:
-        raw = environ.get(f"TOPICFLOW_{name.upper()}")
-        if raw:
-            settings[name] = raw
-    return settings
-
-
-_JAVA_ALIASES = {
-    "default_key_serde_class": "default_key_serde",
-    "default_value_serde_class": "default_value_serde",
-    "max_poll_records": "max_poll_records",
-    # Kafka Streams' names before 4.0.
-    "default_deserialization_exception_handler": "deserialization_exception_handler",
-    "default_production_exception_handler": "production_exception_handler",
-}
-
-
-# Heroku names an add-on's variables after its attachment: `KAFKA_URL` for the
-# default one, `HEROKU_KAFKA_GRAY_URL` for an attachment named HEROKU_KAFKA_GRAY.
-ATTACHMENT_VARIABLE = "TOPICFLOW_KAFKA_ATTACHMENT"
-
-
-def attachment_name(environ: Mapping[str, str]) -> str:
-    """Which attachment's variables to read, in this order:
-
-    1. `TOPICFLOW_KAFKA_ATTACHMENT`, e.g. `HEROKU_KAFKA_GRAY` (its `_URL` must be set);
-    2. the original Java example's scheme: `HEROKU_KAFKA` plus `ADDON_SUFFIX`, when
-       `ADDON_SUFFIX` is set;
-    3. Heroku's default attachment, `KAFKA`, when `KAFKA_URL` is set;
-    4. `HEROKU_KAFKA`, when only `HEROKU_KAFKA_URL` is set.
-    With none of them, `KAFKA` (unset: the embedded broker).
-    """
-    explicit = environ.get(ATTACHMENT_VARIABLE, "").strip()
-    if explicit:
-        if not environ.get(f"{explicit}_URL", "").strip():
-            raise ConfigError(
-                f"{ATTACHMENT_VARIABLE}={explicit} but {explicit}_URL is not set; "
-                "check the attachment's name with `heroku addons`"
-            )
-        return explicit
-    suffix = environ.get("ADDON_SUFFIX", "").strip()
-    if suffix:
-        base = f"HEROKU_KAFKA{suffix}"
-        if not environ.get(f"{base}_URL", "").strip():
-            raise ConfigError(f"ADDON_SUFFIX={suffix} but {base}_URL is not set")
-        return base
-    if environ.get("KAFKA_URL", "").strip():
-        return "KAFKA"
-    if environ.get("HEROKU_KAFKA_URL", "").strip():
-        return "HEROKU_KAFKA"
-    return "KAFKA"
-
-
 def _check_positive(name: str, value: int) -> None:
     if not isinstance(value, int) or value <= 0:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}")
@@ -516,10 +354,3 @@ def _check_positive(name: str, value: int) -> None:
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-
-
-def _parse_int(name: str, value: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {value!r}") from None
