@@ -28,7 +28,8 @@ from topicflow.errors import TopologyError
 from topicflow.processor.api import PunctuationType
 from topicflow.runtime.error_handling import ErrorHandling
 from topicflow.runtime.processing import BatchProcessor, Routes, WorkerMetrics
-from topicflow.runtime.task import StreamTask, TaskId
+from topicflow.runtime.source_route import TaskId
+from topicflow.runtime.task import StreamTask
 from topicflow.serdes import Serde
 from topicflow.topology.topology import Topology
 

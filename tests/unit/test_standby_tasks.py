@@ -19,8 +19,8 @@ from topicflow import KafkaStreams, Serdes, StreamsBuilder, StreamsConfig
 from topicflow.brokers.base import GroupMember, TopicSpec
 from topicflow.brokers.embedded import EmbeddedBroker
 from topicflow.dsl.options import Materialized, Produced
+from topicflow.runtime.source_route import TaskId
 from topicflow.runtime.standby import standby_placement
-from topicflow.runtime.task import TaskId
 from topicflow.topology.topology import SubTopology
 
 APP = "standby-test"

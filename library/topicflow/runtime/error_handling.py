@@ -4,8 +4,8 @@ Every failure a handler may skip comes here, from one of four places:
 
     deserialization  runtime/processing.py  bad key or value bytes, no valid timestamp
     processing       runtime/processing.py  a DSL function, processor or punctuator raised
-                     runtime/task.py
-    production       runtime/task.py        an output cannot be serialized or is too large
+                     runtime/punctuation.py
+    production       runtime/sink_nodes.py  an output cannot be serialized or is too large
                      record_collector.py    the broker refused an output for its content
     sink             runtime/task.py        an external system refused a record a sink
                                             wrote (RecordsRefused; the processing handler)

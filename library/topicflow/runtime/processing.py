@@ -26,7 +26,7 @@ from topicflow.config import StreamsConfig
 from topicflow.errors import HandlerFailed, StreamsException, TopologyError
 from topicflow.runtime.error_handling import ErrorHandling
 from topicflow.runtime.replay import DUPLICATE, SEQUENCE_BITS
-from topicflow.runtime.task import SourceRoute
+from topicflow.runtime.source_route import SourceRoute
 
 log = logging.getLogger(__name__)
 

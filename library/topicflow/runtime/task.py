@@ -3,32 +3,27 @@
 A task owns the node instances of its sub-topology, the record context of the
 record in flight, its stream time (the largest timestamp it has seen), its
 punctuation schedules, and the position of each input partition it reads.
-The stream worker feeds it consumed messages through its `SourceRoute`s.
+The stream worker feeds it consumed messages through its `SourceRoute`s
+(runtime/source_route.py). Its sinks' per-record functions are built by
+runtime/sink_nodes.py, and its punctuators kept and fired by
+runtime/punctuation.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from topicflow.brokers.base import Headers
-from topicflow.config import StreamsConfig, TimestampExtractor
-from topicflow.errors import HandlerFailed, RecordsRefused, StreamsException, TopologyError
+from topicflow.config import StreamsConfig
+from topicflow.errors import RecordsRefused, StreamsException, TopologyError
 from topicflow.processor.api import Cancellable, PunctuationType, Punctuator
 from topicflow.processor.context import system_time_ms
 from topicflow.runtime.error_handling import ErrorHandling
-from topicflow.runtime.record_collector import RecordCollector
-from topicflow.runtime.replay import (
-    MAX_OUTPUTS_PER_RECORD,
-    ORIGIN,
-    ORIGIN_HEADER,
-    SEQUENCE_BITS,
-    OriginFilter,
-    origin_id,
-    output_position,
-)
-from topicflow.serdes import Serde, bytes_decoder, encode_str
+from topicflow.runtime.punctuation import PunctuationQueue
+from topicflow.runtime.replay import OriginFilter, origin_id
+from topicflow.runtime.sink_nodes import build_sink
+from topicflow.runtime.source_route import SourceRoute, TaskId
+from topicflow.serdes import Serde, bytes_decoder
 from topicflow.state.manager import StateManager, WarmState
 from topicflow.state.stores import StoreSpec
 from topicflow.topology.nodes import (
@@ -43,86 +38,19 @@ from topicflow.topology.nodes import (
 )
 from topicflow.topology.topology import SubTopology
 
-
-@dataclass(frozen=True, order=True, slots=True)
-class TaskId:
-    subtopology: int
-    partition: int
-
-    def __str__(self) -> str:
-        return f"{self.subtopology}_{self.partition}"
-
-
-class SourceRoute:
-    """How a message of one input partition enters its task; one per topic-partition.
-
-    `position` is the offset of the next record to process: what the commit
-    cycle commits for this partition. The per-record path only keeps the last
-    message it processed or skipped (`last`); its offset is read when needed.
-    """
-
-    __slots__ = (
-        "decode_key",
-        "decode_value",
-        "extractor",
-        "last",
-        "origin",
-        "origins",
-        "partition",
-        "process",
-        "task",
-        "topic",
-    )
-
-    def __init__(
-        self,
-        task: StreamTask,
-        topic: str,
-        partition: int,
-        decode_key: Callable[[bytes], Any] | None,
-        decode_value: Callable[[bytes], Any] | None,
-        process: Forward,
-        extractor: TimestampExtractor | None,
-    ) -> None:
-        self.task = task
-        self.topic = topic
-        self.partition = partition
-        # Called on non-null bytes only; None: the bytes are the key or value.
-        self.decode_key = decode_key
-        self.decode_value = decode_value
-        self.process = process
-        self.extractor = extractor
-        self.last: Any = None  # the last message processed or skipped; None: none yet
-        # Idempotent state only (else None): this partition's origin id, stamped on
-        # the task's outputs, and the task's filter of replayed inputs.
-        self.origin: bytes | None = None
-        self.origins: OriginFilter | None = None
-
-    @property
-    def position(self) -> int:
-        """The offset after the last message processed or skipped; -1: none yet."""
-        last = self.last
-        return -1 if last is None else last.offset() + 1
-
-
-class _Schedule:
-    __slots__ = ("callback", "cancelled", "interval", "next_time", "type")
-
-    def __init__(
-        self, interval: int, ptype: PunctuationType, callback: Punctuator, next_time: int
-    ) -> None:
-        self.interval = interval
-        self.type = ptype
-        self.callback = callback
-        self.next_time = next_time
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
+# SourceRoute and TaskId live in runtime/source_route.py; re-exported here for the
+# modules that still import them from runtime.task (runtime/standby.py and
+# runtime/stream_worker.py, edited in a parallel branch that adds more such).
+__all__ = ["SourceRoute", "StreamTask", "TaskId"]
 
 
 class StreamTask:
     """Implements the `TaskContext` that node instances see."""
+
+    # Fire due punctuators of one type; returns how many fired. The queue's own
+    # method, bound in __init__: the stream worker calls it for every task at
+    # each turn of its loop, and a delegating method would add a call to each.
+    punctuate: Callable[[PunctuationType, int], int]
 
     def __init__(
         self,
@@ -151,7 +79,8 @@ class StreamTask:
         # Idempotent state: which replayed inputs to drop (see runtime/replay.py).
         self.origins: OriginFilter | None = OriginFilter() if config.stamps_replays else None
         self.routes: list[SourceRoute] = []
-        self._schedules: list[_Schedule] = []
+        self._punctuations = PunctuationQueue(self, self.record_context, clock)
+        self.punctuate = self._punctuations.punctuate
         self._commit_requested = False
         self._instances: dict[str, Forward] = {}
         # Commit and close listeners with the position of the node that registered them.
@@ -196,15 +125,7 @@ class StreamTask:
     def schedule(
         self, interval_ms: int, punctuation_type: PunctuationType, callback: Punctuator
     ) -> Cancellable:
-        if punctuation_type is PunctuationType.WALL_CLOCK_TIME:
-            first = self._clock() + interval_ms
-        else:
-            # As Kafka Streams: a stream-time schedule starts at 0, so it fires at
-            # the first record, then at multiples of the interval.
-            first = 0
-        schedule = _Schedule(interval_ms, punctuation_type, callback, first)
-        self._schedules.append(schedule)
-        return schedule
+        return self._punctuations.schedule(interval_ms, punctuation_type, callback)
 
     def request_commit(self) -> None:
         self._commit_requested = True
@@ -237,7 +158,15 @@ class StreamTask:
                 return built
             node = nodes[name]
             if isinstance(node, SinkNode):
-                built = self._sink(node)
+                built = build_sink(
+                    node,
+                    str(self.id),
+                    self._config,
+                    self._sender,
+                    self.record_context,
+                    self._resolve,
+                    self.errors,
+                )
             else:
                 children = {child: instance(child) for child in node.children}
                 if isinstance(node, SourceNode):
@@ -279,87 +208,6 @@ class StreamTask:
             ) from error
         return built
 
-    def _sink(self, node: SinkNode) -> Forward:
-        """The sink's per-record function: serialize, then hand to the producer.
-
-        On the producer (a RecordCollector) it calls the client's `produce`
-        itself, positionally, and falls back to `send` only when the queue is
-        full; String serdes are not called at all, since the client encodes a
-        str as UTF-8, which is what the serde would do.
-        """
-        sender = self._sender
-        collector = sender if isinstance(sender, RecordCollector) else _Producing(sender)
-        produce, on_delivery, send = collector.produce, collector.on_delivery, collector.send
-        raw = isinstance(sender, RecordCollector)
-        key_serde = node.key_serde or self._config.default_key_serde
-        value_serde = node.value_serde or self._config.default_value_serde
-        serialize_key = None if raw and key_serde.serialize is encode_str else key_serde.serialize
-        serialize_value = (
-            None if raw and value_serde.serialize is encode_str else value_serde.serialize
-        )
-        rc = self.record_context
-        partitioner = node.partitioner
-        extractor = node.topic_extractor
-        partition_count = sender.partition_count
-        stamp = _origin_stamper(rc, partition_count) if self._config.stamps_replays else None
-        static_topic = self._resolve(node.topic or "")
-        production_failed = self.errors.production_failed
-        task_id, node_name = str(self.id), node.name
-
-        def failed(topic: str, key: Any, value: Any, error: Exception) -> None:
-            # KIP-1065: serializing or producing this record failed (e.g. too large).
-            production_failed(
-                task_id, node_name, rc.message, topic, key, value, rc.timestamp, error
-            )
-
-        if extractor is None and partitioner is None and stamp is None:
-            topic = static_topic
-
-            def sink(key: Any, value: Any) -> None:
-                try:
-                    if serialize_key is not None and key is not None:
-                        key = serialize_key(key)
-                    if serialize_value is not None:
-                        value = serialize_value(value)
-                    produce(topic, value, key, -1, on_delivery, None, rc.timestamp, rc.headers)
-                except BufferError:
-                    send(topic, key, value, rc.timestamp, rc.headers, -1)
-                    return
-                except Exception as error:
-                    failed(topic, key, value, error)
-                    return
-                collector.sent += 1
-
-            return sink
-
-        def routed_sink(key: Any, value: Any) -> None:
-            topic = static_topic if extractor is None else extractor(key, value, rc)
-            partition = -1
-            if partitioner is not None:
-                partition = partitioner(topic, key, value, partition_count(topic))
-            try:
-                if serialize_key is not None and key is not None:
-                    key = serialize_key(key)
-                if serialize_value is not None:
-                    value = serialize_value(value)
-            except Exception as error:
-                failed(topic, key, value, error)
-                return
-            headers = rc.headers
-            if stamp is not None:
-                headers, partition = stamp(topic, key, partition)
-            try:
-                produce(topic, value, key, partition, on_delivery, None, rc.timestamp, headers)
-            except BufferError:
-                send(topic, key, value, rc.timestamp, headers, partition)
-                return
-            except Exception as error:
-                failed(topic, key, value, error)
-                return
-            collector.sent += 1
-
-        return routed_sink
-
     def route(self, topic: str, partition: int) -> SourceRoute:
         """The entry of one input partition (`topic` resolved) into this task."""
         try:
@@ -398,41 +246,6 @@ class StreamTask:
     @property
     def source_topics(self) -> list[str]:
         return list(self._sources)
-
-    # -- time ------------------------------------------------------------------------
-
-    def punctuate(self, ptype: PunctuationType, now: int) -> int:
-        """Fire due punctuators of one type; returns how many fired."""
-        fired = 0
-        if not self._schedules:
-            return 0
-        rc = self.record_context
-        for schedule in list(self._schedules):
-            if schedule.cancelled:
-                self._schedules.remove(schedule)
-                continue
-            if schedule.type is not ptype:
-                continue
-            if now < schedule.next_time:
-                continue
-            rc.message, rc.timestamp, rc.headers, rc.origin = None, now, None, None
-            try:
-                schedule.callback(now)
-            except (HandlerFailed, StreamsException, TopologyError):
-                raise
-            except Exception as error:
-                # KIP-1033: a punctuator's failure goes to the processing handler too.
-                self.errors.processing_failed(
-                    str(self.id), None, None, None, now, error, self.node_of(error)
-                )
-            fired += 1
-            # As Kafka Streams' PunctuationSchedule.next: one firing however many
-            # intervals were missed, then the next on the schedule's own grid
-            # (first time + a multiple of the interval), not `now + interval`.
-            interval = schedule.interval
-            missed = (now - schedule.next_time) // interval
-            schedule.next_time += (missed + 1) * interval
-        return fired
 
     def node_of(self, error: BaseException) -> str | None:
         """The processor node an exception was raised in, from its traceback.
@@ -529,59 +342,6 @@ def _index_nodes(
                 held.setdefault(id(target), set()).add(name)
     owners = {key: next(iter(names)) for key, names in held.items() if len(names) == 1}
     return functions, owners
-
-
-def _origin_stamper(
-    rc: RecordContext, partition_count: Callable[[str], int]
-) -> Callable[[str, bytes | None, int], tuple[Headers | None, int]]:
-    """Idempotent state: (headers, partition) of an output, stamped with its origin
-    and position (see runtime/replay.py)."""
-    pack = ORIGIN.pack
-
-    def stamp(topic: str, key_bytes: bytes | None, partition: int) -> tuple[Headers | None, int]:
-        headers = rc.headers
-        origin = rc.origin
-        if origin is None:  # not derived from one input record: nothing to stamp
-            return headers, partition
-        ordinal = rc.ordinal
-        if ordinal >= MAX_OUTPUTS_PER_RECORD:
-            output_position(rc.position >> SEQUENCE_BITS, ordinal)  # raises
-        rc.ordinal = ordinal + 1
-        header = (ORIGIN_HEADER, pack(origin, rc.position + ordinal))
-        headers = [header] if not headers else [*headers, header]
-        if partition < 0 and key_bytes is None:
-            # A keyless record goes where its origin says, not at random: a replay
-            # must land in the partition of the first copy, whose reader knows it
-            # (round-robin over a record's outputs).
-            offset = rc.position >> SEQUENCE_BITS
-            partition = (origin[0] + offset + ordinal) % partition_count(topic)
-        return headers, partition
-
-    return stamp
-
-
-class _Producing:
-    """A RecordSender other than the producer (the test driver's) seen as the
-    sinks see a RecordCollector."""
-
-    on_delivery: Callable[[Any, Any], None] | None = None
-
-    def __init__(self, sender: RecordSender) -> None:
-        self.send = sender.send
-        self.sent = 0
-
-    def produce(
-        self,
-        topic: str,
-        value: bytes | None,
-        key: bytes | None,
-        partition: int,
-        _on_delivery: Callable[[Any, Any], None] | None,
-        _callback: None,
-        timestamp: int,
-        headers: Headers | None,
-    ) -> None:
-        self.send(topic, key, value, timestamp, headers, partition)
 
 
 class _Counters:

@@ -1,0 +1,81 @@
+"""TaskId, and SourceRoute: how a message of one input partition enters its task.
+
+A task is named by its sub-topology and partition number (`TaskId`, "0_3" as in
+Kafka Streams). Each input partition it reads has one `SourceRoute`, built by
+`StreamTask.route`; runtime/processing.py reads its fields for every record,
+which is why it is a plain slotted object and not a set of properties.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from topicflow.config import TimestampExtractor
+from topicflow.runtime.replay import OriginFilter
+from topicflow.topology.nodes import Forward
+
+if TYPE_CHECKING:
+    from topicflow.runtime.task import StreamTask
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class TaskId:
+    subtopology: int
+    partition: int
+
+    def __str__(self) -> str:
+        return f"{self.subtopology}_{self.partition}"
+
+
+class SourceRoute:
+    """How a message of one input partition enters its task; one per topic-partition.
+
+    `position` is the offset of the next record to process: what the commit
+    cycle commits for this partition. The per-record path only keeps the last
+    message it processed or skipped (`last`); its offset is read when needed.
+    """
+
+    __slots__ = (
+        "decode_key",
+        "decode_value",
+        "extractor",
+        "last",
+        "origin",
+        "origins",
+        "partition",
+        "process",
+        "task",
+        "topic",
+    )
+
+    def __init__(
+        self,
+        task: StreamTask,
+        topic: str,
+        partition: int,
+        decode_key: Callable[[bytes], Any] | None,
+        decode_value: Callable[[bytes], Any] | None,
+        process: Forward,
+        extractor: TimestampExtractor | None,
+    ) -> None:
+        self.task = task
+        self.topic = topic
+        self.partition = partition
+        # Called on non-null bytes only; None: the bytes are the key or value.
+        self.decode_key = decode_key
+        self.decode_value = decode_value
+        self.process = process
+        self.extractor = extractor
+        self.last: Any = None  # the last message processed or skipped; None: none yet
+        # Idempotent state only (else None): this partition's origin id, stamped on
+        # the task's outputs, and the task's filter of replayed inputs.
+        self.origin: bytes | None = None
+        self.origins: OriginFilter | None = None
+
+    @property
+    def position(self) -> int:
+        """The offset after the last message processed or skipped; -1: none yet."""
+        last = self.last
+        return -1 if last is None else last.offset() + 1
