@@ -25,12 +25,12 @@ needs psycopg, the `postgres` extra.
 
 from typing import TYPE_CHECKING
 
+from topicflow.sinks.backend import SinkBackend
 from topicflow.sinks.batching import (
     BatchingProcessor,
     BatchingSink,
     RefusedRecordFunction,
     RowFunction,
-    SinkBackend,
 )
 from topicflow.sinks.database_url import DatabaseUrl, database_url_from_env, redacted
 from topicflow.sinks.sqlite import SqliteSink

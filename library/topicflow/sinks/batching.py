@@ -48,12 +48,12 @@ from __future__ import annotations
 import logging
 import operator
 import threading
-from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from topicflow.errors import RecordsRefused, RefusedRecord, RetriableError, TopicflowError
+from topicflow.errors import RecordsRefused, RefusedRecord, RetriableError
 from topicflow.processor.api import Processor, ProcessorContext, Record
+from topicflow.sinks.backend import SinkBackend
 from topicflow.sinks.table import Row, Table
 
 __all__ = [
@@ -61,16 +61,12 @@ __all__ = [
     "BatchingSink",
     "RefusedRecordFunction",
     "RowFunction",
-    "SinkBackend",
-    "not_retried",
-    "rows_kept",
 ]
 
 log = logging.getLogger(__name__)
 
 K = TypeVar("K")
 V = TypeVar("V")
-C = TypeVar("C")
 
 # A record (key, value, timestamp, headers) -> its row, or None to skip the record.
 RowFunction = Callable[[Record[K, V]], Row | None]
@@ -81,65 +77,6 @@ RefusedRecordFunction = Callable[[Row, Exception], RefusedRecord]
 # error): a word may be 20,000 characters long.
 _SAMPLE_CHARS = 40
 _ERROR_CHARS = 200
-
-
-def rows_kept(rows: int) -> str:
-    """The end of a RetriableError's message."""
-    return f"{rows} row{'s' if rows != 1 else ''} kept for retry"
-
-
-def not_retried(rows: int) -> str:
-    """The end of a StreamsException's message."""
-    return (
-        "not retried (the worker stops); the input offsets were not committed, so "
-        f"the {rows} buffered row{'s' if rows != 1 else ''} will be written after a restart"
-    )
-
-
-class SinkBackend(ABC, Generic[C]):
-    """What a database implements for a `BatchingSink`: connections of type `C`."""
-
-    @property
-    @abstractmethod
-    def where(self) -> str:
-        """The database in messages, without secrets: `PostgreSQL at user@host:port/db`."""
-
-    @abstractmethod
-    def open(self) -> C:
-        """A new connection (not in autocommit mode)."""
-
-    @abstractmethod
-    def create_table(self, connection: C) -> None:
-        """Create the table and its unique index if missing, and commit."""
-
-    @abstractmethod
-    def write(self, connection: C, rows: list[Row]) -> None:
-        """Upsert `rows` (unique keys) in one transaction, and commit."""
-
-    @abstractmethod
-    def close(self, connection: C) -> None:
-        """Close the connection; never raises."""
-
-    @abstractmethod
-    def failure(self, error: Exception, during: str, rows: int) -> TopicflowError | None:
-        """The RetriableError or StreamsException to raise for `error` (raised while
-        `during`: "connecting", "creating the table" or "writing"; `rows` buffered),
-        or None to let `error` through."""
-
-    def refused_for_content(self, error: Exception) -> bool:
-        """Whether `error`, raised while writing rows, means that the database refused
-        a row for its content: writing that row again can never succeed, the other
-        rows can be written. Classify by cause, not by the driver's exception class.
-        By default no error is: any failure is the whole batch's."""
-        return False
-
-    def rollback(self, connection: C) -> None:
-        """Roll back the failed transaction, keeping the connection (raises if it broke)."""
-        connection.rollback()  # type: ignore[attr-defined]
-
-    def scrub(self, text: str) -> str:
-        """`text` without secrets (a backend with a password masks it)."""
-        return text
 
 
 class _Slot:

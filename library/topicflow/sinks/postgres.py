@@ -54,14 +54,8 @@ try:
 except ModuleNotFoundError as error:
     raise missing_extra("postgres", "the PostgreSQL sink", error) from error
 
-from topicflow.sinks.batching import (
-    BatchingSink,
-    RefusedRecordFunction,
-    RowFunction,
-    SinkBackend,
-    not_retried,
-    rows_kept,
-)
+from topicflow.sinks.backend import SinkBackend, not_retried, rows_kept
+from topicflow.sinks.batching import BatchingSink, RefusedRecordFunction, RowFunction
 from topicflow.sinks.database_url import DatabaseUrl
 from topicflow.sinks.table import Row, Table
 

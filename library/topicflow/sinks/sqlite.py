@@ -28,14 +28,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from topicflow.errors import RetriableError, StreamsException, TopicflowError
-from topicflow.sinks.batching import (
-    BatchingSink,
-    RefusedRecordFunction,
-    RowFunction,
-    SinkBackend,
-    not_retried,
-    rows_kept,
-)
+from topicflow.sinks.backend import SinkBackend, not_retried, rows_kept
+from topicflow.sinks.batching import BatchingSink, RefusedRecordFunction, RowFunction
 from topicflow.sinks.table import Row, Table
 
 __all__ = ["BUSY_TIMEOUT_S", "SqliteBackend", "SqliteSink"]
