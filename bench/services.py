@@ -66,7 +66,7 @@ def _topology(service: str, workdir: Path) -> Any:
     if service == "text-processor":
         return text_processor.build_topology(PREFIX)
     if service == "aggregator":
-        from topicflow.sinks.from_env import windowed_count_sink_from_env
+        from services.windowed_counts import windowed_count_sink_from_env
 
         return aggregator.build_topology(PREFIX, sink=windowed_count_sink_from_env())
     from services.notifications.delivery import LogAlerts, LogEmails

@@ -20,9 +20,8 @@ import os
 from datetime import timedelta
 
 from services.service import SERVICE_SETTINGS, Service
+from services.windowed_counts import WindowedCountSink, windowed_count_sink_from_env
 from topicflow import ConfigError, Materialized, StreamsBuilder, TimeWindows, Topology
-from topicflow.sinks.from_env import windowed_count_sink_from_env
-from topicflow.sinks.windowed_counts import WindowedCountSink
 
 WINDOW = timedelta(seconds=10)
 # Grace: how late (in event time) a word may arrive and still be counted.

@@ -124,7 +124,7 @@ def run_demo(seconds: float = 0, rate: float = 2000) -> int:
     from services import aggregator, anomaly_detector, text_processor
     from services.notifications.delivery import LogAlerts, LogEmails
     from services.notifications.processors import AlertSink, EmailSink
-    from topicflow.sinks.sqlite import SqliteSink
+    from services.windowed_counts import sqlite_sink
 
     live = sys.stdout.isatty()
     # Services log to stderr; on a live screen only their warnings belong there.
@@ -144,7 +144,7 @@ def run_demo(seconds: float = 0, rate: float = 2000) -> int:
     applications = {
         "Text Processor": streams_of(text_processor.SERVICE, text_processor.build_topology()),
         "Aggregator": streams_of(
-            aggregator.SERVICE, aggregator.build_topology(sink=SqliteSink(str(database)))
+            aggregator.SERVICE, aggregator.build_topology(sink=sqlite_sink(database))
         ),
         "Anomaly Detector": streams_of(
             anomaly_detector.SERVICE,

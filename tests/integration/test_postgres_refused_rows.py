@@ -17,10 +17,11 @@ from typing import Any
 import psycopg
 import pytest
 
+from services.windowed_counts import postgres_sink
 from topicflow.dsl.windows import TimeWindow, Windowed
 from topicflow.errors import RecordsRefused, RetriableError, StreamsException
 from topicflow.processor.api import Record
-from topicflow.sinks import PostgresSink, WindowedCountProcessor
+from topicflow.sinks import BatchingProcessor, PostgresSink
 
 SIZE = 10_000
 TABLE = "windowed_counts"
@@ -47,39 +48,39 @@ def table(url: str) -> list[tuple[int, str, int]]:
 
 
 @pytest.fixture
-def sink(database: str) -> PostgresSink:
-    return PostgresSink(database)
+def sink(database: str) -> PostgresSink[Any, Any]:
+    return postgres_sink(database)
 
 
 @pytest.fixture
-def proc(sink: PostgresSink) -> Iterator[WindowedCountProcessor]:
+def proc(sink: PostgresSink[Any, Any]) -> Iterator[BatchingProcessor[Any, Any]]:
     processor = sink()
     yield processor
     processor.close()
 
 
 @pytest.fixture
-def transactions(sink: PostgresSink, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+def transactions(sink: PostgresSink[Any, Any], monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The size of each transaction the sink attempts (committed or not)."""
     sizes: list[int] = []
-    write = sink._write
+    write = sink.backend.write
 
     def counting(connection: Any, rows: list[tuple[int, str, int]]) -> None:
         sizes.append(len(rows))
         write(connection, rows)
 
-    monkeypatch.setattr(sink, "_write", counting)
+    monkeypatch.setattr(sink.backend, "write", counting)
     return sizes
 
 
-def create_table(proc: WindowedCountProcessor) -> None:
+def create_table(proc: BatchingProcessor[Any, Any]) -> None:
     proc.process(rec("setup", -SIZE, 1))
     proc.flush()
 
 
 def test_long_words_are_refused_and_every_other_row_written(
     database: str,
-    proc: WindowedCountProcessor,
+    proc: BatchingProcessor[Any, Any],
     transactions: list[int],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -144,7 +145,7 @@ def test_long_words_are_refused_and_every_other_row_written(
 
 
 def test_a_row_refused_by_a_check_constraint_is_not_retried(
-    database: str, proc: WindowedCountProcessor
+    database: str, proc: BatchingProcessor[Any, Any]
 ) -> None:
     create_table(proc)
     with conn(database) as c:
@@ -173,7 +174,12 @@ def test_a_row_refused_by_a_check_constraint_is_not_retried(
     ],
 )
 def test_rows_refused_by_the_table_s_own_limits(
-    database: str, proc: WindowedCountProcessor, alter: str, word: str, count: int, sqlstate: str
+    database: str,
+    proc: BatchingProcessor[Any, Any],
+    alter: str,
+    word: str,
+    count: int,
+    sqlstate: str,
 ) -> None:
     create_table(proc)
     with conn(database) as c:
@@ -206,7 +212,7 @@ def test_a_word_the_server_encoding_cannot_carry_is_refused(
             (f"{latin1}?client_encoding=UTF8", "22P05"),
             (f"{database}?client_encoding=LATIN1", None),
         ):
-            proc = PostgresSink(url)()
+            proc = postgres_sink(url)()
             proc.process(rec("café", 0, 1))  # é is in LATIN1
             proc.process(rec("日本", 0, 2))
             with pytest.raises(RecordsRefused) as raised:
@@ -226,14 +232,14 @@ def test_a_word_the_server_encoding_cannot_carry_is_refused(
 
 def test_a_lost_connection_during_isolation_is_retried_with_every_row_kept(
     database: str,
-    sink: PostgresSink,
-    proc: WindowedCountProcessor,
+    sink: PostgresSink[Any, Any],
+    proc: BatchingProcessor[Any, Any],
     transactions: list[int],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     create_table(proc)
     backend = proc._bind().connection.info.backend_pid
-    write = sink._write
+    write = sink.backend.write
     calls = 0
 
     def killed_while_isolating(connection: Any, rows: list[tuple[int, str, int]]) -> None:
@@ -244,7 +250,7 @@ def test_a_lost_connection_during_isolation_is_retried_with_every_row_kept(
                 c.execute("SELECT pg_terminate_backend(%s)", (backend,))
         write(connection, rows)
 
-    monkeypatch.setattr(sink, "_write", killed_while_isolating)
+    monkeypatch.setattr(sink.backend, "write", killed_while_isolating)
     transactions.clear()
     words = [f"w{i}" for i in range(10)]
     for i, word in enumerate(words):
@@ -263,7 +269,7 @@ def test_a_lost_connection_during_isolation_is_retried_with_every_row_kept(
 
 
 def test_a_terminated_connection_is_still_retried(
-    database: str, proc: WindowedCountProcessor
+    database: str, proc: BatchingProcessor[Any, Any]
 ) -> None:
     create_table(proc)
     backend = proc._bind().connection.info.backend_pid
@@ -280,7 +286,7 @@ def test_a_terminated_connection_is_still_retried(
 
 def test_a_lock_timeout_is_retried(database: str) -> None:
     url = f"{database}?options=-c%20lock_timeout%3D200"
-    proc = PostgresSink(url)()
+    proc = postgres_sink(url)()
     create_table(proc)
     with conn(database) as holder:
         holder.execute("BEGIN")
@@ -297,7 +303,7 @@ def test_a_lock_timeout_is_retried(database: str) -> None:
 
 
 def test_a_not_null_column_the_sink_does_not_write_stops_the_worker(
-    database: str, proc: WindowedCountProcessor
+    database: str, proc: BatchingProcessor[Any, Any]
 ) -> None:
     """A table of another shape refuses every row: not a content error."""
     create_table(proc)
@@ -311,7 +317,7 @@ def test_a_not_null_column_the_sink_does_not_write_stops_the_worker(
 
 
 def test_an_id_taken_by_a_hand_inserted_row_is_retried(
-    database: str, proc: WindowedCountProcessor
+    database: str, proc: BatchingProcessor[Any, Any]
 ) -> None:
     """23505 on the serial primary key: the sequence moves on at every attempt."""
     create_table(proc)  # id 1

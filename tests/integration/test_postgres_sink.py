@@ -1,4 +1,5 @@
-"""The windowed-count sink on the real PostgreSQL 15 of `topicflow dev up`.
+"""The example's windowed counts through the PostgreSQL sink, on the real PostgreSQL 15 of
+`topicflow dev up`.
 
 Every test writes its own table (`windowed_counts_<hex>`), dropped afterwards.
 One test stops and restarts the server; it always restarts it.
@@ -16,10 +17,11 @@ import psycopg
 import pytest
 
 import topicflow_dev
+from services.windowed_counts import postgres_sink
 from topicflow.dsl.windows import TimeWindow, Windowed
 from topicflow.errors import RetriableError, StreamsException
 from topicflow.processor.api import Record
-from topicflow.sinks import PostgresSink, WindowedCountProcessor
+from topicflow.sinks import BatchingProcessor, PostgresSink
 from topicflow.sinks.database_url import DatabaseUrl
 from topicflow_dev import DevEnv
 
@@ -40,12 +42,12 @@ def table_name(dev_env: DevEnv, unique: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def sink(dev_env: DevEnv, table_name: str) -> PostgresSink:
-    return PostgresSink(dev_env.database_url, table_name)
+def sink(dev_env: DevEnv, table_name: str) -> PostgresSink[Any, Any]:
+    return postgres_sink(dev_env.database_url, table_name)
 
 
 @pytest.fixture
-def proc(sink: PostgresSink) -> Iterator[WindowedCountProcessor]:
+def proc(sink: PostgresSink[Any, Any]) -> Iterator[BatchingProcessor[Any, Any]]:
     processor = sink()
     yield processor
     processor.close()
@@ -57,7 +59,9 @@ def rows(dev_env: DevEnv, table: str) -> list[tuple[int, str, int]]:
         return [(r[0], r[1], r[2]) for r in result]
 
 
-def test_writes_and_upserts(dev_env: DevEnv, table_name: str, proc: WindowedCountProcessor) -> None:
+def test_writes_and_upserts(
+    dev_env: DevEnv, table_name: str, proc: BatchingProcessor[Any, Any]
+) -> None:
     proc.process(rec("hello", 0, 1))
     proc.process(rec("hello", 0, 2))  # same batch: one row, latest count
     proc.process(rec("world", 0, 1))
@@ -72,7 +76,7 @@ def test_writes_and_upserts(dev_env: DevEnv, table_name: str, proc: WindowedCoun
 
 
 def test_table_and_unique_index_are_created(
-    dev_env: DevEnv, table_name: str, proc: WindowedCountProcessor
+    dev_env: DevEnv, table_name: str, proc: BatchingProcessor[Any, Any]
 ) -> None:
     proc.process(rec("a", 0, 1))
     proc.flush()
@@ -97,7 +101,7 @@ def test_table_and_unique_index_are_created(
     assert index[0].startswith("CREATE UNIQUE INDEX") and "(time_window, word)" in index[0]
 
 
-def test_replay_converges(dev_env: DevEnv, table_name: str, sink: PostgresSink) -> None:
+def test_replay_converges(dev_env: DevEnv, table_name: str, sink: PostgresSink[Any, Any]) -> None:
     records = [rec(w, s, c) for s in (0, SIZE) for c in (1, 2) for w in ("a", "b")]
     for batch_every in (len(records), 3):
         proc = sink()
@@ -120,8 +124,8 @@ def test_database_down_then_back(dev_env: DevEnv, table_name: str) -> None:
     # Two suppliers: one whose connection is open when the server stops, one
     # that has never connected.
     connected, fresh = (
-        PostgresSink(dev_env.database_url, table_name),
-        PostgresSink(dev_env.database_url, table_name),
+        postgres_sink(dev_env.database_url, table_name),
+        postgres_sink(dev_env.database_url, table_name),
     )
     a, b = connected(), fresh()
     a.process(rec("before", 0, 1))
@@ -168,7 +172,7 @@ def test_database_down_then_back(dev_env: DevEnv, table_name: str) -> None:
 def test_password_never_in_messages(dev_env: DevEnv, table_name: str) -> None:
     secret = "Zq9-very-secret"
     url = f"postgres://topicflow:{secret}@127.0.0.1:1/topicflow"  # nothing listens on port 1
-    proc = PostgresSink(url, table_name)()
+    proc = postgres_sink(url, table_name)()
     proc.process(rec("a", 0, 1))
     with pytest.raises(RetriableError) as raised:
         proc.flush()
@@ -180,7 +184,7 @@ def test_password_never_in_messages(dev_env: DevEnv, table_name: str) -> None:
     # A wrong password: the server refuses it, retrying cannot help.
     port = DatabaseUrl.parse(dev_env.database_url).port
     url = f"postgres://topicflow:{secret}@127.0.0.1:{port}/topicflow"
-    proc = PostgresSink(url, table_name)()
+    proc = postgres_sink(url, table_name)()
     proc.process(rec("a", 0, 1))
     with pytest.raises(StreamsException) as failed:
         proc.flush()
@@ -196,7 +200,7 @@ def test_a_dead_server_fails_fast(table_name: str) -> None:
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
         port = listener.getsockname()[1]
-        sink = PostgresSink(f"postgres://u:p@127.0.0.1:{port}/d", table_name, connect_timeout=1)
+        sink = postgres_sink(f"postgres://u:p@127.0.0.1:{port}/d", table_name, connect_timeout=1)
         proc = sink()
         proc.process(rec("a", 0, 1))
         started = time.monotonic()
@@ -207,7 +211,7 @@ def test_a_dead_server_fails_fast(table_name: str) -> None:
 
 
 def test_a_table_of_another_shape_stops_the_worker(
-    dev_env: DevEnv, table_name: str, proc: WindowedCountProcessor
+    dev_env: DevEnv, table_name: str, proc: BatchingProcessor[Any, Any]
 ) -> None:
     with psycopg.connect(dev_env.database_url, autocommit=True) as conn:
         conn.execute(f"CREATE TABLE {table_name} (id serial PRIMARY KEY, word text, n bigint)")
@@ -220,7 +224,7 @@ def test_a_table_of_another_shape_stops_the_worker(
 
 
 def test_a_table_without_the_unique_index_stops_the_worker(
-    dev_env: DevEnv, table_name: str, proc: WindowedCountProcessor
+    dev_env: DevEnv, table_name: str, proc: BatchingProcessor[Any, Any]
 ) -> None:
     with psycopg.connect(dev_env.database_url, autocommit=True) as conn:
         conn.execute(
@@ -235,7 +239,7 @@ def test_a_table_without_the_unique_index_stops_the_worker(
 def test_a_permission_error_stops_the_worker(dev_env: DevEnv, table_name: str) -> None:
     # Tables would go to pg_catalog, where nobody but a superuser may create any.
     url = f"{dev_env.database_url}?options=-c%20search_path%3Dpg_catalog"
-    proc = PostgresSink(url, table_name)()
+    proc = postgres_sink(url, table_name)()
     proc.process(rec("a", 0, 1))
     with pytest.raises(StreamsException, match=r"permission denied.*grant the user") as raised:
         proc.flush()
@@ -246,7 +250,7 @@ def test_a_permission_error_stops_the_worker(dev_env: DevEnv, table_name: str) -
 
 
 def test_a_dropped_table_is_recreated_on_retry(
-    dev_env: DevEnv, table_name: str, proc: WindowedCountProcessor
+    dev_env: DevEnv, table_name: str, proc: BatchingProcessor[Any, Any]
 ) -> None:
     proc.process(rec("a", 0, 1))
     proc.flush()
@@ -260,7 +264,7 @@ def test_a_dropped_table_is_recreated_on_retry(
 
 
 def test_tasks_of_a_thread_share_one_connection(
-    dev_env: DevEnv, table_name: str, sink: PostgresSink
+    dev_env: DevEnv, table_name: str, sink: PostgresSink[Any, Any]
 ) -> None:
     a, b = sink(), sink()
     a.process(rec("a", 0, 1))
@@ -279,7 +283,7 @@ def test_tasks_of_a_thread_share_one_connection(
 def test_flush_of_10k_rows(
     dev_env: DevEnv,
     table_name: str,
-    proc: WindowedCountProcessor,
+    proc: BatchingProcessor[Any, Any],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     n = 10_000

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from services.aggregator import SERVICE, STORE, build_topology, persistent_from_env
+from services.windowed_counts import sqlite_sink
 from topicflow import StreamsConfig
-from topicflow.sinks.sqlite import SqliteSink
 from topicflow.testing import TopologyTestDriver
 
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
@@ -63,7 +63,7 @@ def run(
     persistent: bool = False,
 ) -> TopologyTestDriver:
     """Pipe `records`, committing every `commit_every` records (0: never)."""
-    topology = build_topology("", sink=SqliteSink(path), grace=grace, persistent=persistent)
+    topology = build_topology("", sink=sqlite_sink(path), grace=grace, persistent=persistent)
     config = service_config().with_overrides(state_dir=str(path.parent / "state"))
     driver = TopologyTestDriver(topology, config, commit_every_record=commit_every == 1)
     words = driver.create_input_topic("words")
@@ -140,7 +140,7 @@ def test_late_words_beyond_grace_are_not_counted(tmp_path: Path) -> None:
 
 
 def test_words_are_grouped_through_a_repartition_topic(tmp_path: Path) -> None:
-    sink = SqliteSink(tmp_path / "c.sqlite")
+    sink = sqlite_sink(tmp_path / "c.sqlite")
     topology = build_topology("staging.", sink=sink, grace=timedelta(0))
     assert set(topology.internal_topics) == {f"{STORE}-repartition", f"{STORE}-changelog"}
     assert len(topology.subtopologies()) == 2
@@ -156,7 +156,7 @@ def _topics(node: Any) -> list[str]:
 
 @pytest.mark.parametrize("grace_s", [0, 60])
 def test_store_retention_is_window_plus_grace(grace_s: int, tmp_path: Path) -> None:
-    sink = SqliteSink(tmp_path / "c.sqlite")
+    sink = sqlite_sink(tmp_path / "c.sqlite")
     topology = build_topology("", sink=sink, grace=timedelta(seconds=grace_s))
     assert topology.state_stores[STORE].retention_ms == WINDOW_MS + grace_s * 1000
 
@@ -171,7 +171,7 @@ def test_the_state_store_is_chosen_by_aggregator_state_store(
         monkeypatch.delenv("AGGREGATOR_STATE_STORE", raising=False)
     else:
         monkeypatch.setenv("AGGREGATOR_STATE_STORE", setting)
-    topology = build_topology("", sink=SqliteSink(tmp_path / "c.sqlite"))
+    topology = build_topology("", sink=sqlite_sink(tmp_path / "c.sqlite"))
     assert topology.state_stores[STORE].persistent is persistent
 
 

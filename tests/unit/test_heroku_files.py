@@ -217,10 +217,11 @@ def test_dry_run_on_a_dedicated_plan() -> None:
 
 
 def test_the_table_is_the_sinks_own_ddl() -> None:
-    from topicflow.sinks.postgres import PostgresSink
+    from services.windowed_counts import windowed_counts_table
+    from topicflow.sinks.postgres import create_sql
 
-    sink = PostgresSink("postgres://user:password@localhost:5432/db")
-    expected = "; ".join(statement.as_string(None) for statement in sink._create_sql) + ";"
+    statements = create_sql(windowed_counts_table())
+    expected = "; ".join(statement.as_string(None) for statement in statements) + ";"
     cmds = commands(setup("myapp", "basic-0", "--dry-run").stdout)
     psql = next(c for c in cmds if c[1] == "pg:psql")
     assert psql == ["heroku", "pg:psql", "--command", expected, "--app", "myapp"]

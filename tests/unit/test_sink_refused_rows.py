@@ -1,8 +1,8 @@
 """Rows a database refuses for their content: classified by cause, isolated, dead-lettered.
 
 Classification of PostgreSQL's errors by SQLSTATE (no server needed), the
-bisection of the shared base class on an in-memory fake, and the same path on
-SQLite with a table that has its own CHECK constraint.
+bisection of the batching sink on an in-memory fake backend, and the same path
+on SQLite with a table that has its own CHECK constraint.
 """
 
 from __future__ import annotations
@@ -16,6 +16,13 @@ from typing import Any
 import psycopg
 import pytest
 
+from services.windowed_counts import (
+    postgres_sink,
+    refused_record,
+    sqlite_sink,
+    windowed_count_row,
+    windowed_counts_table,
+)
 from topicflow.dsl.windows import TimeWindow, Windowed
 from topicflow.errors import (
     RecordsRefused,
@@ -24,8 +31,8 @@ from topicflow.errors import (
     TopicflowError,
 )
 from topicflow.processor.api import Record
-from topicflow.sinks import PostgresSink, SqliteSink, WindowedCountSink
-from topicflow.sinks.windowed_counts import Row, refused_record
+from topicflow.sinks import BatchingSink, PostgresSink, Row, SinkBackend
+from topicflow.sinks.postgres import PostgresBackend
 
 SIZE = 10_000
 
@@ -68,8 +75,10 @@ NOT_CONTENT = {
 
 
 @pytest.fixture
-def pg() -> PostgresSink:
-    return PostgresSink("postgres://u:secret@db.example.com:5432/d")  # never connects
+def pg() -> PostgresBackend:
+    sink: PostgresSink[Any, Any] = postgres_sink("postgres://u:secret@db.example.com:5432/d")
+    assert isinstance(sink.backend, PostgresBackend)
+    return sink.backend  # never connects
 
 
 def pg_error(sqlstate: str) -> psycopg.Error:
@@ -79,27 +88,27 @@ def pg_error(sqlstate: str) -> psycopg.Error:
 
 
 @pytest.mark.parametrize("sqlstate", sorted(CONTENT))
-def test_postgres_content_errors_by_sqlstate(pg: PostgresSink, sqlstate: str) -> None:
-    assert pg._refused_for_content(pg_error(sqlstate))
+def test_postgres_content_errors_by_sqlstate(pg: PostgresBackend, sqlstate: str) -> None:
+    assert pg.refused_for_content(pg_error(sqlstate))
 
 
 @pytest.mark.parametrize("sqlstate", sorted(NOT_CONTENT))
-def test_postgres_other_errors_keep_their_meaning(pg: PostgresSink, sqlstate: str) -> None:
+def test_postgres_other_errors_keep_their_meaning(pg: PostgresBackend, sqlstate: str) -> None:
     error = pg_error(sqlstate)
-    assert not pg._refused_for_content(error)
-    failure = pg._failure(error, "writing", 3)
+    assert not pg.refused_for_content(error)
+    failure = pg.failure(error, "writing", 3)
     assert type(failure) is NOT_CONTENT[sqlstate]
 
 
-def test_postgres_client_side_errors(pg: PostgresSink) -> None:
+def test_postgres_client_side_errors(pg: PostgresBackend) -> None:
     # psycopg encodes text in the connection's client_encoding before sending it.
-    assert pg._refused_for_content(UnicodeEncodeError("latin-1", "日本", 0, 1, "no"))
+    assert pg.refused_for_content(UnicodeEncodeError("latin-1", "日本", 0, 1, "no"))
     # psycopg's own checks of a value (no SQLSTATE): a DataError.
-    assert pg._refused_for_content(psycopg.DataError("text fields cannot contain NUL"))
+    assert pg.refused_for_content(psycopg.DataError("text fields cannot contain NUL"))
     # A failed connection or a broken one has no SQLSTATE either: not content.
-    assert not pg._refused_for_content(psycopg.OperationalError("connection refused"))
-    assert not pg._refused_for_content(psycopg.InterfaceError("the connection is closed"))
-    assert not pg._refused_for_content(ValueError("not the database's"))
+    assert not pg.refused_for_content(psycopg.OperationalError("connection refused"))
+    assert not pg.refused_for_content(psycopg.InterfaceError("the connection is closed"))
+    assert not pg.refused_for_content(ValueError("not the database's"))
 
 
 # -- the shared path: bisection --------------------------------------------------------
@@ -113,12 +122,11 @@ class Down(Exception):
     """The fake database's unavailability."""
 
 
-class FakeSink(WindowedCountSink):
+class FakeBackend(SinkBackend[Any]):
     """An in-memory table: a transaction with a word in `bad` is refused whole;
     `down_at` makes the n-th transaction fail with Down."""
 
     def __init__(self, bad: set[str]) -> None:
-        super().__init__()
         self.bad = bad
         self.table_rows: dict[tuple[int, str], int] = {}
         self.transactions: list[list[Row]] = []
@@ -128,13 +136,13 @@ class FakeSink(WindowedCountSink):
     def where(self) -> str:
         return "the fake"
 
-    def _open(self) -> Any:
+    def open(self) -> Any:
         return self
 
-    def _create_table(self, connection: Any) -> None:
+    def create_table(self, connection: Any) -> None:
         pass
 
-    def _write(self, connection: Any, rows: list[Row]) -> None:
+    def write(self, connection: Any, rows: list[Row]) -> None:
         self.transactions.append(rows)
         if len(self.transactions) == self.down_at:
             raise Down("gone")
@@ -143,30 +151,37 @@ class FakeSink(WindowedCountSink):
             raise Refused(f"cannot take {refused[0]}")
         self.table_rows.update({(s, w): c for s, w, c in rows})
 
-    def _rollback(self, connection: Any) -> None:
+    def rollback(self, connection: Any) -> None:
         pass
 
-    def _close(self, connection: Any) -> None:
+    def close(self, connection: Any) -> None:
         pass
 
-    def _refused_for_content(self, error: Exception) -> bool:
+    def refused_for_content(self, error: Exception) -> bool:
         return isinstance(error, Refused)
 
-    def _failure(self, error: Exception, during: str, rows: int) -> TopicflowError | None:
+    def failure(self, error: Exception, during: str, rows: int) -> TopicflowError | None:
         if isinstance(error, Down):
             return RetriableError(f"down; {rows} rows kept for retry")
         return None
 
 
-def fill(sink: FakeSink, words: list[str]) -> Any:
-    proc = sink()
+def windowed_counts(backend: FakeBackend) -> BatchingSink[Any, Any]:
+    """The example's windowed counts on the fake backend."""
+    return BatchingSink(
+        backend, windowed_counts_table(), windowed_count_row, refused_record=refused_record
+    )
+
+
+def fill(backend: FakeBackend, words: list[str]) -> Any:
+    proc = windowed_counts(backend)()
     for i, word in enumerate(words):
         proc.process(rec(word, 0, i + 1))
     return proc
 
 
 def test_nothing_refused_is_one_transaction() -> None:
-    sink = FakeSink(bad=set())
+    sink = FakeBackend(bad=set())
     fill(sink, [f"w{i:03}" for i in range(300)]).flush()
     assert [len(t) for t in sink.transactions] == [300]
     assert len(sink.table_rows) == 300
@@ -177,7 +192,7 @@ def test_refused_rows_are_isolated_and_every_other_row_written(
 ) -> None:
     words = [f"w{i:03}" for i in range(300)]
     bad = {"w007", "w150", "w151", "w299"}
-    sink = FakeSink(bad)
+    sink = FakeBackend(bad)
     proc = fill(sink, words)
     with caplog.at_level(logging.WARNING), pytest.raises(RecordsRefused) as raised:
         proc.flush()
@@ -203,7 +218,7 @@ def test_refused_rows_are_isolated_and_every_other_row_written(
 
 def test_a_failure_during_isolation_keeps_every_row() -> None:
     words = [f"w{i:02}" for i in range(20)]
-    sink = FakeSink({"w05"})
+    sink = FakeBackend({"w05"})
     proc = fill(sink, words)
     sink.down_at = 3  # the whole batch, its first half, then down
     with pytest.raises(RetriableError, match="down; 20 rows kept for retry"):
@@ -217,7 +232,7 @@ def test_a_failure_during_isolation_keeps_every_row() -> None:
 
 
 def test_a_single_row_batch_refused() -> None:
-    sink = FakeSink({"only"})
+    sink = FakeBackend({"only"})
     proc = fill(sink, ["only"])
     with pytest.raises(RecordsRefused) as raised:
         proc.flush()
@@ -229,8 +244,8 @@ def test_only_writing_rows_can_refuse_them() -> None:
     """An error while creating the table (e.g. PostgreSQL's 23505 when two instances
     create it at once) says nothing about the rows: never isolated nor refused."""
 
-    class Racing(FakeSink):
-        def _create_table(self, connection: Any) -> None:
+    class Racing(FakeBackend):
+        def create_table(self, connection: Any) -> None:
             raise Refused("unique violation on pg_type")
 
     sink = Racing(set())
@@ -241,12 +256,12 @@ def test_only_writing_rows_can_refuse_them() -> None:
 
 
 def test_the_base_class_refuses_nothing_by_default() -> None:
-    class Plain(FakeSink):
-        _refused_for_content = WindowedCountSink._refused_for_content
+    class Plain(FakeBackend):
+        refused_for_content = SinkBackend.refused_for_content
 
     sink = Plain({"bad"})
     proc = fill(sink, ["bad", "good"])
-    with pytest.raises(Refused):  # let through, as `_failure` says: nothing is isolated
+    with pytest.raises(Refused):  # let through, as `failure` says: nothing is isolated
         proc.flush()
     assert proc.pending == 2 and len(sink.transactions) == 1
 
@@ -270,11 +285,11 @@ def test_refused_record_layout() -> None:
 def test_a_long_word_is_only_sampled_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
     long_word = "x" * 20_000
 
-    class Echo(FakeSink):
-        def _write(self, connection: Any, rows: list[Row]) -> None:
+    class Echo(FakeBackend):
+        def write(self, connection: Any, rows: list[Row]) -> None:
             if any(w == long_word for _, w, _ in rows):
                 raise Refused(f"cannot take {long_word}\nDETAIL: the row ({long_word})")
-            super()._write(connection, rows)
+            super().write(connection, rows)
 
     proc = fill(Echo(set()), ["short", long_word])
     with caplog.at_level(logging.WARNING), pytest.raises(RecordsRefused):
@@ -300,7 +315,7 @@ def test_sqlite_rows_refused_by_the_table_s_check(tmp_path: Path) -> None:
             "CREATE UNIQUE INDEX windowed_counts_idx ON windowed_counts (time_window, word)"
         )
     conn.close()
-    proc = SqliteSink(db)()
+    proc = sqlite_sink(db)()
     words = [f"word{i}" for i in range(100)]
     for i, word in enumerate(words):
         proc.process(rec(word, 0, i))
@@ -324,13 +339,13 @@ def test_sqlite_rows_refused_by_the_table_s_check(tmp_path: Path) -> None:
 
 
 def test_sqlite_classifier() -> None:
-    sink = SqliteSink(":memory:")
+    sink = sqlite_sink(":memory:").backend
     too_big = sqlite3.DataError("string or blob too big")
     too_big.sqlite_errorname = "SQLITE_TOOBIG"
     busy = sqlite3.OperationalError("database is locked")
     busy.sqlite_errorname = "SQLITE_BUSY"
     not_null = sqlite3.IntegrityError("NOT NULL constraint failed")
     not_null.sqlite_errorname = "SQLITE_CONSTRAINT_NOTNULL"
-    assert sink._refused_for_content(too_big)
-    assert not sink._refused_for_content(busy)
-    assert not sink._refused_for_content(not_null)
+    assert sink.refused_for_content(too_big)
+    assert not sink.refused_for_content(busy)
+    assert not sink.refused_for_content(not_null)

@@ -1,4 +1,4 @@
-"""The windowed-count sink on SQLite: batching, upserts, the table, failures, connections."""
+"""The example's windowed_counts on SQLite: batching, upserts, the table, failures, connections."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ from typing import Any
 
 import pytest
 
+from services.windowed_counts import sqlite_sink
 from topicflow import Serdes, StreamsBuilder, StreamsConfig
 from topicflow.dsl.options import Materialized
 from topicflow.dsl.windows import SessionWindow, TimeWindow, TimeWindows, Windowed
 from topicflow.errors import ConfigError, RetriableError, StreamsException
 from topicflow.processor.api import Record
-from topicflow.sinks import SqliteSink, WindowedCountProcessor
+from topicflow.sinks import BatchingProcessor, SqliteSink
 from topicflow.testing import TopologyTestDriver
 
 SIZE = 10_000  # a 10 s window
@@ -34,12 +35,12 @@ def db(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def sink(db: Path) -> SqliteSink:
-    return SqliteSink(db)
+def sink(db: Path) -> SqliteSink[Any, Any]:
+    return sqlite_sink(db)
 
 
 @pytest.fixture
-def proc(sink: SqliteSink) -> Iterator[WindowedCountProcessor]:
+def proc(sink: SqliteSink[Any, Any]) -> Iterator[BatchingProcessor[Any, Any]]:
     processor = sink()
     yield processor
     processor.close()
@@ -66,7 +67,7 @@ def table(db: Path, name: str = "windowed_counts") -> list[tuple[int, str, int]]
 
 
 def test_same_key_twice_in_a_batch_is_one_row_with_the_latest_count(
-    proc: WindowedCountProcessor, db: Path
+    proc: BatchingProcessor[Any, Any], db: Path
 ) -> None:
     proc.process(rec("hello", 0, 1))
     proc.process(rec("hello", 0, 2))
@@ -77,7 +78,7 @@ def test_same_key_twice_in_a_batch_is_one_row_with_the_latest_count(
     assert table(db) == [(0, "hello", 2), (0, "world", 1)]
 
 
-def test_a_later_flush_updates_the_row(proc: WindowedCountProcessor, db: Path) -> None:
+def test_a_later_flush_updates_the_row(proc: BatchingProcessor[Any, Any], db: Path) -> None:
     proc.process(rec("hello", 0, 1))
     proc.flush()
     proc.process(rec("hello", 0, 5))
@@ -89,21 +90,23 @@ def test_a_later_flush_updates_the_row(proc: WindowedCountProcessor, db: Path) -
     assert len(ids) == 2  # updated in place, not inserted again
 
 
-def test_nothing_is_written_before_flush(proc: WindowedCountProcessor, db: Path) -> None:
+def test_nothing_is_written_before_flush(proc: BatchingProcessor[Any, Any], db: Path) -> None:
     proc.process(rec("hello", 0, 1))
     assert not db.exists()
     proc.flush()
     assert table(db) == [(0, "hello", 1)]
 
 
-def test_an_empty_flush_does_not_even_connect(proc: WindowedCountProcessor, db: Path) -> None:
+def test_an_empty_flush_does_not_even_connect(proc: BatchingProcessor[Any, Any], db: Path) -> None:
     proc.flush()
     proc.process(rec("gone", 0, None))
     proc.flush()
     assert not db.exists()
 
 
-def test_tombstones_are_ignored_and_delete_nothing(proc: WindowedCountProcessor, db: Path) -> None:
+def test_tombstones_are_ignored_and_delete_nothing(
+    proc: BatchingProcessor[Any, Any], db: Path
+) -> None:
     proc.process(rec("hello", 0, 3))
     proc.flush()
     proc.process(rec("hello", 0, None))
@@ -113,7 +116,7 @@ def test_tombstones_are_ignored_and_delete_nothing(proc: WindowedCountProcessor,
 
 
 def test_a_tombstone_does_not_cancel_a_buffered_count(
-    proc: WindowedCountProcessor, db: Path
+    proc: BatchingProcessor[Any, Any], db: Path
 ) -> None:
     proc.process(rec("hello", 0, 3))
     proc.process(rec("hello", 0, None))
@@ -121,7 +124,9 @@ def test_a_tombstone_does_not_cancel_a_buffered_count(
     assert table(db) == [(0, "hello", 3)]
 
 
-def test_replaying_the_same_records_gives_the_same_table(sink: SqliteSink, db: Path) -> None:
+def test_replaying_the_same_records_gives_the_same_table(
+    sink: SqliteSink[Any, Any], db: Path
+) -> None:
     records = [rec(w, s, c) for s in (0, SIZE) for c in (1, 2, 3) for w in ("a", "b", "c")]
     first = sink()
     for r in records:
@@ -140,7 +145,7 @@ def test_replaying_the_same_records_gives_the_same_table(sink: SqliteSink, db: P
     second.close()
 
 
-def test_many_keys_in_one_flush(proc: WindowedCountProcessor, db: Path) -> None:
+def test_many_keys_in_one_flush(proc: BatchingProcessor[Any, Any], db: Path) -> None:
     for i in range(10_000):
         proc.process(rec(f"word{i}", (i % 7) * SIZE, i))
     proc.flush()
@@ -149,13 +154,13 @@ def test_many_keys_in_one_flush(proc: WindowedCountProcessor, db: Path) -> None:
     assert sum(r[2] for r in rows) == sum(range(10_000))
 
 
-def test_session_windows_use_their_start(proc: WindowedCountProcessor, db: Path) -> None:
+def test_session_windows_use_their_start(proc: BatchingProcessor[Any, Any], db: Path) -> None:
     proc.process(Record(Windowed("s", SessionWindow(1234, 5678)), 2, 5678))
     proc.flush()
     assert table(db) == [(1234, "s", 2)]
 
 
-def test_unicode_words(proc: WindowedCountProcessor, db: Path) -> None:
+def test_unicode_words(proc: BatchingProcessor[Any, Any], db: Path) -> None:
     proc.process(rec("naïve", 0, 1))
     proc.process(rec("日本", 0, 2))
     proc.flush()
@@ -166,7 +171,7 @@ def test_unicode_words(proc: WindowedCountProcessor, db: Path) -> None:
 
 
 def test_table_is_created_with_its_columns_and_unique_index(
-    proc: WindowedCountProcessor, db: Path
+    proc: BatchingProcessor[Any, Any], db: Path
 ) -> None:
     proc.process(rec("hello", 0, 1))
     proc.flush()
@@ -200,7 +205,7 @@ def test_an_existing_table_is_kept(db: Path) -> None:
         )
         conn.execute("CREATE UNIQUE INDEX old_idx ON windowed_counts (time_window, word)")
         conn.execute("INSERT INTO windowed_counts (time_window, word, count) VALUES (0, 'a', 7)")
-    sink = SqliteSink(db)
+    sink = sqlite_sink(db)
     proc = sink()
     proc.process(rec("b", 0, 1))
     proc.flush()
@@ -209,7 +214,7 @@ def test_an_existing_table_is_kept(db: Path) -> None:
 
 
 def test_custom_table_name(db: Path) -> None:
-    proc = SqliteSink(db, table="counts_2")()
+    proc = sqlite_sink(db, table="counts_2")()
     proc.process(rec("a", 0, 1))
     proc.flush()
     proc.close()
@@ -221,7 +226,7 @@ def test_custom_table_name(db: Path) -> None:
 )
 def test_bad_table_names_are_config_errors(db: Path, name: str) -> None:
     with pytest.raises(ConfigError, match="table name"):
-        SqliteSink(db, table=name)
+        sqlite_sink(db, table=name)
 
 
 # -- failures -------------------------------------------------------------------------
@@ -230,7 +235,7 @@ def test_bad_table_names_are_config_errors(db: Path, name: str) -> None:
 def test_a_locked_database_is_retriable_and_keeps_the_rows(
     db: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    sink = SqliteSink(db, timeout=0.05)
+    sink = sqlite_sink(db, timeout=0.05)
     proc = sink()
     proc.process(rec("a", 0, 1))
     proc.flush()  # creates the table
@@ -263,7 +268,7 @@ def test_a_locked_database_is_retriable_and_keeps_the_rows(
 def test_a_table_of_another_shape_stops_the_worker_without_losing_rows(db: Path) -> None:
     with connect(db) as conn:
         conn.execute("CREATE TABLE windowed_counts (id INTEGER PRIMARY KEY, word TEXT, n INTEGER)")
-    proc = SqliteSink(db)()
+    proc = sqlite_sink(db)()
     proc.process(rec("a", 0, 1))
     with pytest.raises(StreamsException) as raised:
         proc.flush()
@@ -275,7 +280,7 @@ def test_a_table_of_another_shape_stops_the_worker_without_losing_rows(db: Path)
 
 
 def test_a_missing_folder_stops_the_worker(tmp_path: Path) -> None:
-    proc = SqliteSink(tmp_path / "no" / "such" / "dir.sqlite3")()
+    proc = sqlite_sink(tmp_path / "no" / "such" / "dir.sqlite3")()
     proc.process(rec("a", 0, 1))
     with pytest.raises(StreamsException, match="check that the folder exists"):
         proc.flush()
@@ -294,7 +299,7 @@ def test_a_missing_folder_stops_the_worker(tmp_path: Path) -> None:
     ],
 )
 def test_bad_records_raise_in_process(
-    proc: WindowedCountProcessor, key: Any, value: Any, error: type[Exception]
+    proc: BatchingProcessor[Any, Any], key: Any, value: Any, error: type[Exception]
 ) -> None:
     # Raised from process(), the processing exception handler decides (fail or skip).
     with pytest.raises(error, match="windowed count sink"):
@@ -305,17 +310,17 @@ def test_bad_records_raise_in_process(
 # -- suppliers and connections ----------------------------------------------------------
 
 
-def test_each_call_supplies_a_fresh_processor(sink: SqliteSink) -> None:
+def test_each_call_supplies_a_fresh_processor(sink: SqliteSink[Any, Any]) -> None:
     assert sink() is not sink()
 
 
-def connection_of(proc: WindowedCountProcessor) -> Any:
+def connection_of(proc: BatchingProcessor[Any, Any]) -> Any:
     slot = proc._bind()
     return slot.connection
 
 
 def test_tasks_of_a_thread_share_one_connection_closed_by_the_last(
-    sink: SqliteSink, db: Path
+    sink: SqliteSink[Any, Any], db: Path
 ) -> None:
     a, b = sink(), sink()
     a.process(rec("a", 0, 1))
@@ -332,7 +337,7 @@ def test_tasks_of_a_thread_share_one_connection_closed_by_the_last(
     assert table(db) == [(0, "a", 1), (0, "b", 1)]
 
 
-def test_threads_have_their_own_connections(sink: SqliteSink, db: Path) -> None:
+def test_threads_have_their_own_connections(sink: SqliteSink[Any, Any], db: Path) -> None:
     connections: list[Any] = []
 
     def work(word: str) -> None:
@@ -351,7 +356,7 @@ def test_threads_have_their_own_connections(sink: SqliteSink, db: Path) -> None:
     assert table(db) == [(0, "a", 1), (0, "b", 1), (0, "c", 1)]
 
 
-def test_close_writes_nothing(proc: WindowedCountProcessor, db: Path) -> None:
+def test_close_writes_nothing(proc: BatchingProcessor[Any, Any], db: Path) -> None:
     proc.process(rec("a", 0, 1))
     proc.close()
     assert not db.exists()
@@ -368,7 +373,7 @@ def test_the_aggregator_topology_writes_windowed_counts(db: Path) -> None:
         .windowed_by(TimeWindows.of_size_with_no_grace(timedelta(milliseconds=SIZE)))
         .count(Materialized.as_("windowed-counts"))
         .to_stream()
-        .process(SqliteSink(db))
+        .process(sqlite_sink(db))
     )
     config = StreamsConfig(
         application_id="sink-test",
