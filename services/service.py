@@ -33,7 +33,7 @@ SERVICE_SETTINGS: Mapping[str, Any] = {
     "processing_exception_handler": "log_and_continue",
     "production_exception_handler": "log_and_continue",
     # Each service's process only streams: fewer, cheaper garbage collections
-    # (about 10% of the Aggregator's CPU time, runtime/stream_worker.py).
+    # (about 10% of the Aggregator's CPU time, runtime/gc_tuning.py).
     "tune_gc": True,
 }
 

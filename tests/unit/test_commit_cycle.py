@@ -10,7 +10,7 @@ import pytest
 from topicflow import KafkaStreams, Serdes, State, StreamsBuilder, StreamsConfig
 from topicflow.brokers.base import TopicSpec
 from topicflow.brokers.embedded import EmbeddedBroker
-from topicflow.runtime import stream_worker
+from topicflow.runtime import commit
 
 
 class _UnacknowledgedProducer:
@@ -100,7 +100,7 @@ def test_offsets_are_committed_after_the_output_is_acknowledged() -> None:
 def test_nothing_is_committed_while_the_output_is_unacknowledged(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(stream_worker, "FLUSH_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(commit, "FLUSH_TIMEOUT_S", 0.2)
     broker = EmbeddedBroker()
     _fill(broker, 100)
     stuck = _BrokerWithStuckProducer(broker)

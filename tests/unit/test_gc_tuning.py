@@ -56,7 +56,7 @@ def _run(setting: str, state_dir: Path) -> dict[str, object]:
 
 @pytest.mark.parametrize("setting", ["on", "off"])
 def test_the_collector_is_tuned_only_when_asked(setting: str, tmp_path: Path) -> None:
-    from topicflow.runtime.stream_worker import GC_MIDDLE_THRESHOLD, GC_YOUNG_THRESHOLD
+    from topicflow.runtime.gc_tuning import GC_MIDDLE_THRESHOLD, GC_YOUNG_THRESHOLD
 
     result = _run(setting, tmp_path)
     before = result["before"]

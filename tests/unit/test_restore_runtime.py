@@ -127,7 +127,7 @@ def test_a_changelog_whose_leader_is_not_known_yet_is_waited_for() -> None:
     for partition": restore waits for the leader instead of stopping the worker."""
     from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-    from topicflow.state.manager import watermarks
+    from topicflow.state.restore import watermarks
 
     class Consumer:
         calls = 0

@@ -105,7 +105,7 @@ class StreamsConfig:
     partition_assignment_strategy: AssignmentStrategy = "range"
     client_id: str | None = None
     # Let the stream workers tune Python's cyclic garbage collector for streaming
-    # (see runtime/stream_worker.py: tune_garbage_collector). It is process-wide,
+    # (see runtime/gc_tuning.py). It is process-wide,
     # so off by default: a library must not retune its host's collector. A
     # process that only streams (the example's services) turns it on.
     tune_gc: bool = False

@@ -197,9 +197,10 @@ class BatchProcessor:
         if error.code() in _NOT_AUTHORIZED:
             # Not transient: without the rights the worker would sit idle for ever.
             raise StreamsException(
-                f"not authorized: {error.str()}; on multi-tenant Kafka plans every topic and "
-                "consumer group must start with KAFKA_PREFIX (and the group must exist: "
-                "`heroku kafka:consumer-groups:create`)"
+                f"not authorized: {error.str()}; the application needs read rights on its "
+                "input topics and its consumer group (the application id); on multi-tenant "
+                "clusters, names must start with the tenant's prefix (KAFKA_PREFIX) and the "
+                "group may have to be created first"
             )
         self._metrics.consumer_errors += 1
         self._log_limited("consumer", "consumer error: %s", error.str())

@@ -33,8 +33,9 @@ from confluent_kafka import TopicPartition
 
 from topicflow.brokers.base import OFFSET_BEGINNING, Broker, Consumer, GroupMember
 from topicflow.config import StreamsConfig
-from topicflow.runtime.task import TaskId
-from topicflow.state.manager import StateManager, WarmState, note_flush_stamps
+from topicflow.runtime.source_route import TaskId
+from topicflow.state.manager import StateManager, WarmState
+from topicflow.state.restore import note_flush_stamps
 from topicflow.state.stores import StoreSpec
 from topicflow.topology.nodes import RecordContext
 from topicflow.topology.topology import SubTopology

@@ -2,15 +2,18 @@
 
 Kafka Streams calls it a StreamThread. Its loop tells the story of a batch:
 
-    poll  -> consume up to max_poll_records messages
-    task  -> each message through its task's nodes (runtime/processing.py)
-    time  -> fire due stream-time and wall-clock punctuators
-    commit-> every commit_interval_ms: see `commit` for the order
+    poll    -> consume up to max_poll_records messages
+    restore -> one batch of changelog records for the tasks still restoring
+    tasks   -> each message through its task's nodes (runtime/processing.py)
+    time    -> fire due stream-time and wall-clock punctuators
+    commit  -> every commit_interval_ms (runtime/commit.py)
 
 Rebalances happen inside `consume()`: librdkafka calls `_on_revoke` (commit,
 checkpoint, suspend the tasks) and `_on_assign` (resume the tasks that came
-back, create the others; they start from the group's committed offsets, after
-their stores are restored from the changelogs at the top of the next loop).
+back, create the others). The TaskManager (runtime/task_manager.py) keeps
+every task in one state; a created task restores its stores from their
+changelogs a bounded batch per loop turn (runtime/restorer.py), while the
+other tasks go on processing, and starts from the group's committed offsets.
 
 Under exactly_once_v2 the commit is a Kafka transaction (runtime/transactions.py):
 what the tasks produced and the offsets they consumed commit together, and an
@@ -20,7 +23,6 @@ aborted transaction makes the worker rebuild its tasks from their changelogs.
 from __future__ import annotations
 
 import enum
-import gc
 import logging
 import threading
 import time
@@ -32,49 +34,28 @@ from confluent_kafka import TopicPartition
 
 from topicflow.brokers.base import OFFSET_BEGINNING, OFFSET_END, Admin, Broker, Consumer
 from topicflow.config import StreamsConfig
-from topicflow.errors import RetriableError, StreamsException, TopicflowError
+from topicflow.errors import StreamsException, TopicflowError
 from topicflow.processor.api import PunctuationType
+from topicflow.runtime.commit import CommitCycle
 from topicflow.runtime.error_handling import ErrorHandling
-from topicflow.runtime.processing import BatchProcessor, Routes, WorkerMetrics
-from topicflow.runtime.record_collector import FlushTimeout, RecordCollector
-from topicflow.runtime.replay import OriginFilter
+from topicflow.runtime.gc_tuning import tune_garbage_collector
+from topicflow.runtime.guarantees import guarantee_of
+from topicflow.runtime.processing import BatchProcessor, WorkerMetrics
+from topicflow.runtime.record_collector import RecordCollector
+from topicflow.runtime.restorer import Restorer, restore_consumer_config
+from topicflow.runtime.source_route import TaskId
 from topicflow.runtime.standby import StandbyTasks, standby_placement, stateful_subtopologies
-from topicflow.runtime.task import StreamTask, TaskId
-from topicflow.runtime.transactions import TransactionAborted, Transactions, transactional_id
+from topicflow.runtime.task import StreamTask
+from topicflow.runtime.task_manager import TaskManager
+from topicflow.runtime.transactions import TransactionalCommit, Transactions, transactional_id
 from topicflow.state.stores import StoreSpec
 from topicflow.topology.topology import SubTopology
 
 log = logging.getLogger(__name__)
 
-# How long one commit waits for the producer to have every record acknowledged;
-# past it the commit is postponed (input paused) and tried again, for up to
-# task_timeout_ms in all (a broker outage).
-FLUSH_TIMEOUT_S = 10.0
-# A failed offset commit (the broker is away) is logged at most this often.
-COMMIT_FAILURE_LOG_EVERY_S = 30.0
-# Backoff when a task cannot flush (an external system is down): first retry
-# after the minimum, doubling up to the maximum, so a long outage costs one
-# log line and one attempt per half minute.
-RETRY_BACKOFF_MIN_S = 0.5
-RETRY_BACKOFF_MAX_S = 30.0
-
-
-def restore_consumer_config(config: StreamsConfig, client_id: str) -> dict[str, Any]:
-    """The settings of a consumer of changelogs: restore's, and the standbys'."""
-    conf = config.base_client_config()
-    conf.update(
-        {
-            # Never subscribed and never committing: only assign() is used. The
-            # group still names one: on Heroku's basic plans every group must be
-            # created beforehand (bin/heroku-setup creates this one).
-            "group.id": f"{config.application_id}-restore",
-            "enable.auto.commit": False,
-            "client.id": client_id,
-            **RESTORE_CONSUMER_CONFIG,
-        }
-    )
-    return conf
-
+# How long one restore read waits for changelog records when no input is at
+# hand (with input, it takes what is there and lets processing go on).
+RESTORE_WAIT_S = 0.05
 
 # Standby tasks: records applied per loop iteration at most (they must not hold
 # up processing), how long after a rebalance to place them (the group's
@@ -82,20 +63,6 @@ def restore_consumer_config(config: StreamsConfig, client_id: str) -> dict[str, 
 STANDBY_BATCH = 5_000
 STANDBY_SETTLE_S = 1.0
 STANDBY_REFRESH_S = 5.0
-
-# librdkafka settings of the restore consumer (bench/restore.py measures them).
-RESTORE_CONSUMER_CONFIG: dict[str, Any] = {
-    # Large fetches: restore is bulk reading.
-    "fetch.max.bytes": 64 * 1024 * 1024,
-    "max.partition.fetch.bytes": 16 * 1024 * 1024,
-    "queued.max.messages.kbytes": 65536,
-    # librdkafka >= 2.1 waits a second before fetching again once its queue is
-    # full: restore drains the queue at once, so retry soon.
-    "fetch.queue.backoff.ms": 10,
-    # A fetch waiting for data blocks the watermark query of the next task on the
-    # same connection (librdkafka's default wait: 500 ms per task restored).
-    "fetch.wait.max.ms": 10,
-}
 
 
 class WorkerState(enum.Enum):
@@ -131,32 +98,27 @@ class StreamWorker:
         self._subtopology_of: dict[str, SubTopology] = {
             resolve_topic(topic): sub for sub in subtopologies for topic in sub.source_topics
         }
-        self._tasks: dict[TaskId, StreamTask] = {}
-        self._routes: Routes = {}
+        self._manager = TaskManager(self.name, self._subtopology_of, self._create_task)
         self._stop = threading.Event()
         self.errors = ErrorHandling(config, self.metrics)
         self._processor = BatchProcessor(config, self.metrics, self.errors)
         self._consumer: Consumer | None = None
         self._collector: RecordCollector | None = None
+        self._commits: CommitCycle | None = None
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-        # Set while a commit waits for a task that could not flush: input is paused.
-        self._retry_at: float | None = None
-        self._backoff = RETRY_BACKOFF_MIN_S
-        # Since when the broker has not acknowledged a flush (None: it has).
-        self._unacknowledged_since: float | None = None
-        self._commit_failure_logged = -COMMIT_FAILURE_LOG_EVERY_S
-        # Tasks created by the last assignment whose stores are not restored yet.
+        # Tasks created by an assignment whose restore has not begun (it begins
+        # in the loop: it reads committed offsets and watermarks from the broker).
         self._to_restore: list[StreamTask] = []
-        # Revoked tasks, kept until the rebalance ends in case they come back.
-        self._suspended: dict[TaskId, StreamTask] = {}
+        self._restorer = Restorer(
+            config,
+            broker,
+            f"{config.base_client_config()['client.id']}-{index}-restore-consumer",
+            self._committed,
+            self.metrics,
+        )
         self._callback_error: BaseException | None = None
-        self._transactions: Transactions | None = None
-        # (records consumed, records sent) at the last commit: an idle interval
-        # commits nothing (no empty transaction, no repeated offset commit).
-        self._committed_progress = (0, 0)
         # Distinguishes this process's transactional ids from another instance's.
         self._instance = instance
-        self._restore_consumer: Consumer | None = None
         self._store_specs = store_specs
         # num_standby_replicas: warm copies of other members' stateful tasks.
         self._stateful = stateful_subtopologies(subtopologies)
@@ -179,7 +141,8 @@ class StreamWorker:
 
     @property
     def tasks(self) -> dict[TaskId, StreamTask]:
-        return self._tasks
+        """The active tasks: restoring and running."""
+        return self._manager.active
 
     def _set_state(self, state: WorkerState) -> None:
         self.state = state
@@ -203,7 +166,7 @@ class StreamWorker:
         finally:
             self._set_state(WorkerState.DEAD)
 
-    def _loop(self) -> None:
+    def _start_clients(self) -> tuple[Consumer, RecordCollector]:
         config = self._config
         consumer_config = config.consumer_client_config()
         consumer_config["client.id"] = f"{consumer_config['client.id']}-{self.index}-consumer"
@@ -232,9 +195,18 @@ class StreamWorker:
             None if config.exactly_once else config.task_timeout_ms,
         )
         self.errors.sender = collector
+        parts = (self.name, config, consumer, collector, self._manager, self.metrics)
         if config.exactly_once:
-            self._transactions = Transactions(producer, consumer)
-            self._transactions.start()
+            transactions = Transactions(producer, consumer)
+            transactions.start()
+            self._commits = TransactionalCommit(
+                *parts,
+                guarantee_of(config),
+                transactions=transactions,
+                redo=self._redo_uncommitted_work,
+            )
+        else:
+            self._commits = CommitCycle(*parts, guarantee_of(config))
         if config.num_standby_replicas and self._stateful:
             self._admin = admin
             client_id = (
@@ -255,12 +227,19 @@ class StreamWorker:
             on_revoke=self._guarded(self._on_revoke),
             on_lost=self._guarded(self._on_lost),
         )
+        return consumer, collector
 
+    def _loop(self) -> None:
+        consumer, collector = self._start_clients()
+        commits = self._commits
+        assert commits is not None
+        config = self._config
         max_records = config.max_poll_records
         poll_timeout = config.poll_ms / 1000
         commit_interval = config.commit_interval_ms / 1000
         next_commit = time.monotonic() + commit_interval
         process_batch = self._processor.process_batch
+        manager = self._manager
         consume = consumer.consume
         if config.tune_gc:
             tune_garbage_collector()
@@ -269,17 +248,16 @@ class StreamWorker:
             # What is ready now, up to a batch. librdkafka's consume() with a timeout
             # waits for a full batch: records trickling in would wait up to poll_ms
             # (at 10k records/s, 100 ms for 1000). When nothing is ready, wait for
-            # the first record only; the rest follows on the next turn.
+            # the first record only (unless restore has work: its read waits).
             messages = consume(max_records, 0)
-            if not messages:
+            if not messages and not manager.restoring:
                 messages = consume(1, poll_timeout)
             if self._callback_error is not None:
                 raise self._callback_error
-            if self._to_restore:
-                # Before any record of a new task: its stores must hold their changelog.
-                self._restore()
+            if manager.restoring:
+                messages = self._restore(messages)
             if messages:
-                process_batch(messages, self._routes)
+                process_batch(messages, manager.routes)
                 collector.poll()
                 self._punctuate(PunctuationType.STREAM_TIME)
             self._punctuate(PunctuationType.WALL_CLOCK_TIME)
@@ -288,46 +266,47 @@ class StreamWorker:
                 if now >= self._standbys_due:
                     self._place_standbys(now)
                 self.metrics.standby_records += self._standbys.poll(STANDBY_BATCH)
-            if self._retry_at is not None:
-                if now >= self._retry_at:
-                    self.commit()
+            if commits.retry_at is not None:
+                if now >= commits.retry_at:
+                    commits.commit()
             elif now >= next_commit or self._commit_requested():
-                self.commit()
+                commits.commit()
                 next_commit = now + commit_interval
 
         self._set_state(WorkerState.PENDING_SHUTDOWN)
         self._close_clients(clean=True)
 
+    def commit(self) -> bool:
+        """Commit every running task's progress now (runtime/commit.py)."""
+        assert self._commits is not None
+        return self._commits.commit()
+
     # -- restore -------------------------------------------------------------------
 
-    def _restore(self) -> None:
-        """Restore the stores of newly assigned tasks from their changelogs (blocking).
+    def _restore(self, messages: list[Any]) -> list[Any]:
+        """One step of restore; returns the messages of running tasks to process.
 
-        Runs in the poll loop, not in the rebalance callback; librdkafka keeps the
-        group membership alive meanwhile (heartbeats run on its own thread), and
-        messages of these tasks already consumed wait until restore is done.
+        The records of a restoring task wait (held back by the TaskManager);
+        when its stores are complete it runs, and what it held is processed first.
         """
-        tasks, self._to_restore = self._to_restore, []
-        if self._restore_consumer is None:
-            base = self._config.base_client_config()["client.id"]
-            client_id = f"{base}-{self.index}-restore-consumer"
-            self._restore_consumer = self._broker.consumer(
-                restore_consumer_config(self._config, client_id)
-            )
-        tasks = [task for task in tasks if task.id in self._tasks]
-        stamping = self._config.stamps_replays
-        committed = self._committed({task.id for task in tasks}) if stamping else {}
-        for task in tasks:
-            # Idempotent state: the task resumes at its committed offset, with the
-            # table of origins committed beside it.
-            replay_from, metadata = committed.get(task.id, (-1, []))
-            if task.origins is not None:
-                for text in metadata:
-                    task.origins.positions.update(OriginFilter.decode(text).positions)
-            if task.state.needs_restore:
-                self.metrics.restored_records += task.state.restore(
-                    self._restore_consumer, replay_from if stamping else None
-                )
+        manager = self._manager
+        if self._to_restore:
+            tasks = [t for t in self._to_restore if manager.state(t.id) is not None]
+            self._to_restore = []
+            for task in self._restorer.start(tasks):
+                self._restored(task)
+        messages = manager.hold_back(messages)
+        for task in self._restorer.read(0 if messages else RESTORE_WAIT_S):
+            self._restored(task)
+        return messages
+
+    def _restored(self, task: StreamTask) -> None:
+        assert self._consumer is not None and self._commits is not None
+        held = self._manager.restored(task.id)
+        if not self._commits.paused:
+            self._consumer.resume(self._manager.partitions_of(task.id))
+        if held:
+            self._processor.process_batch(held, self._manager.routes)
 
     def _committed(self, task_ids: set[TaskId]) -> dict[TaskId, tuple[int, list[str]]]:
         """Per task: the group's committed offset of its input (-1: none) and the
@@ -374,7 +353,7 @@ class StreamWorker:
         placement = standby_placement(
             members, self._subtopology_of, self._stateful, self._config.num_standby_replicas
         )
-        wanted = placement.get(me, set()) - set(self._tasks)
+        wanted = placement.get(me, set()) - set(self._manager.active)
         self._standbys.update(wanted)
         if self._config.stamps_replays and wanted:
             committed = self._committed(wanted)
@@ -383,187 +362,13 @@ class StreamWorker:
     # -- time ----------------------------------------------------------------------
 
     def _punctuate(self, ptype: PunctuationType) -> None:
-        for task in self._tasks.values():
+        for task in self._manager.running:
             now = task.stream_time if ptype is PunctuationType.STREAM_TIME else task.wall_clock_ms()
             if now >= 0:
                 task.punctuate(ptype, now)
 
     def _commit_requested(self) -> bool:
-        return any([task.take_commit_request() for task in self._tasks.values()])
-
-    # -- the commit cycle ----------------------------------------------------------
-
-    def commit(self) -> bool:
-        """Commit the progress of every task, in this order (at-least-once):
-
-        1. each task flushes, upstream nodes first: state stores write their
-           caches through (forwarding the results downstream) and their
-           changelogs; sinks write their batches to external systems;
-        2. the producer flushes: every output and changelog record of the
-           processed input is acknowledged by the broker;
-        3. the consumer commits each partition's position (the next offset to read).
-
-        If a sink cannot write (RetriableError), nothing is committed: input is
-        paused and the commit retried with backoff. So too if step 2 times out
-        (the broker is away), for up to task_timeout_ms, after which the worker
-        stops; if a record failed in step 2, nothing is committed and the worker
-        stops. Either way records processed since the
-        last commit are processed again, so output may repeat but is never lost.
-        Returns True when the offsets were committed.
-        """
-        assert self._collector is not None and self._consumer is not None
-        try:
-            for task in self._tasks.values():
-                task.flush()
-        except RetriableError as error:
-            self._postpone_commit(error)
-            return False
-        m = self.metrics
-        # Skipped records move positions too: count them as progress.
-        seen = (
-            m.records_consumed
-            + m.deserialization_errors
-            + m.invalid_timestamps
-            + m.duplicates_skipped
-        )
-        progress = (seen + m.processing_errors, self._collector.sent)  # dead letters included
-        if progress == self._committed_progress and self._retry_at is None:
-            return True  # nothing consumed or produced since the last commit
-        routes = [
-            route
-            for by_partition in self._routes.values()
-            for route in by_partition.values()
-            if route.position >= 0
-        ]
-        if self._config.stamps_replays:
-            # Idempotent state: each task's table of origins commits with its offsets.
-            metadata = {
-                task.id: task.origins.encode()
-                for task in self._tasks.values()
-                if task.origins is not None
-            }
-            offsets = [
-                TopicPartition(r.topic, r.partition, r.position, metadata[r.task.id])
-                for r in routes
-            ]
-        else:
-            offsets = [TopicPartition(r.topic, r.partition, r.position) for r in routes]
-        if self._transactions is not None:
-            return self._commit_transaction(offsets, progress)
-        if not self._flush_producer():
-            return False
-        self.metrics.records_produced = self._collector.sent
-        self._resume_if_paused()
-        try:
-            if offsets:
-                self._consumer.commit(offsets=offsets, asynchronous=False)
-        except Exception as error:
-            # A rebalance took the partitions (the new owner redoes what we did
-            # since the last commit), or the broker is away (the next commit
-            # covers these offsets too). Output may repeat; nothing is lost.
-            now = time.monotonic()
-            if now - self._commit_failure_logged >= COMMIT_FAILURE_LOG_EVERY_S:
-                self._commit_failure_logged = now
-                log.warning(
-                    "%s: commit failed (%s); records since the last commit will be "
-                    "processed again unless a later commit succeeds",
-                    self.name,
-                    error,
-                )
-            return False
-        if offsets:
-            self.metrics.commits += 1
-        self._committed_progress = progress
-        return True
-
-    def _commit_transaction(self, offsets: list[Any], progress: tuple[int, int]) -> bool:
-        """Exactly-once: the outputs, changelogs and input offsets commit as one transaction."""
-        assert self._transactions is not None and self._collector is not None
-        try:
-            self._collector.flush(FLUSH_TIMEOUT_S)
-            self._transactions.commit(offsets)
-        except (TransactionAborted, StreamsException) as error:
-            if isinstance(error, TransactionAborted) or self._transactions.open:
-                self._transactions.abort()
-                log.warning("%s: %s", self.name, error)
-                self._redo_uncommitted_work()
-                if not self._transactions.open:
-                    self._transactions.begin()
-                return False
-            raise
-        self.metrics.records_produced = self._collector.sent
-        self.metrics.commits += 1
-        self._committed_progress = progress
-        self._resume_if_paused()
-        return True
-
-    def _redo_uncommitted_work(self) -> None:
-        """After an abort: the tasks' state holds uncommitted changes. Drop the tasks,
-        rebuild them from their (committed) changelogs, and rewind the input to the
-        committed offsets."""
-        assert self._consumer is not None
-        consumer = self._consumer
-        self._close_tasks([*self._tasks.values(), *self._suspended.values()])
-        self._tasks.clear()
-        self._suspended.clear()
-        self._routes.clear()
-        self._to_restore = []
-        assignment = consumer.assignment()
-        self._on_assign(consumer, assignment)
-        for tp in consumer.committed(assignment, timeout=30):
-            if tp.offset < 0:
-                tp.offset = (
-                    OFFSET_BEGINNING if self._config.auto_offset_reset == "earliest" else OFFSET_END
-                )
-            consumer.seek(tp)
-
-    def _resume_if_paused(self) -> None:
-        if self._retry_at is not None:
-            assert self._consumer is not None
-            log.info("%s: flushed after a retry; resuming input", self.name)
-            self._retry_at = None
-            self._backoff = RETRY_BACKOFF_MIN_S
-            self._consumer.resume(self._consumer.assignment())
-
-    def _flush_producer(self) -> bool:
-        """Step 2 of the commit; False: not every record is acknowledged yet."""
-        assert self._collector is not None
-        try:
-            self._collector.flush(FLUSH_TIMEOUT_S)
-        except FlushTimeout as error:
-            self._wait_for_broker(error)
-            return False
-        self._unacknowledged_since = None
-        return True
-
-    def _wait_for_broker(self, error: FlushTimeout) -> None:
-        """The broker has not acknowledged every record: postpone the commit, as for a
-        sink that cannot write, but only for task_timeout_ms (Kafka Streams' rule)."""
-        now = time.monotonic()
-        if self._unacknowledged_since is None:
-            self._unacknowledged_since = now
-        waited = now - self._unacknowledged_since
-        timeout_s = self._config.task_timeout_ms / 1000
-        if waited >= timeout_s:
-            raise StreamsException(
-                f"{error.remaining} records not acknowledged by the broker for {waited:.0f} s "
-                f"(task_timeout_ms={self._config.task_timeout_ms}); offsets not committed, so "
-                "they are processed again after a restart; check that Kafka is reachable"
-            )
-        self._postpone_commit(error)
-
-    def _postpone_commit(self, error: TopicflowError) -> None:
-        assert self._consumer is not None
-        if self._retry_at is None:
-            self._consumer.pause(self._consumer.assignment())
-        log.warning(
-            "%s: commit postponed, input paused: %s; retrying in %.1f s",
-            self.name,
-            error,
-            self._backoff,
-        )
-        self._retry_at = time.monotonic() + self._backoff
-        self._backoff = min(self._backoff * 2, RETRY_BACKOFF_MAX_S)
+        return any([task.take_commit_request() for task in self._manager.running])
 
     # -- rebalance callbacks (called inside consume()) ----------------------------
 
@@ -581,64 +386,55 @@ class StreamWorker:
 
         return guarded
 
+    def _create_task(self, task_id: TaskId, sub: SubTopology) -> StreamTask:
+        assert self._collector is not None
+        return StreamTask(
+            task_id,
+            sub,
+            self._config,
+            self._collector,
+            self._resolve,
+            metrics=self.metrics,
+            store_specs=self._store_specs,
+            # Kept warm here on standby: restore goes on from where it stood.
+            warm=self._standbys.take(task_id) if self._standbys is not None else None,
+            errors=self.errors,
+        )
+
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
-        for tp in partitions:
-            sub = self._subtopology_of.get(tp.topic)
-            if sub is None:
-                continue
-            task_id = TaskId(sub.id, tp.partition)
-            task = self._tasks.get(task_id)
-            if task is None:
-                task = self._suspended.pop(task_id, None)
-                if task is not None:
-                    # Ours before the rebalance: state intact. It runs again, so its
-                    # checkpoint must go (a crash must not trust it).
-                    task.state.discard_checkpoint()
-                    self._tasks[task_id] = task
-            if task is None:
-                assert self._collector is not None
-                task = StreamTask(
-                    task_id,
-                    sub,
-                    self._config,
-                    self._collector,
-                    self._resolve,
-                    metrics=self.metrics,
-                    store_specs=self._store_specs,
-                    # Kept warm here on standby: restore goes on from where it stood.
-                    warm=self._standbys.take(task_id) if self._standbys is not None else None,
-                    errors=self.errors,
-                )
-                self._tasks[task_id] = task
-                self._to_restore.append(task)
-            self._routes.setdefault(tp.topic, {})[tp.partition] = task.route(tp.topic, tp.partition)
+        assert self._commits is not None
+        created = self._manager.assign(partitions)
+        self._to_restore.extend(created)
         # librdkafka keeps a partition paused across a rebalance that gives it
         # back: match the partitions to whether input is paused now (a commit
-        # postponed by a down sink), or they would stay paused for ever.
-        if self._retry_at is not None:
+        # postponed by a down sink), or they would stay paused for ever. A
+        # restoring task's partitions wait for its restore.
+        if self._commits.paused:
             consumer.pause(partitions)
         else:
-            consumer.resume(partitions)
+            waiting = [tp for tp in partitions if self._manager.is_held(tp.topic, tp.partition)]
+            consumer.resume(self._commits.resumable(partitions))
+            if waiting:
+                consumer.pause(waiting)
         # The group changed: place standbys again once its assignment is stable.
         self._standbys_due = time.monotonic() + STANDBY_SETTLE_S
-        # Suspended tasks that did not come back belong to another member now.
-        self._close_tasks(list(self._suspended.values()))
-        self._suspended.clear()
         log.info(
             "%s assigned %d partitions, running tasks %s",
             self.name,
             len(partitions),
-            ", ".join(str(t) for t in sorted(self._tasks)) or "none",
+            ", ".join(str(t) for t in sorted(self._manager.active)) or "none",
         )
         self._set_state(WorkerState.RUNNING)
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        assert self._commits is not None
         log.info("%s revoked %d partitions", self.name, len(partitions))
         self._set_state(WorkerState.PARTITIONS_REVOKED)
+        manager = self._manager
         committed = False
-        if self._tasks:
+        if manager.active:
             try:
-                committed = self.commit()
+                committed = self._commits.commit()
                 if not committed:
                     log.warning("%s: giving up partitions without committing", self.name)
             except StreamsException as error:
@@ -648,42 +444,30 @@ class StreamWorker:
             if committed:
                 # Their stores are flushed and logged: a task that moves to another
                 # member, or comes back after a restart, restores only the tail.
-                self._write_checkpoints(consumer, list(self._tasks.values()))
-            self._retry_at = None
-            self._backoff = RETRY_BACKOFF_MIN_S
-        if (
-            self._tasks
-            and not committed
-            and (self._transactions is not None or self._config.stamps_replays)
-        ):
-            # Exactly-once: uncommitted changes were aborted, so the stores are ahead
-            # of what counts; whoever gets these tasks restores them. Idempotent
-            # state: the same, so that a replay meets restored stamps, not stores
-            # that already hold it.
-            self._close_tasks(list(self._tasks.values()))
-            self._tasks.clear()
-            self._routes.clear()
+                self._write_checkpoints(consumer, manager.running)
+            self._commits.cancel_retry()
+        if manager.active and not committed and not self._commits.guarantee.keeps_uncommitted_tasks:
+            # Whoever gets these tasks restores them (runtime/guarantees.py).
+            self._close(list(manager.active))
         # Suspend rather than close: a task assigned back to us at the end of this
         # rebalance resumes without restoring its stores (Kafka Streams does the same).
-        for task in self._drop_partitions(partitions):
-            self._suspended[task.id] = task
+        dropped = manager.drop(partitions)
+        self._forget_restores(dropped)
+        manager.suspend(dropped)
 
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
         # The partitions already belong to someone else: do not commit, do not resume.
         self._set_state(WorkerState.PARTITIONS_REVOKED)
-        self._close_tasks(self._drop_partitions(partitions))
+        self._close([task.id for task in self._manager.drop(partitions)])
 
-    def _drop_partitions(self, partitions: list[Any]) -> list[StreamTask]:
-        """Forget the routes of `partitions`; the tasks left with none are taken out
-        (and out of restore) and returned, for the caller to suspend or close."""
-        gone = {(tp.topic, tp.partition) for tp in partitions}
-        for topic, by_partition in self._routes.items():
-            for partition in [p for p in by_partition if (topic, p) in gone]:
-                del by_partition[partition]
-        still_read = {r.task.id for by_p in self._routes.values() for r in by_p.values()}
-        dropped = [self._tasks.pop(t) for t in [t for t in self._tasks if t not in still_read]]
-        self._to_restore = [t for t in self._to_restore if t.id in self._tasks]
-        return dropped
+    def _close(self, task_ids: list[TaskId]) -> None:
+        for task_id in task_ids:
+            self._restorer.forget(task_id)
+        self._manager.close(task_ids)
+
+    def _forget_restores(self, tasks: list[StreamTask]) -> None:
+        for task in tasks:
+            self._restorer.forget(task.id)
 
     def _write_checkpoints(self, consumer: Any, tasks: list[StreamTask]) -> None:
         for task in tasks:
@@ -692,12 +476,23 @@ class StreamWorker:
             except Exception as error:  # no checkpoint only means a full restore later
                 log.warning("%s: no checkpoint for task %s: %s", self.name, task.id, error)
 
-    def _close_tasks(self, tasks: list[StreamTask]) -> None:
-        for task in tasks:
-            try:
-                task.close()
-            except StreamsException as error:
-                log.warning("%s: %s", self.name, error)
+    def _redo_uncommitted_work(self) -> None:
+        """After an abort: the tasks' state holds uncommitted changes. Drop the tasks,
+        rebuild them from their (committed) changelogs, and rewind the input to the
+        committed offsets."""
+        assert self._consumer is not None
+        consumer = self._consumer
+        self._close(list(self._manager.active))
+        self._manager.close_all()
+        self._to_restore = []
+        assignment = consumer.assignment()
+        self._on_assign(consumer, assignment)
+        for tp in consumer.committed(assignment, timeout=30):
+            if tp.offset < 0:
+                tp.offset = (
+                    OFFSET_BEGINNING if self._config.auto_offset_reset == "earliest" else OFFSET_END
+                )
+            consumer.seek(tp)
 
     # -- shutdown ----------------------------------------------------------------
 
@@ -707,56 +502,25 @@ class StreamWorker:
             return
         try:
             if clean and self.commit():
-                self._write_checkpoints(consumer, [*self._tasks.values()])
+                self._write_checkpoints(consumer, self._manager.running)
             elif not clean:
                 # After a failure, what was processed may not be in the producer:
                 # drop the positions so that closing does not commit them (nor
                 # says it resumes input: it leaves).
-                self._routes.clear()
-                self._retry_at = None
-                if self._transactions is not None:
-                    self._transactions.abort()
+                self._manager.routes.clear()
+                if self._commits is not None:
+                    self._commits.cancel_retry()
+                    if isinstance(self._commits, TransactionalCommit):
+                        self._commits.transactions.abort()
         finally:
             # close() leaves the group at once, so the others take over without
             # waiting for the session timeout. It runs on_revoke, which commits
             # again: a no-op after the commit above.
             try:
                 consumer.close()
-                if self._restore_consumer is not None:
-                    self._restore_consumer.close()
+                self._restorer.close()
                 if self._standbys is not None:
                     self._standbys.close()
             finally:
                 self._consumer = None
-                self._restore_consumer = None
-                self._close_tasks([*self._tasks.values(), *self._suspended.values()])
-                self._tasks.clear()
-                self._suspended.clear()
-                self._routes.clear()
-
-
-_gc_tuned = False
-# Young-generation collections every this many allocations of tracked objects,
-# and a middle-generation one every this many of those.
-GC_YOUNG_THRESHOLD = 50_000
-GC_MIDDLE_THRESHOLD = 50
-
-
-def tune_garbage_collector() -> None:
-    """Collect garbage for a stream processor, once per process.
-
-    The per-record path makes short-lived acyclic objects (consumed messages,
-    keys, values) that reference counting frees; the cyclic collector finds
-    nothing in them, yet by default it runs every 700 allocations and, now and
-    then, walks every object the application holds. Objects alive at start
-    (modules, the topology) are frozen out of its walks, and it runs about 70
-    times less often: about 10% of the Aggregator's CPU time (bench/services.py).
-    """
-    global _gc_tuned
-    if _gc_tuned:
-        return
-    _gc_tuned = True
-    gc.collect()
-    gc.freeze()
-    _, _, oldest = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, GC_MIDDLE_THRESHOLD, oldest)
+                self._manager.close_all()

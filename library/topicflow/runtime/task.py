@@ -38,11 +38,6 @@ from topicflow.topology.nodes import (
 )
 from topicflow.topology.topology import SubTopology
 
-# SourceRoute and TaskId live in runtime/source_route.py; re-exported here for the
-# modules that still import them from runtime.task (runtime/standby.py and
-# runtime/stream_worker.py, edited in a parallel branch that adds more such).
-__all__ = ["SourceRoute", "StreamTask", "TaskId"]
-
 
 class StreamTask:
     """Implements the `TaskContext` that node instances see."""

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from topicflow.errors import ConfigError, StreamsException
+from topicflow.runtime.commit import FLUSH_TIMEOUT_S, CommitCycle
 
 log = logging.getLogger(__name__)
 
@@ -115,3 +117,35 @@ class Transactions:
             self._producer.abort_transaction(TRANSACTION_TIMEOUT_S)
         except KafkaException as error:
             log.warning("aborting the transaction failed: %s", error)
+
+
+class TransactionalCommit(CommitCycle):
+    """Exactly-once: the outputs, changelogs and input offsets commit as one transaction.
+
+    An aborted transaction leaves the tasks' stores ahead of what counts:
+    `redo` rebuilds the tasks from their (committed) changelogs and rewinds
+    the input to the committed offsets.
+    """
+
+    def __init__(self, *args: Any, transactions: Transactions, redo: Callable[[], None]) -> None:
+        super().__init__(*args)
+        self.transactions = transactions
+        self._redo = redo
+
+    def _commit_offsets(self, offsets: list[TopicPartition]) -> bool:
+        try:
+            self._collector.flush(FLUSH_TIMEOUT_S)
+            self.transactions.commit(offsets)
+        except (TransactionAborted, StreamsException) as error:
+            if isinstance(error, TransactionAborted) or self.transactions.open:
+                self.transactions.abort()
+                log.warning("%s: %s", self._name, error)
+                self._redo()
+                if not self.transactions.open:
+                    self.transactions.begin()
+                return False
+            raise
+        self._metrics.records_produced = self._collector.sent
+        self._metrics.commits += 1
+        self.resume_if_paused()
+        return True

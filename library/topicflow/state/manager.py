@@ -26,23 +26,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import TopicPartition
 
 from topicflow.brokers.base import OFFSET_BEGINNING, Consumer
 from topicflow.config import StreamsConfig
 from topicflow.errors import StreamsException
 from topicflow.serdes import Serde
-from topicflow.state.flush_stamp import read_flush_stamp
-from topicflow.state.logged import (
-    CachedKeyValueStore,
-    CachedSessionStore,
-    CachedWindowStore,
-    ChangelogWriter,
-    split_window_changelog_key,
+from topicflow.state.changelog_apply import Store, batch_applier, set_replay_stamps
+from topicflow.state.logged.cached_key_value import CachedKeyValueStore
+from topicflow.state.logged.cached_session import CachedSessionStore
+from topicflow.state.logged.cached_window import CachedWindowStore
+from topicflow.state.logged.changelog import ChangelogWriter
+from topicflow.state.restore import (
+    ChangelogReader,
+    TaskRestore,
+    collecting_stamps,
+    watermarks,
 )
-from topicflow.state.session_store import InMemorySessionStore, split_session_changelog_key
+from topicflow.state.session_store import InMemorySessionStore
 from topicflow.state.stores import (
-    TIMESTAMP_PREFIX,
     TIMESTAMPED_MARKER,
     InMemoryKeyValueStore,
     InMemoryWindowStore,
@@ -53,23 +55,8 @@ from topicflow.topology.nodes import RecordContext, RecordSender
 
 log = logging.getLogger(__name__)
 
-# Changelog read errors that retrying cannot fix. (An unknown topic may be one
-# just created, not yet in every broker's metadata: it is retried, and named
-# in the stall's line if it lasts.)
-_CHANGELOG_READ_ERRORS = frozenset(
-    {
-        KafkaError.TOPIC_AUTHORIZATION_FAILED,
-        KafkaError.GROUP_AUTHORIZATION_FAILED,
-        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
-    }
-)
-
-# Records per consume() call while restoring: large, since restore is bulk work.
-RESTORE_BATCH = 10_000
 # Kafka Streams' record cache estimate per entry; statestore_cache_max_bytes / this = entries.
 CACHE_ENTRY_BYTES = 128
-
-Store = CachedKeyValueStore | CachedWindowStore | CachedSessionStore
 
 
 @dataclass
@@ -88,16 +75,6 @@ class WarmState:
 
 def _on_disk(spec: StoreSpec, value_serde: Serde[Any]) -> Serde[Any]:
     return TimestampedSerde(value_serde) if spec.timestamped else value_serde
-
-
-def _plain_bytes(message: Any) -> bytes | None:
-    return message.value()  # type: ignore[no-any-return]
-
-
-def _timestamped_bytes(message: Any) -> bytes | None:
-    """A changelog record as a timestamped store keeps it on disk (`TimestampedSerde`)."""
-    value = message.value()
-    return None if value is None else TIMESTAMP_PREFIX.pack(message.timestamp()[1]) + value
 
 
 class StateManager:
@@ -120,8 +97,6 @@ class StateManager:
         self._checkpoint = self._read_checkpoint()
         # A standby's stores taken over: restore continues where the standby stood.
         self._warm = warm
-        # The last transient error reading a changelog: named if restore stalls.
-        self._last_read_error: str | None = None
         self.stores: dict[str, Store] = {}
         self._changelogs: dict[str, Store] = {}  # changelog topic -> store
         cache_entries = config.statestore_cache_max_bytes // CACHE_ENTRY_BYTES
@@ -219,28 +194,9 @@ class StateManager:
     def needs_restore(self) -> bool:
         return bool(self._changelogs)
 
-    def _without_errors(self, messages: list[Any]) -> list[Any]:
-        """The records of a restore batch; an error that retrying cannot fix (no right
-        to read the changelog, a changelog gone) raises with one line, rather than
-        showing up 60 s later as a stall."""
-        records = []
-        for message in messages:
-            error = message.error()
-            if error is None:
-                records.append(message)
-            elif error.fatal() or error.code() in _CHANGELOG_READ_ERRORS:
-                where = f"{message.topic()}[{message.partition()}]"
-                raise StreamsException(
-                    f"task {self._task_id}: cannot read changelog {where}: {error.str()}; "
-                    "the application must be allowed to read (and create) its internal "
-                    "topics, which start with its application id"
-                )
-            else:  # transient (a broker away): the stall check bounds the wait
-                self._last_read_error = error.str()
-        return records
-
-    def restore(self, consumer: Consumer, replay_from: int | None = None) -> int:
-        """Bring every logged store up to its changelog's end; returns records applied.
+    def begin_restore(self, consumer: Consumer, replay_from: int | None = None) -> TaskRestore:
+        """Plan bringing every logged store up to its changelog's end (what
+        `ChangelogReader` then reads, with `consumer`'s watermarks).
 
         Idempotent state: `replay_from` is the task's committed input offset,
         where processing resumes. Changelog records stamped beyond it were written
@@ -269,191 +225,46 @@ class StateManager:
                 if store.stamped:
                     recent = warm.stamps.get(topic, {}) if warm is not None else {}
                     stamps[topic] = {k: g for k, g in recent.items() if g > replay_from}
-        if not end:
+        appliers = {topic: batch_applier(self._changelogs[topic], self._config) for topic in end}
+        if replay_from is not None:
+            for topic in end:
+                if topic in stamps:
+                    appliers[topic] = collecting_stamps(appliers[topic], stamps[topic], replay_from)
+
+        def finish(restore: TaskRestore) -> None:
             for topic, by_key in stamps.items():
-                self._set_replay_stamps(self._changelogs[topic], by_key)
+                set_replay_stamps(self._task_id, self._changelogs[topic], by_key, self._config)
+            if end:
+                log.info(
+                    "task %s restored %d changelog records in %.2f s",
+                    self._task_id,
+                    restore.applied,
+                    time.monotonic() - restore.started,
+                )
+
+        return TaskRestore(self._task_id, self._partition, appliers, start, end, finish)
+
+    def restore(self, consumer: Consumer, replay_from: int | None = None) -> int:
+        """Restore this task's stores alone, blocking; returns the records applied."""
+        restore = self.begin_restore(consumer, replay_from)
+        if restore.done:
+            restore.finish()
             return 0
-        started = time.monotonic()
-        consumer.assign([TopicPartition(t, self._partition, start[t]) for t in end])
-        applied = 0
+        reader = ChangelogReader(consumer)
+        reader.add(restore)
         try:
-            appliers = {topic: self._batch_applier(self._changelogs[topic]) for topic in end}
-            if replay_from is not None:
-                for topic in end:
-                    if topic in stamps:
-                        appliers[topic] = collecting_stamps(
-                            appliers[topic], stamps[topic], replay_from
-                        )
-            single = next(iter(appliers.values())) if len(appliers) == 1 else None
-            remaining = dict(end)
-            idle_deadline = time.monotonic() + 60
-            while remaining:
-                # consume() waits for a full batch or its timeout: a short timeout
-                # keeps the last, partial batch (and offset gaps left by
-                # compaction) from costing the whole wait.
-                messages = consumer.consume(RESTORE_BATCH, 0.05)
-                if not messages:
-                    # Transactional changelogs end with commit markers, which are never
-                    # delivered: the consumer's position tells when the end is reached.
-                    for tp in consumer.position(
-                        [TopicPartition(t, self._partition) for t in remaining]
-                    ):
-                        if tp.offset >= remaining[tp.topic]:
-                            del remaining[tp.topic]
-                    if not remaining:
-                        break
-                    if time.monotonic() > idle_deadline:
-                        last = self._last_read_error
-                        raise StreamsException(
-                            f"task {self._task_id}: restoring {sorted(remaining)} stalled "
-                            "for 60 s"
-                            + (f" (last error: {last})" if last else "")
-                            + "; is the broker reachable?"
-                        )
-                    continue
-                idle_deadline = time.monotonic() + 60
-                if any(m.error() is not None for m in messages):
-                    messages = self._without_errors(messages)
-                if single is not None:
-                    batches = {next(iter(remaining)): messages} if messages else {}
-                else:
-                    batches = {}
-                    for message in messages:
-                        batches.setdefault(message.topic(), []).append(message)
-                for topic, batch in batches.items():
-                    (single or appliers[topic])(batch)
-                    if topic in remaining and batch[-1].offset() + 1 >= remaining[topic]:
-                        del remaining[topic]
-                applied += len(messages)
+            reader.read_all()
         finally:
             consumer.unassign()
-        for topic, by_key in stamps.items():
-            self._set_replay_stamps(self._changelogs[topic], by_key)
-        log.info(
-            "task %s restored %d changelog records in %.2f s",
-            self._task_id,
-            applied,
-            time.monotonic() - started,
-        )
-        return applied
-
-    def _batch_applier(self, store: Store) -> Callable[[list[Any]], None]:
-        """Apply a batch of changelog messages to a store.
-
-        A persistent store takes the serialized bytes as they are (one RocksDB
-        write batch, no deserializing); an in-memory store gets objects. A
-        timestamped store's value takes the changelog record's timestamp, which
-        is where Kafka Streams' changelogs keep it (the value bytes are the
-        plain value, so changelogs written before stores were timestamped
-        restore the same way).
-        """
-        restore_batch = getattr(store.inner, "restore_batch", None)
-        if restore_batch is None:
-            apply = self._applier(store)
-
-            def apply_each(messages: list[Any]) -> None:
-                for message in messages:
-                    apply(message)
-
-            return apply_each
-        raw_value = _timestamped_bytes if store.spec.timestamped else _plain_bytes
-        if isinstance(store, CachedWindowStore):
-
-            def apply_windows(messages: list[Any]) -> None:
-                records = []
-                for message in messages:
-                    key = message.key()
-                    if key is not None:
-                        key_bytes, window_start = split_window_changelog_key(key)
-                        records.append((key_bytes, window_start, raw_value(message)))
-                restore_batch(records)
-
-            return apply_windows
-
-        def apply_pairs(messages: list[Any]) -> None:
-            restore_batch([(m.key(), raw_value(m)) for m in messages])
-
-        return apply_pairs
-
-    def _applier(self, store: Store) -> Callable[[Any], None]:
-        spec = store.spec
-        key_serde = spec.key_serde or self._config.default_key_serde
-        value_serde = spec.value_serde or self._config.default_value_serde
-        deserialize_key, deserialize_value = key_serde.deserialize, value_serde.deserialize
-        if isinstance(store, CachedWindowStore):
-            restore_window = store.restore
-
-            def apply_window(message: Any) -> None:
-                key, value = message.key(), message.value()
-                if key is None:
-                    return
-                key_bytes, window_start = split_window_changelog_key(key)
-                restore_window(
-                    deserialize_key(key_bytes),
-                    window_start,
-                    None if value is None else deserialize_value(value),
-                    message.timestamp()[1],
-                )
-
-            return apply_window
-        if isinstance(store, CachedSessionStore):
-            restore_session = store.restore
-
-            def apply_session(message: Any) -> None:
-                key, value = message.key(), message.value()
-                if key is None:
-                    return
-                key_bytes, start, end = split_session_changelog_key(key)
-                restore_session(
-                    deserialize_key(key_bytes),
-                    start,
-                    end,
-                    None if value is None else deserialize_value(value),
-                )
-
-            return apply_session
-        restore = store.restore
-
-        def apply(message: Any) -> None:
-            value = message.value()
-            restore(
-                deserialize_key(message.key()),
-                None if value is None else deserialize_value(value),
-                message.timestamp()[1],
-            )
-
-        return apply
-
-    def _set_replay_stamps(self, store: Store, by_key: dict[bytes, int]) -> None:
-        """Hand a store the stamps of its replayed keys, keyed as its cache keys them."""
-        if not by_key:
-            return
-        spec = store.spec
-        deserialize_key = (spec.key_serde or self._config.default_key_serde).deserialize
-        stamps: dict[Any, int] = {}
-        if isinstance(store, CachedWindowStore):
-            for changelog_key, stamp in by_key.items():
-                key_bytes, window_start = split_window_changelog_key(changelog_key)
-                stamps[(deserialize_key(key_bytes), window_start)] = stamp
-        elif isinstance(store, CachedKeyValueStore):
-            for changelog_key, stamp in by_key.items():
-                stamps[deserialize_key(changelog_key)] = stamp
-        else:
-            return  # session stores: replays stay at-least-once
-        store.set_replay_stamps(stamps)
-        log.info(
-            "task %s: %d keys of store %s were written after the last commit; a replay "
-            "will not apply their records again",
-            self._task_id,
-            len(stamps),
-            spec.name,
-        )
+        return restore.applied
 
     # -- standby ----------------------------------------------------------------------
 
     def changelog_appliers(self) -> dict[str, Callable[[list[Any]], None]]:
         """Per changelog topic: apply a batch of its messages (a standby's updates)."""
-        return {topic: self._batch_applier(store) for topic, store in self._changelogs.items()}
+        return {
+            topic: batch_applier(store, self._config) for topic, store in self._changelogs.items()
+        }
 
     def hand_over(
         self, positions: dict[str, int], stamps: dict[str, dict[bytes, int]]
@@ -527,62 +338,3 @@ class StateManager:
     def close(self) -> None:
         for store in self.stores.values():
             store.close()
-
-
-# Errors of a partition whose leader is not known yet, or of a slow answer.
-_PASSING = {
-    KafkaError.NOT_LEADER_FOR_PARTITION,
-    KafkaError.LEADER_NOT_AVAILABLE,
-    KafkaError.UNKNOWN_TOPIC_OR_PART,
-    KafkaError.REQUEST_TIMED_OUT,
-    KafkaError._TIMED_OUT,
-    KafkaError._TRANSPORT,
-    KafkaError._UNKNOWN_PARTITION,
-}
-
-
-def watermarks(consumer: Consumer, tp: TopicPartition, timeout: float = 30) -> tuple[int, int]:
-    """A partition's (low, high) watermarks, retrying what the broker says is passing.
-
-    A topic created a moment ago (the internal topics, at start) answers "not
-    leader for partition" until its leader is known: that is a wait, not a failure.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
-            return int(low), int(high)
-        except KafkaException as error:
-            kafka_error = error.args[0] if error.args else None
-            if kafka_error is None or time.monotonic() >= deadline:
-                raise
-            if kafka_error.code() not in _PASSING and not kafka_error.retriable():
-                raise
-            log.info("%s[%d]: %s; retrying", tp.topic, tp.partition, kafka_error.str())
-            time.sleep(0.1)
-
-
-def collecting_stamps(
-    apply: Callable[[list[Any]], None], stamps: dict[bytes, int], replay_from: int
-) -> Callable[[list[Any]], None]:
-    """Wrap a batch applier: also note each key's latest flush stamp beyond `replay_from`."""
-
-    def apply_and_collect(messages: list[Any]) -> None:
-        apply(messages)
-        note_flush_stamps(messages, stamps, replay_from)
-
-    return apply_and_collect
-
-
-def note_flush_stamps(messages: list[Any], stamps: dict[bytes, int], floor: int) -> None:
-    """Per changelog key, the flush stamp of its latest record if beyond `floor`
-    (a key whose latest record has none, or one at or below it, is dropped)."""
-    for message in messages:
-        key = message.key()
-        if key is None:
-            continue
-        stamp = read_flush_stamp(message.headers())
-        if stamp is not None and stamp > floor:
-            stamps[key] = stamp
-        else:
-            stamps.pop(key, None)

@@ -12,17 +12,3 @@ One module per part: the changelog writes (`changelog`), what every cached
 store shares (`cached_store`), and one module per store kind
 (`cached_key_value`, `cached_window`, `cached_session`).
 """
-
-# The names the state manager builds stores with.
-from topicflow.state.logged.cached_key_value import CachedKeyValueStore
-from topicflow.state.logged.cached_session import CachedSessionStore
-from topicflow.state.logged.cached_window import CachedWindowStore
-from topicflow.state.logged.changelog import ChangelogWriter, split_window_changelog_key
-
-__all__ = [
-    "CachedKeyValueStore",
-    "CachedSessionStore",
-    "CachedWindowStore",
-    "ChangelogWriter",
-    "split_window_changelog_key",
-]

@@ -1,0 +1,130 @@
+"""The stream worker's side of restore: a restore consumer, a changelog reader, and
+the tasks they bring up to date, a bounded batch per turn of the loop.
+
+As Kafka Streams' state updater: restoring tasks do not hold up the running
+ones. The worker calls `start()` with the tasks an assignment created, then
+`read()` once per loop turn; each call applies at most one batch of changelog
+records (state/restore.py) and returns the tasks whose stores are complete.
+
+Idempotent state: a task resumes at its committed input offset, with the
+table of origins committed beside it; restore starts from there, so that
+replayed records meet the stamps of what the stores already hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from topicflow.brokers.base import Broker, Consumer
+from topicflow.config import StreamsConfig
+from topicflow.runtime.processing import WorkerMetrics
+from topicflow.runtime.replay import OriginFilter
+from topicflow.runtime.source_route import TaskId
+from topicflow.runtime.task import StreamTask
+from topicflow.state.restore import ChangelogReader, TaskRestore
+
+# Committed input offset (-1: none) and commit metadata, per task.
+CommittedOffsets = Callable[[set[TaskId]], dict[TaskId, tuple[int, list[str]]]]
+
+
+def restore_consumer_config(config: StreamsConfig, client_id: str) -> dict[str, Any]:
+    """The settings of a consumer of changelogs: restore's, and the standbys'."""
+    conf = config.base_client_config()
+    conf.update(
+        {
+            # Never subscribed and never committing: only assign() is used. The
+            # group still names one: on Heroku's basic plans every group must be
+            # created beforehand (bin/heroku-setup creates this one).
+            "group.id": f"{config.application_id}-restore",
+            "enable.auto.commit": False,
+            "client.id": client_id,
+            **RESTORE_CONSUMER_CONFIG,
+        }
+    )
+    return conf
+
+
+# librdkafka settings of the restore consumer (bench/restore.py measures them).
+RESTORE_CONSUMER_CONFIG: dict[str, Any] = {
+    # Large fetches: restore is bulk reading.
+    "fetch.max.bytes": 64 * 1024 * 1024,
+    "max.partition.fetch.bytes": 16 * 1024 * 1024,
+    "queued.max.messages.kbytes": 65536,
+    # librdkafka >= 2.1 waits a second before fetching again once its queue is
+    # full: restore drains the queue at once, so retry soon.
+    "fetch.queue.backoff.ms": 10,
+    # A fetch waiting for data blocks the watermark query of the next task on the
+    # same connection (librdkafka's default wait: 500 ms per task restored).
+    "fetch.wait.max.ms": 10,
+}
+
+
+class Restorer:
+    def __init__(
+        self,
+        config: StreamsConfig,
+        broker: Broker,
+        client_id: str,
+        committed: CommittedOffsets,
+        metrics: WorkerMetrics,
+    ) -> None:
+        self._config = config
+        self._broker = broker
+        self._client_id = client_id
+        self._committed = committed
+        self._metrics = metrics
+        self._consumer: Consumer | None = None
+        self._reader: ChangelogReader | None = None
+        self._tasks: dict[str, StreamTask] = {}  # by str(TaskId), as restores name them
+
+    @property
+    def active(self) -> bool:
+        return bool(self._tasks)
+
+    def start(self, tasks: list[StreamTask]) -> list[StreamTask]:
+        """Begin restoring `tasks`; returns those with nothing to restore (ready now)."""
+        if self._reader is None:
+            self._consumer = self._broker.consumer(
+                restore_consumer_config(self._config, self._client_id)
+            )
+            self._reader = ChangelogReader(self._consumer)
+        assert self._consumer is not None
+        stamping = self._config.stamps_replays
+        committed = self._committed({task.id for task in tasks}) if stamping else {}
+        ready = []
+        for task in tasks:
+            replay_from, metadata = committed.get(task.id, (-1, []))
+            if task.origins is not None:
+                for text in metadata:
+                    task.origins.positions.update(OriginFilter.decode(text).positions)
+            if not task.state.needs_restore:
+                ready.append(task)
+                continue
+            restore = task.state.begin_restore(self._consumer, replay_from if stamping else None)
+            self._tasks[restore.task_id] = task
+            self._reader.add(restore)
+        return ready
+
+    def read(self, timeout: float) -> list[StreamTask]:
+        """Apply one batch of changelog records; the tasks now restored."""
+        if self._reader is None or not self._tasks:
+            return []
+        finished: list[TaskRestore] = self._reader.read(timeout)
+        done = []
+        for restore in finished:
+            self._metrics.restored_records += restore.applied
+            done.append(self._tasks.pop(restore.task_id))
+        return done
+
+    def forget(self, task_id: TaskId) -> None:
+        """A task closed before its restore ended."""
+        if self._tasks.pop(str(task_id), None) is not None and self._reader is not None:
+            self._reader.remove(str(task_id))
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+        self._consumer = None
+        self._reader = None
+        self._tasks.clear()
