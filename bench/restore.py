@@ -64,7 +64,7 @@ from confluent_kafka import TopicPartition  # noqa: E402
 
 from topicflow import Serdes, StreamsConfig  # noqa: E402
 from topicflow.brokers.base import OFFSET_BEGINNING, TopicSpec  # noqa: E402
-from topicflow.runtime.restorer import RESTORE_CONSUMER_CONFIG  # noqa: E402
+from topicflow.runtime.worker_clients import RESTORE_CONSUMER_CONFIG  # noqa: E402
 from topicflow.state.logged.cached_key_value import CachedKeyValueStore  # noqa: E402
 from topicflow.state.manager import StateManager  # noqa: E402
 from topicflow.state.restore import RESTORE_BATCH  # noqa: E402

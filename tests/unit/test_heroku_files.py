@@ -151,7 +151,7 @@ def test_consumer_groups_are_the_application_ids_and_restore_groups() -> None:
     for name, service in SERVICES.items():
         assert service.config(environ={}).application_id == f"{name}-app"
     # The restore and standby consumers' group, which bin/heroku-setup creates.
-    from topicflow.runtime.restorer import restore_consumer_config
+    from topicflow.runtime.worker_clients import restore_consumer_config
 
     for name, service in SERVICES.items():
         config = service.config(environ={})

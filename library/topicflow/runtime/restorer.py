@@ -14,7 +14,8 @@ replayed records meet the stamps of what the stores already hold.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+
+from confluent_kafka import TopicPartition
 
 from topicflow.brokers.base import Broker, Consumer
 from topicflow.config import StreamsConfig
@@ -22,42 +23,35 @@ from topicflow.runtime.processing import WorkerMetrics
 from topicflow.runtime.replay import OriginFilter
 from topicflow.runtime.source_route import TaskId
 from topicflow.runtime.task import StreamTask
+from topicflow.runtime.worker_clients import restore_consumer_config
 from topicflow.state.restore import ChangelogReader, TaskRestore
+from topicflow.topology.topology import SubTopology
 
 # Committed input offset (-1: none) and commit metadata, per task.
 CommittedOffsets = Callable[[set[TaskId]], dict[TaskId, tuple[int, list[str]]]]
 
 
-def restore_consumer_config(config: StreamsConfig, client_id: str) -> dict[str, Any]:
-    """The settings of a consumer of changelogs: restore's, and the standbys'."""
-    conf = config.base_client_config()
-    conf.update(
-        {
-            # Never subscribed and never committing: only assign() is used. The
-            # group still names one: on Heroku's basic plans every group must be
-            # created beforehand (bin/heroku-setup creates this one).
-            "group.id": f"{config.application_id}-restore",
-            "enable.auto.commit": False,
-            "client.id": client_id,
-            **RESTORE_CONSUMER_CONFIG,
-        }
-    )
-    return conf
-
-
-# librdkafka settings of the restore consumer (bench/restore.py measures them).
-RESTORE_CONSUMER_CONFIG: dict[str, Any] = {
-    # Large fetches: restore is bulk reading.
-    "fetch.max.bytes": 64 * 1024 * 1024,
-    "max.partition.fetch.bytes": 16 * 1024 * 1024,
-    "queued.max.messages.kbytes": 65536,
-    # librdkafka >= 2.1 waits a second before fetching again once its queue is
-    # full: restore drains the queue at once, so retry soon.
-    "fetch.queue.backoff.ms": 10,
-    # A fetch waiting for data blocks the watermark query of the next task on the
-    # same connection (librdkafka's default wait: 500 ms per task restored).
-    "fetch.wait.max.ms": 10,
-}
+def committed_offsets(
+    consumer: Consumer, subtopology_of: dict[str, SubTopology], task_ids: set[TaskId]
+) -> dict[TaskId, tuple[int, list[str]]]:
+    """Per task: the group's committed offset of its input (-1: none) and the
+    metadata committed with it (idempotent state: its table of origins)."""
+    partitions = [
+        TopicPartition(topic, task_id.partition)
+        for topic, sub in subtopology_of.items()
+        for task_id in task_ids
+        if task_id.subtopology == sub.id
+    ]
+    if not partitions:
+        return {}
+    committed: dict[TaskId, tuple[int, list[str]]] = {}
+    for tp in consumer.committed(partitions, 30):
+        task_id = TaskId(subtopology_of[tp.topic].id, tp.partition)
+        offset, metadata = committed.get(task_id, (-1, []))
+        if tp.metadata:
+            metadata.append(tp.metadata)
+        committed[task_id] = (max(offset, tp.offset), metadata)
+    return committed
 
 
 class Restorer:

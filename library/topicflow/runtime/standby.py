@@ -25,13 +25,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import TopicPartition
 
-from topicflow.brokers.base import OFFSET_BEGINNING, Broker, Consumer, GroupMember
+from topicflow.brokers.base import OFFSET_BEGINNING, Admin, Broker, Consumer, GroupMember
 from topicflow.config import StreamsConfig
 from topicflow.runtime.source_route import TaskId
 from topicflow.state.manager import StateManager, WarmState
@@ -41,6 +41,12 @@ from topicflow.topology.nodes import RecordContext
 from topicflow.topology.topology import SubTopology
 
 log = logging.getLogger(__name__)
+
+
+# How long after a rebalance to place standbys (the group's assignment
+# settles), and how often to look again.
+STANDBY_SETTLE_S = 1.0
+STANDBY_REFRESH_S = 5.0
 
 
 def stateful_subtopologies(subtopologies: Iterable[SubTopology]) -> set[int]:
@@ -215,6 +221,40 @@ class StandbyTasks:
                 standby, topic = target
                 standby.apply(topic, batch)
         return len(messages)
+
+    def place(
+        self,
+        admin: Admin,
+        me: str | None,
+        subtopology_of: dict[str, SubTopology],
+        stateful: set[int],
+        active: set[TaskId],
+        committed: Callable[[set[TaskId]], dict[TaskId, tuple[int, list[str]]]] | None,
+    ) -> float:
+        """Keep on standby the tasks the group's description gives this member (`me`);
+        returns how long until placing them again.
+
+        Every member computes the same placement (`standby_placement`); the
+        description is read again after each rebalance and every few seconds,
+        since another member's rebalance does not always reach this one.
+        Idempotent state (`committed` given): a standby skips what its active
+        task committed.
+        """
+        try:
+            members = admin.group_members(self._config.application_id, 5.0)
+        except Exception as error:  # placement waits; processing goes on
+            log.warning("cannot describe the group for standby tasks: %s", error)
+            return STANDBY_REFRESH_S
+        if members is None or me is None:
+            return STANDBY_SETTLE_S  # rebalancing: soon again
+        placement = standby_placement(
+            members, subtopology_of, stateful, self._config.num_standby_replicas
+        )
+        wanted = placement.get(me, set()) - active
+        self.update(wanted)
+        if committed is not None and wanted:
+            self.raise_floors({task: offset for task, (offset, _) in committed(wanted).items()})
+        return STANDBY_REFRESH_S
 
     def raise_floors(self, committed: dict[TaskId, int]) -> None:
         for task_id, offset in committed.items():

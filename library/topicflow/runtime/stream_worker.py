@@ -30,8 +30,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import TopicPartition
-
 from topicflow.brokers.base import OFFSET_BEGINNING, OFFSET_END, Admin, Broker, Consumer
 from topicflow.config import StreamsConfig
 from topicflow.errors import StreamsException, TopicflowError
@@ -42,12 +40,17 @@ from topicflow.runtime.gc_tuning import tune_garbage_collector
 from topicflow.runtime.guarantees import guarantee_of
 from topicflow.runtime.processing import BatchProcessor, WorkerMetrics
 from topicflow.runtime.record_collector import RecordCollector
-from topicflow.runtime.restorer import Restorer, restore_consumer_config
+from topicflow.runtime.restorer import Restorer, committed_offsets
 from topicflow.runtime.source_route import TaskId
-from topicflow.runtime.standby import StandbyTasks, standby_placement, stateful_subtopologies
+from topicflow.runtime.standby import STANDBY_SETTLE_S, StandbyTasks, stateful_subtopologies
 from topicflow.runtime.task import StreamTask
 from topicflow.runtime.task_manager import TaskManager
-from topicflow.runtime.transactions import TransactionalCommit, Transactions, transactional_id
+from topicflow.runtime.transactions import TransactionalCommit, Transactions
+from topicflow.runtime.worker_clients import (
+    partition_counter,
+    restore_consumer_config,
+    worker_client_configs,
+)
 from topicflow.state.stores import StoreSpec
 from topicflow.topology.topology import SubTopology
 
@@ -58,11 +61,8 @@ log = logging.getLogger(__name__)
 RESTORE_WAIT_S = 0.05
 
 # Standby tasks: records applied per loop iteration at most (they must not hold
-# up processing), how long after a rebalance to place them (the group's
-# assignment settles), and how often to look again.
+# up processing).
 STANDBY_BATCH = 5_000
-STANDBY_SETTLE_S = 1.0
-STANDBY_REFRESH_S = 5.0
 
 
 class WorkerState(enum.Enum):
@@ -168,29 +168,13 @@ class StreamWorker:
 
     def _start_clients(self) -> tuple[Consumer, RecordCollector]:
         config = self._config
-        consumer_config = config.consumer_client_config()
-        consumer_config["client.id"] = f"{consumer_config['client.id']}-{self.index}-consumer"
-        if config.group_instance_id:
-            consumer_config["group.instance.id"] = f"{config.group_instance_id}-{self.index}"
-        producer_config = config.producer_client_config()
-        producer_config["client.id"] = f"{producer_config['client.id']}-{self.index}-producer"
+        consumer_config, producer_config = worker_client_configs(config, self.index, self._instance)
         admin = self._broker.admin()
-
-        def partition_count(topic: str) -> int:
-            counts = admin.partition_counts([topic], timeout=10.0)
-            if topic not in counts:
-                raise StreamsException(f"output topic {topic!r} does not exist; create it first")
-            return counts[topic]
-
-        if config.exactly_once:
-            producer_config["transactional.id"] = transactional_id(
-                config.application_id, self.index, self._instance
-            )
         self._consumer = consumer = self._broker.consumer(consumer_config)
         producer = self._broker.producer(producer_config)
         self._collector = collector = RecordCollector(
             producer,
-            partition_count,
+            partition_counter(admin),
             None if config.exactly_once else self.errors,
             None if config.exactly_once else config.task_timeout_ms,
         )
@@ -309,55 +293,22 @@ class StreamWorker:
             self._processor.process_batch(held, self._manager.routes)
 
     def _committed(self, task_ids: set[TaskId]) -> dict[TaskId, tuple[int, list[str]]]:
-        """Per task: the group's committed offset of its input (-1: none) and the
-        metadata committed with it."""
         assert self._consumer is not None
-        partitions = [
-            TopicPartition(topic, task_id.partition)
-            for topic, sub in self._subtopology_of.items()
-            for task_id in task_ids
-            if task_id.subtopology == sub.id
-        ]
-        if not partitions:
-            return {}
-        committed: dict[TaskId, tuple[int, list[str]]] = {}
-        for tp in self._consumer.committed(partitions, 30):
-            task_id = TaskId(self._subtopology_of[tp.topic].id, tp.partition)
-            offset, metadata = committed.get(task_id, (-1, []))
-            if tp.metadata:
-                metadata.append(tp.metadata)
-            committed[task_id] = (max(offset, tp.offset), metadata)
-        return committed
+        return committed_offsets(self._consumer, self._subtopology_of, task_ids)
 
     # -- standby tasks -------------------------------------------------------------
 
     def _place_standbys(self, now: float) -> None:
-        """Keep on standby the tasks the group's description gives this member.
-
-        Every member computes the same placement (see runtime/standby.py); the
-        description is read again after each rebalance and every few seconds,
-        since another member's rebalance does not always reach this one.
-        """
         assert self._standbys is not None and self._admin is not None
         assert self._consumer is not None
-        self._standbys_due = now + STANDBY_REFRESH_S
-        try:
-            members = self._admin.group_members(self._config.application_id, 5.0)
-        except Exception as error:  # placement waits; processing goes on
-            log.warning("%s: cannot describe the group for standby tasks: %s", self.name, error)
-            return
-        me = self._consumer.memberid()
-        if members is None or me is None:
-            self._standbys_due = now + STANDBY_SETTLE_S  # rebalancing: soon again
-            return
-        placement = standby_placement(
-            members, self._subtopology_of, self._stateful, self._config.num_standby_replicas
+        self._standbys_due = now + self._standbys.place(
+            self._admin,
+            self._consumer.memberid(),
+            self._subtopology_of,
+            self._stateful,
+            set(self._manager.active),
+            self._committed if self._config.stamps_replays else None,
         )
-        wanted = placement.get(me, set()) - set(self._manager.active)
-        self._standbys.update(wanted)
-        if self._config.stamps_replays and wanted:
-            committed = self._committed(wanted)
-            self._standbys.raise_floors({task: offset for task, (offset, _) in committed.items()})
 
     # -- time ----------------------------------------------------------------------
 
