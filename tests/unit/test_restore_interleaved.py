@@ -9,6 +9,7 @@ stores are complete.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from topicflow.brokers.base import TopicSpec
 from topicflow.brokers.embedded import EmbeddedBroker
 from topicflow.dsl.options import Materialized, Produced
 from topicflow.errors import StreamsException
-from topicflow.runtime.task_manager import TaskState
+from topicflow.runtime.task_manager import TaskManager, TaskState
 from topicflow.state import manager as manager_module
 from topicflow.state import restore as restore_module
 from topicflow.state.restore import ChangelogReader, TaskRestore
@@ -247,3 +248,113 @@ def test_a_stalled_restore_names_its_partitions(monkeypatch: pytest.MonkeyPatch)
     time.sleep(0.01)
     with pytest.raises(StreamsException, match=r"task 0_3: restoring \['a\[3\]'\] stalled"):
         reader.read(0)
+
+
+def _slow_restore(monkeypatch: pytest.MonkeyPatch, pause_s: float) -> None:
+    monkeypatch.setattr(restore_module, "RESTORE_BATCH", 20)
+    applier = manager_module.batch_applier
+
+    def slow_applier(store: Any, config: StreamsConfig) -> Any:
+        apply = applier(store, config)
+
+        def slowly(batch: list[Any]) -> None:
+            time.sleep(pause_s)
+            apply(batch)
+
+        return slowly
+
+    monkeypatch.setattr(manager_module, "batch_applier", slow_applier)
+
+
+def _fill_changelog(broker: EmbeddedBroker, updates: int) -> None:
+    producer = broker.producer({})
+    for i in range(updates):
+        key = f"k{i % 100}".encode()
+        producer.produce(CHANGELOG, (i // 100 + 1).to_bytes(8, "big", signed=True), key)
+    producer.flush(1)
+
+
+def test_a_restoring_tasks_input_waits_in_the_broker_not_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _slow_restore(monkeypatch, 0.001)
+    held: list[int] = []
+    restored = TaskManager.restored
+
+    def counting(self: TaskManager, task_id: Any) -> list[Any]:
+        records = restored(self, task_id)
+        held.append(len(records))
+        return records
+
+    monkeypatch.setattr(TaskManager, "restored", counting)
+    broker = EmbeddedBroker()
+    broker.create_topics(
+        [TopicSpec(t, 1) for t in ("counted", "counts-out", "passed", "passed-out", CHANGELOG)]
+    )
+    _fill_changelog(broker, 20_000)
+    producer = broker.producer({})
+    for i in range(5_000):
+        producer.produce("counted", b"x", f"k{i % 100}".encode())
+    producer.flush(1)
+    config = _config(tmp_path).with_overrides(max_poll_records=100)
+    streams = KafkaStreams(_topology(), config, broker=broker)
+    streams.start()
+    try:
+        _wait_for(lambda: sum(broker.committed_offsets(APP).values()) == 5_000, 60)
+    finally:
+        assert streams.close(10)
+    assert streams.error is None
+    # Paused while restoring: at most a batch was consumed ahead, not the 5,000.
+    assert held and max(held) <= 100, held
+    latest: dict[bytes, int] = {}
+    for _p, _o, key, value, _ts, _h in broker.read_all("counts-out"):
+        assert key is not None and value is not None
+        latest[key] = int.from_bytes(value, "big")
+    assert latest == {f"k{i}".encode(): 200 + 50 for i in range(100)}
+
+
+def test_a_restore_cut_short_resumes_from_a_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _slow_restore(monkeypatch, 0.002)
+    broker = EmbeddedBroker()
+    broker.create_topics(
+        [TopicSpec(t, 1) for t in ("counted", "counts-out", "passed", "passed-out", CHANGELOG)]
+    )
+    _fill_changelog(broker, 20_000)
+
+    def topology() -> Any:
+        builder = StreamsBuilder()
+        (
+            builder.stream("counted")
+            .group_by_key()
+            .count(Materialized.as_("counts").persistent_store())
+            .to_stream()
+            .to("counts-out", Produced.with_(Serdes.String(), Serdes.Long()))
+        )
+        builder.stream("passed").to("passed-out")
+        return builder.build()
+
+    first = KafkaStreams(topology(), _config(tmp_path), broker=broker)
+    first.start()
+    time.sleep(0.5)  # about 5,000 of the 20,000 records restored
+    assert first.close(10)
+    assert first.error is None
+    (checkpoint,) = tmp_path.rglob(".checkpoint")
+    offsets = json.loads(checkpoint.read_text())
+    cut = offsets[CHANGELOG]
+    assert 0 < cut < 20_000, offsets
+
+    producer = broker.producer({})
+    producer.produce("counted", b"x", b"k7")
+    producer.flush(1)
+    second = KafkaStreams(topology(), _config(tmp_path), broker=broker)
+    second.start()
+    try:
+        _wait_for(lambda: len(broker.read_all("counts-out")) == 1, 60)
+    finally:
+        assert second.close(10)
+    # The second run read only what the first had not.
+    assert second.metrics()["restored_records"] == 20_000 - cut
+    ((_p, _o, key, value, _ts, _h),) = broker.read_all("counts-out")
+    assert (key, int.from_bytes(value or b"", "big")) == (b"k7", 201)

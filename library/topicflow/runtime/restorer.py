@@ -112,11 +112,19 @@ class Restorer:
         return done
 
     def forget(self, task_id: TaskId) -> None:
-        """A task closed before its restore ended."""
-        if self._tasks.pop(str(task_id), None) is not None and self._reader is not None:
-            self._reader.remove(str(task_id))
+        """A task about to close before its restore ended: its persistent stores keep
+        what they restored (a checkpoint), so restoring it again reads only the rest."""
+        task = self._tasks.pop(str(task_id), None)
+        if task is None or self._reader is None:
+            return
+        restore = self._reader.remove(str(task_id))
+        if restore is not None:
+            task.state.checkpoint_restore(restore)
 
     def close(self) -> None:
+        """Before the tasks close: checkpoint the restores under way."""
+        for task in list(self._tasks.values()):
+            self.forget(task.id)
         if self._consumer is not None:
             self._consumer.close()
         self._consumer = None

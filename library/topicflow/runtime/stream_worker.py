@@ -109,6 +109,10 @@ class StreamWorker:
         # Tasks created by an assignment whose restore has not begun (it begins
         # in the loop: it reads committed offsets and watermarks from the broker).
         self._to_restore: list[StreamTask] = []
+        # Partitions to pause once the assignment that brought them is in force:
+        # a pause inside on_assign, before the consumer applies the assignment,
+        # is ignored (by librdkafka and the embedded broker alike).
+        self._to_pause: list[Any] = []
         self._restorer = Restorer(
             config,
             broker,
@@ -238,6 +242,9 @@ class StreamWorker:
                 messages = consume(1, poll_timeout)
             if self._callback_error is not None:
                 raise self._callback_error
+            if self._to_pause:
+                consumer.pause(self._to_pause)
+                self._to_pause = []
             if manager.restoring:
                 messages = self._restore(messages)
             if messages:
@@ -275,7 +282,10 @@ class StreamWorker:
         """
         manager = self._manager
         if self._to_restore:
-            tasks = [t for t in self._to_restore if manager.state(t.id) is not None]
+            # Only tasks still here: one closed since (a rebalance within the same
+            # consume(), an aborted transaction's redo) may have a successor.
+            active = manager.active
+            tasks = [t for t in self._to_restore if active.get(t.id) is t]
             self._to_restore = []
             for task in self._restorer.start(tasks):
                 self._restored(task)
@@ -359,14 +369,14 @@ class StreamWorker:
         # librdkafka keeps a partition paused across a rebalance that gives it
         # back: match the partitions to whether input is paused now (a commit
         # postponed by a down sink), or they would stay paused for ever. A
-        # restoring task's partitions wait for its restore.
+        # restoring task's partitions wait for its restore. Pausing takes effect
+        # only once the assignment is in force: the loop does it after consume().
         if self._commits.paused:
-            consumer.pause(partitions)
+            self._to_pause = [*self._to_pause, *partitions]
         else:
             waiting = [tp for tp in partitions if self._manager.is_held(tp.topic, tp.partition)]
             consumer.resume(self._commits.resumable(partitions))
-            if waiting:
-                consumer.pause(waiting)
+            self._to_pause = [*self._to_pause, *waiting]
         # The group changed: place standbys again once its assignment is stable.
         self._standbys_due = time.monotonic() + STANDBY_SETTLE_S
         log.info(

@@ -314,8 +314,29 @@ class StateManager:
             if store.inner.persistent:
                 _low, high = watermarks(consumer, TopicPartition(topic, self._partition), 10)
                 offsets[topic] = high
-        if not offsets:
+        if offsets:
+            self._write_checkpoint_file(offsets)
+
+    def checkpoint_restore(self, restore: TaskRestore) -> None:
+        """A restore stopped before its end (the task was revoked, or the worker is
+        closing): checkpoint how far each persistent store got, so that whoever
+        restores it next reads only the rest (Kafka Streams does the same).
+
+        Not under idempotent state: the replay stamps collected so far would be
+        lost, and a later restore from the checkpoint would miss them.
+        """
+        if self._config.stamps_replays:
             return
+        offsets = {}
+        for topic, store in self._changelogs.items():
+            position = restore.positions.get(topic, -1)
+            if store.inner.persistent and position >= 0:
+                store.inner.flush()  # its writes skip RocksDB's write-ahead log
+                offsets[topic] = position
+        if offsets:
+            self._write_checkpoint_file(offsets)
+
+    def _write_checkpoint_file(self, offsets: dict[str, int]) -> None:
         self._directory.mkdir(parents=True, exist_ok=True)
         tmp = self._checkpoint_path().with_suffix(".tmp")
         tmp.write_text(json.dumps(offsets))

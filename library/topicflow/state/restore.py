@@ -67,6 +67,8 @@ class TaskRestore:
         self.appliers = appliers  # changelog topic -> apply a batch of its records
         self.start = start  # changelog topic -> first offset to read
         self.remaining = dict(end)  # changelog topic -> end offset, until reached
+        # changelog topic -> the next offset to read: how far each store is.
+        self.positions = dict(start)
         self.applied = 0
         self.started = time.monotonic()
         self._finish = finish
@@ -109,16 +111,18 @@ class ChangelogReader:
         if restore.remaining:
             self._assign()
 
-    def remove(self, task_id: str) -> None:
-        """Stop restoring a task (revoked before its restore ended)."""
+    def remove(self, task_id: str) -> TaskRestore | None:
+        """Stop restoring a task (revoked before its restore ended); returns its
+        restore, which says how far each store got."""
         restore = self._restores.pop(task_id, None)
         if restore is None:
-            return
+            return None
         for topic in restore.remaining:
             self._owner.pop((topic, restore.partition), None)
             self._next.pop((topic, restore.partition), None)
         if restore.remaining:
             self._assign()
+        return restore
 
     def _assign(self) -> None:
         # assign() replaces the assignment: every partition still being read is
@@ -134,12 +138,14 @@ class ChangelogReader:
         done = [r for r in self._restores.values() if r.done]
         if self._next:
             messages = self._consumer.consume(RESTORE_BATCH, timeout)
+            if messages and any(m.error() is not None for m in messages):
+                messages = self._without_errors(messages)
             if messages:
                 self._idle_since = None
-                if any(m.error() is not None for m in messages):
-                    messages = self._without_errors(messages)
                 self._apply(messages)
             else:
+                # Nothing, or only transient errors (a broker away): the stall
+                # clock runs.
                 self._at_end()
             done = [r for r in self._restores.values() if r.done]
         for restore in done:
@@ -178,6 +184,7 @@ class ChangelogReader:
         restore.applied += len(batch)
         next_offset = batch[-1].offset() + 1
         self._next[(topic, restore.partition)] = next_offset
+        restore.positions[topic] = next_offset
         if topic in restore.remaining and next_offset >= restore.remaining[topic]:
             self._reached(topic, restore)
 
