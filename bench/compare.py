@@ -303,6 +303,9 @@ def fresh_run(system: str, topology: str, bootstrap: str, pg_admin: str) -> tupl
     admin = AdminClient({"bootstrap.servers": bootstrap})
     output = OUTPUTS[topology]
     names = [prefix + input_name] + ([prefix + output] if output else [])
+    if system == "topicflow":
+        # The services dead-letter what they skip, to `<prefix><service>-dlq`.
+        names.append(f"{prefix}{topology}-dlq")
     for future in admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names]).values():
         future.result(30)
     db = database(pg_admin, f"cmp_{system}_{tag}") if topology == "aggregator" else None
