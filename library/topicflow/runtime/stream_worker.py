@@ -10,10 +10,11 @@ Kafka Streams calls it a StreamThread. Its loop tells the story of a batch:
 
 Rebalances happen inside `consume()`: librdkafka calls `_on_revoke` (commit,
 checkpoint, suspend the tasks) and `_on_assign` (resume the tasks that came
-back, create the others). The TaskManager (runtime/task_manager.py) keeps
-every task in one state; a created task restores its stores from their
-changelogs a bounded batch per loop turn (runtime/restorer.py), while the
-other tasks go on processing, and starts from the group's committed offsets.
+back, create the others), which runtime/rebalance.py carries out. The
+TaskManager (runtime/task_manager.py) keeps every task in one state; a created
+task restores its stores from their changelogs a bounded batch per loop turn
+(runtime/restorer.py), while the other tasks go on processing, and starts
+from the group's committed offsets.
 
 Under exactly_once_v2 the commit is a Kafka transaction (runtime/transactions.py):
 what the tasks produced and the offsets they consumed commit together, and an
@@ -30,15 +31,16 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from topicflow.brokers.base import OFFSET_BEGINNING, OFFSET_END, Admin, Broker, Consumer
+from topicflow.brokers.base import Admin, Broker, Consumer
 from topicflow.config import StreamsConfig
-from topicflow.errors import StreamsException, TopicflowError
+from topicflow.errors import TopicflowError
 from topicflow.processor.api import PunctuationType
 from topicflow.runtime.commit import CommitCycle
 from topicflow.runtime.error_handling import ErrorHandling
 from topicflow.runtime.gc_tuning import tune_garbage_collector
 from topicflow.runtime.guarantees import guarantee_of
 from topicflow.runtime.processing import BatchProcessor, WorkerMetrics
+from topicflow.runtime.rebalance import Rebalance, write_checkpoints
 from topicflow.runtime.record_collector import RecordCollector
 from topicflow.runtime.restorer import Restorer, committed_offsets
 from topicflow.runtime.source_route import TaskId
@@ -106,13 +108,6 @@ class StreamWorker:
         self._collector: RecordCollector | None = None
         self._commits: CommitCycle | None = None
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-        # Tasks created by an assignment whose restore has not begun (it begins
-        # in the loop: it reads committed offsets and watermarks from the broker).
-        self._to_restore: list[StreamTask] = []
-        # Partitions to pause once the assignment that brought them is in force:
-        # a pause inside on_assign, before the consumer applies the assignment,
-        # is ignored (by librdkafka and the embedded broker alike).
-        self._to_pause: list[Any] = []
         self._restorer = Restorer(
             config,
             broker,
@@ -120,6 +115,7 @@ class StreamWorker:
             self._committed,
             self.metrics,
         )
+        self._rebalance = Rebalance(self.name, self._manager, self._restorer)
         self._callback_error: BaseException | None = None
         # Distinguishes this process's transactional ids from another instance's.
         self._instance = instance
@@ -195,6 +191,7 @@ class StreamWorker:
             )
         else:
             self._commits = CommitCycle(*parts, guarantee_of(config))
+        self._rebalance.commits = self._commits
         if config.num_standby_replicas and self._stateful:
             self._admin = admin
             client_id = (
@@ -228,6 +225,7 @@ class StreamWorker:
         next_commit = time.monotonic() + commit_interval
         process_batch = self._processor.process_batch
         manager = self._manager
+        rebalance = self._rebalance
         consume = consumer.consume
         if config.tune_gc:
             tune_garbage_collector()
@@ -242,9 +240,9 @@ class StreamWorker:
                 messages = consume(1, poll_timeout)
             if self._callback_error is not None:
                 raise self._callback_error
-            if self._to_pause:
-                consumer.pause(self._to_pause)
-                self._to_pause = []
+            if rebalance.to_pause:
+                consumer.pause(rebalance.to_pause)
+                rebalance.to_pause = []
             if manager.restoring:
                 messages = self._restore(messages)
             if messages:
@@ -281,12 +279,12 @@ class StreamWorker:
         when its stores are complete it runs, and what it held is processed first.
         """
         manager = self._manager
-        if self._to_restore:
+        if self._rebalance.to_restore:
             # Only tasks still here: one closed since (a rebalance within the same
             # consume(), an aborted transaction's redo) may have a successor.
             active = manager.active
-            tasks = [t for t in self._to_restore if active.get(t.id) is t]
-            self._to_restore = []
+            tasks = [t for t in self._rebalance.to_restore if active.get(t.id) is t]
+            self._rebalance.to_restore = []
             for task in self._restorer.start(tasks):
                 self._restored(task)
         messages = manager.hold_back(messages)
@@ -363,20 +361,7 @@ class StreamWorker:
         )
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
-        assert self._commits is not None
-        created = self._manager.assign(partitions)
-        self._to_restore.extend(created)
-        # librdkafka keeps a partition paused across a rebalance that gives it
-        # back: match the partitions to whether input is paused now (a commit
-        # postponed by a down sink), or they would stay paused for ever. A
-        # restoring task's partitions wait for its restore. Pausing takes effect
-        # only once the assignment is in force: the loop does it after consume().
-        if self._commits.paused:
-            self._to_pause = [*self._to_pause, *partitions]
-        else:
-            waiting = [tp for tp in partitions if self._manager.is_held(tp.topic, tp.partition)]
-            consumer.resume(self._commits.resumable(partitions))
-            self._to_pause = [*self._to_pause, *waiting]
+        self._rebalance.assigned(consumer, partitions)
         # The group changed: place standbys again once its assignment is stable.
         self._standbys_due = time.monotonic() + STANDBY_SETTLE_S
         log.info(
@@ -388,72 +373,18 @@ class StreamWorker:
         self._set_state(WorkerState.RUNNING)
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
-        assert self._commits is not None
         log.info("%s revoked %d partitions", self.name, len(partitions))
         self._set_state(WorkerState.PARTITIONS_REVOKED)
-        manager = self._manager
-        committed = False
-        if manager.active:
-            try:
-                committed = self._commits.commit()
-                if not committed:
-                    log.warning("%s: giving up partitions without committing", self.name)
-            except StreamsException as error:
-                log.warning(
-                    "%s: could not commit before giving up partitions: %s", self.name, error
-                )
-            if committed:
-                # Their stores are flushed and logged: a task that moves to another
-                # member, or comes back after a restart, restores only the tail.
-                self._write_checkpoints(consumer, manager.running)
-            self._commits.cancel_retry()
-        if manager.active and not committed and not self._commits.guarantee.keeps_uncommitted_tasks:
-            # Whoever gets these tasks restores them (runtime/guarantees.py).
-            self._close(list(manager.active))
-        # Suspend rather than close: a task assigned back to us at the end of this
-        # rebalance resumes without restoring its stores (Kafka Streams does the same).
-        dropped = manager.drop(partitions)
-        self._forget_restores(dropped)
-        manager.suspend(dropped)
+        self._rebalance.revoked(consumer, partitions)
 
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
         # The partitions already belong to someone else: do not commit, do not resume.
         self._set_state(WorkerState.PARTITIONS_REVOKED)
-        self._close([task.id for task in self._manager.drop(partitions)])
-
-    def _close(self, task_ids: list[TaskId]) -> None:
-        for task_id in task_ids:
-            self._restorer.forget(task_id)
-        self._manager.close(task_ids)
-
-    def _forget_restores(self, tasks: list[StreamTask]) -> None:
-        for task in tasks:
-            self._restorer.forget(task.id)
-
-    def _write_checkpoints(self, consumer: Any, tasks: list[StreamTask]) -> None:
-        for task in tasks:
-            try:
-                task.state.write_checkpoint(consumer)
-            except Exception as error:  # no checkpoint only means a full restore later
-                log.warning("%s: no checkpoint for task %s: %s", self.name, task.id, error)
+        self._rebalance.lost(partitions)
 
     def _redo_uncommitted_work(self) -> None:
-        """After an abort: the tasks' state holds uncommitted changes. Drop the tasks,
-        rebuild them from their (committed) changelogs, and rewind the input to the
-        committed offsets."""
         assert self._consumer is not None
-        consumer = self._consumer
-        self._close(list(self._manager.active))
-        self._manager.close_all()
-        self._to_restore = []
-        assignment = consumer.assignment()
-        self._on_assign(consumer, assignment)
-        for tp in consumer.committed(assignment, timeout=30):
-            if tp.offset < 0:
-                tp.offset = (
-                    OFFSET_BEGINNING if self._config.auto_offset_reset == "earliest" else OFFSET_END
-                )
-            consumer.seek(tp)
+        self._rebalance.redo(self._consumer, self._config.auto_offset_reset)
 
     # -- shutdown ----------------------------------------------------------------
 
@@ -463,7 +394,7 @@ class StreamWorker:
             return
         try:
             if clean and self.commit():
-                self._write_checkpoints(consumer, self._manager.running)
+                write_checkpoints(self.name, consumer, self._manager.running)
             elif not clean:
                 # After a failure, what was processed may not be in the producer:
                 # drop the positions so that closing does not commit them (nor
