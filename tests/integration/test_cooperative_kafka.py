@@ -14,12 +14,22 @@ from tests.integration.kafka_tools import (
     create_topics,
     dead_letter_topics,
     produce,
+    read_records,
     table,
     wait_until,
 )
 from tests.integration.test_scaling_kafka import workload
-from topicflow import KafkaStreams, StreamsBuilder, StreamsConfig
-from topicflow.errors import ConfigError
+from topicflow import (
+    KafkaStreams,
+    Materialized,
+    Processor,
+    Record,
+    Serdes,
+    State,
+    StreamsBuilder,
+    StreamsConfig,
+)
+from topicflow.errors import ConfigError, RetriableError
 from topicflow_dev import DevEnv
 
 
@@ -79,3 +89,89 @@ def test_cooperative_is_refused_for_a_task_reading_several_topics(
     )
     with pytest.raises(ConfigError, match="use 'range'"):
         KafkaStreams(builder.build(), config).start()
+
+
+class _FlakySink(Processor[str, str, None, None]):
+    """A sink whose flush fails while `failing` is set (an external system down)."""
+
+    failing = threading.Event()
+
+    def process(self, record: Record[str, str]) -> None:
+        pass
+
+    def flush(self) -> None:
+        if self.failing.is_set():
+            raise RetriableError("the sink's database is down")
+
+
+def test_a_cooperative_revoke_without_commit_rebuilds_the_tasks_it_keeps(
+    dev_env: DevEnv, unique: str, tmp_path: Path
+) -> None:
+    """Idempotent state closes every task revoked without a commit (its stores are
+    ahead of the committed offsets). With cooperative rebalancing a revoke takes
+    only some partitions: the tasks of the others are rebuilt from their
+    changelogs and committed offsets, and read again; counts stay exact."""
+    source, out = f"coop-in-{unique}", f"coop-out-{unique}"
+    create_topics(dev_env.bootstrap_servers, [source, out], 6)
+
+    def streams(name: str) -> KafkaStreams:
+        builder = StreamsBuilder()
+        counts = builder.stream(source).group_by_key().count(Materialized.as_("counts"))
+        counts.to_stream().map_values(str).to(out)
+        counts.to_stream().process(_FlakySink)
+        config = StreamsConfig(
+            application_id=f"coop-rebuild-{unique}",
+            bootstrap_servers=dev_env.bootstrap_servers,
+            partition_assignment_strategy="cooperative-sticky",
+            idempotent_state=True,
+            commit_interval_ms=200,
+            state_dir=str(tmp_path / name),
+            default_key_serde=Serdes.String(),
+            default_value_serde=Serdes.String(),
+        )
+        return KafkaStreams(builder.build(), config)
+
+    keys = [f"k{i}".encode() for i in range(30)]
+    truth: dict[str, int] = {}
+
+    def send(count: int) -> None:
+        batch = [keys[i % len(keys)] for i in range(count)]
+        produce(dev_env.bootstrap_servers, source, [b"x"] * count, keys=batch)
+        for key in batch:
+            truth[key.decode()] = truth.get(key.decode(), 0) + 1
+
+    def latest() -> dict[str, int]:
+        found: dict[str, int] = {}
+        for message in read_records(dev_env.bootstrap_servers, out, 10):
+            found[message.key().decode()] = int(message.value())
+        return found
+
+    _FlakySink.failing.clear()
+    first = streams("first")
+    first.start()
+    second: KafkaStreams | None = None
+    try:
+        wait_until(lambda: first.state is State.RUNNING, 30, "first RUNNING", [])
+        send(3_000)
+        wait_until(lambda: latest() == truth, 60, "counts of the first batch", [])
+        # The sink fails: commits are postponed and input pauses, with records
+        # processed but not committed. Then a second member joins.
+        _FlakySink.failing.set()
+        send(600)
+        time.sleep(2.0)
+        second = streams("second")
+        second.start()
+        wait_until(
+            lambda: second is not None and second.state is State.RUNNING, 60, "second RUNNING", []
+        )
+        time.sleep(2.0)
+        _FlakySink.failing.clear()
+        send(600)
+        wait_until(lambda: latest() == truth, 90, "exact counts after the rebalance", [])
+        assert first.state is State.RUNNING and second.state is State.RUNNING
+        assert first.error is None and second.error is None
+    finally:
+        _FlakySink.failing.clear()
+        first.close(30)
+        if second is not None:
+            second.close(30)

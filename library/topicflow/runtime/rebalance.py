@@ -11,8 +11,10 @@ each task:
 - revoked: the running tasks commit first (then checkpoint their persistent
   stores); the tasks left without partitions are suspended, in case the
   rebalance gives them back, unless the guarantee says a task revoked without
-  a commit must be closed (runtime/guarantees.py); a task still restoring is
-  closed, its restore checkpointed so far;
+  a commit must be closed (runtime/guarantees.py): then every task closes, and
+  those of partitions kept (cooperative rebalancing) are rebuilt from their
+  changelogs and committed offsets; a task still restoring is closed, its
+  restore checkpointed so far;
 - lost: the partitions are someone else's already: no commit, the tasks close.
 """
 
@@ -33,8 +35,11 @@ log = logging.getLogger(__name__)
 
 
 class Rebalance:
-    def __init__(self, name: str, manager: TaskManager, restorer: Restorer) -> None:
+    def __init__(
+        self, name: str, manager: TaskManager, restorer: Restorer, auto_offset_reset: str
+    ) -> None:
         self._name = name
+        self._auto_offset_reset = auto_offset_reset
         self._manager = manager
         self._restorer = restorer
         self.commits: CommitCycle | None = None  # set once the worker's clients exist
@@ -64,6 +69,7 @@ class Rebalance:
         assert self.commits is not None
         manager = self._manager
         committed = False
+        was_paused = self.commits.paused
         if manager.active:
             try:
                 committed = self.commits.commit()
@@ -78,9 +84,21 @@ class Rebalance:
                 # member, or comes back after a restart, restores only the tail.
                 write_checkpoints(self._name, consumer, manager.running)
             self.commits.cancel_retry()
+        # Partitions this member keeps: with cooperative rebalancing, a revoke
+        # takes only some (with eager rebalancing, all).
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        kept = [tp for tp in consumer.assignment() if (tp.topic, tp.partition) not in gone]
         if manager.active and not committed and not self.commits.guarantee.keeps_uncommitted_tasks:
-            # Whoever gets these tasks restores them (runtime/guarantees.py).
+            # Whoever gets these tasks restores them (runtime/guarantees.py); so do
+            # the tasks of the partitions kept, rebuilt here from their changelogs
+            # and their committed offsets.
             self.close(list(manager.active))
+            if kept:
+                self._rebuild(consumer, kept)
+        elif was_paused and kept:
+            # The postponed commit is cancelled: the partitions kept read again
+            # (the next commit retries the sink, and pauses them if it fails).
+            consumer.resume(self.commits.resumable(kept))
         # Suspend rather than close: a task assigned back to us at the end of this
         # rebalance resumes without restoring its stores (Kafka Streams does the same).
         dropped = manager.drop(partitions)
@@ -97,18 +115,24 @@ class Rebalance:
             self._restorer.forget(task_id)
         self._manager.close(task_ids)
 
-    def redo(self, consumer: Any, auto_offset_reset: str) -> None:
+    def redo(self, consumer: Any) -> None:
         """After an aborted transaction the tasks' stores hold uncommitted changes:
         drop the tasks, rebuild them from their (committed) changelogs, and rewind
         the input to the committed offsets."""
         self.close(list(self._manager.active))
         self._manager.close_all()
         self.to_restore = []
-        assignment = consumer.assignment()
-        self.assigned(consumer, assignment)
-        for tp in consumer.committed(assignment, timeout=30):
+        self._rebuild(consumer, consumer.assignment())
+
+    def _rebuild(self, consumer: Any, partitions: list[Any]) -> None:
+        """New tasks for `partitions` (restored from their changelogs), reading again
+        from the committed offsets."""
+        self.assigned(consumer, partitions)
+        for tp in consumer.committed(partitions, timeout=30):
             if tp.offset < 0:
-                tp.offset = OFFSET_BEGINNING if auto_offset_reset == "earliest" else OFFSET_END
+                tp.offset = (
+                    OFFSET_BEGINNING if self._auto_offset_reset == "earliest" else OFFSET_END
+                )
             consumer.seek(tp)
 
 

@@ -115,7 +115,9 @@ class StreamWorker:
             self._committed,
             self.metrics,
         )
-        self._rebalance = Rebalance(self.name, self._manager, self._restorer)
+        self._rebalance = Rebalance(
+            self.name, self._manager, self._restorer, config.auto_offset_reset
+        )
         self._callback_error: BaseException | None = None
         # Distinguishes this process's transactional ids from another instance's.
         self._instance = instance
@@ -384,7 +386,7 @@ class StreamWorker:
 
     def _redo_uncommitted_work(self) -> None:
         assert self._consumer is not None
-        self._rebalance.redo(self._consumer, self._config.auto_offset_reset)
+        self._rebalance.redo(self._consumer)
 
     # -- shutdown ----------------------------------------------------------------
 
