@@ -358,6 +358,45 @@ def t_table_filter_map_values(b: StreamsBuilder) -> None:
     )
 
 
+def t_to_table(b: StreamsBuilder) -> None:
+    b.stream("in").to_table().to_stream().to("out")
+
+
+def t_to_table_materialized(b: StreamsBuilder) -> None:
+    b.stream("in").to_table(materialized=Materialized.as_("tt-store")).to_stream().to("out")
+
+
+def joined_text(value: str | None, other: str | None) -> str:
+    return null_text(value) + "+" + null_text(other)
+
+
+def t_stream_table_join(b: StreamsBuilder) -> None:
+    b.stream("in").join(b.table("tin"), joined_text).to("out")
+
+
+def t_stream_table_left_join(b: StreamsBuilder) -> None:
+    b.stream("in").left_join(b.table("tin"), joined_text).to("out")
+
+
+def t_stream_table_left_join_derived(b: StreamsBuilder) -> None:
+    table = b.table("tin").filter(lambda k, v: len(v) % 2 == 1).map_values(lambda v: v.upper())
+    b.stream("in").left_join(table, joined_text).to("out")
+
+
+def t_stream_table_join_count(b: StreamsBuilder) -> None:
+    counts = b.stream("in2").group_by_key().count()
+    b.stream("in").join(counts, lambda v, c: f"{null_text(v)}#{c}").to("out")
+
+
+def t_stream_table_left_join_rekeyed(b: StreamsBuilder) -> None:
+    (
+        b.stream("in")
+        .select_key(lambda k, v: None if not v else v[0])
+        .left_join(b.table("tin"), joined_text)
+        .to("out")
+    )
+
+
 Build = Callable[[StreamsBuilder], None]
 
 # name -> (build, stateful, input topics). Stateful topologies run with caching
@@ -409,6 +448,13 @@ TOPOLOGIES: dict[str, tuple[Build, bool, tuple[str, ...]]] = {
     "table_filter": (t_table_filter, True, ("tin",)),
     "table_materialized_filter_not": (t_table_materialized_filter_not, True, ("tin",)),
     "table_filter_map_values": (t_table_filter_map_values, True, ("tin",)),
+    "to_table": (t_to_table, True, ("in",)),
+    "to_table_materialized": (t_to_table_materialized, True, ("in",)),
+    "stream_table_join": (t_stream_table_join, True, ("in", "tin")),
+    "stream_table_left_join": (t_stream_table_left_join, True, ("in", "tin")),
+    "stream_table_left_join_derived": (t_stream_table_left_join_derived, True, ("in", "tin")),
+    "stream_table_join_count": (t_stream_table_join_count, True, ("in", "in2")),
+    "stream_table_left_join_rekeyed": (t_stream_table_left_join_rekeyed, True, ("in", "tin")),
 }
 
 

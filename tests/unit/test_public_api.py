@@ -22,6 +22,7 @@ def test_everything_a_topology_test_or_handler_needs_is_at_the_top() -> None:
         "Windowed",
         "Materialized",
         "Grouped",
+        "Joined",
         "Suppressed",
         "Processor",
         "Record",

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from topicflow.dsl.changes import EmitStrategy, OldValues
+from topicflow.dsl.joins import ValueCompute
 from topicflow.dsl.kgrouped import KGroupedStream, TimeWindowedKStream
 from topicflow.dsl.kstream import BranchedKStream, KStream
 from topicflow.dsl.ktable import KTable
@@ -24,7 +25,7 @@ from topicflow.dsl.operations import drop_null_keys_node
 from topicflow.dsl.options import Consumed, Grouped, Materialized, Named
 from topicflow.dsl.session_windows import SessionWindowedKStream
 from topicflow.dsl.sliding_windows import SlidingWindowedKStream
-from topicflow.dsl.table_operations import table_source_node
+from topicflow.dsl.table_operations import SourceStore, TableSource, table_source_node
 from topicflow.dsl.windows import SessionWindows, SlidingWindows, TimeWindows
 from topicflow.serdes import Serde
 from topicflow.state.stores import StoreSpec
@@ -38,6 +39,12 @@ class InternalStreamsBuilder:
     def __init__(self) -> None:
         self.topology = Topology()
         self._index = 0
+
+    def _store_name(self, prefix: str) -> str:
+        """Kafka Streams' generated store name, `<prefix>STATE-STORE-<10-digit index>`."""
+        name = f"{prefix}STATE-STORE-{self._index:010d}"
+        self._index += 1
+        return name
 
     def node_name(self, kind: str, named: Named | str | None) -> str:
         """The given name, or Kafka Streams' generated `KSTREAM-<KIND>-<10-digit index>`."""
@@ -59,15 +66,19 @@ class InternalStreamsBuilder:
         return self.new_stream(name)
 
     def table(self, topic: str, consumed: Consumed, materialized: Materialized | None) -> KTable:
+        # As Kafka Streams: a store name is generated first, materialized or not
+        # (a join may materialize the table later), then the source's names.
+        generated = self._store_name(f"{topic}-")
+        store = materialized.store_name if materialized else None
+        if materialized is not None and store is None:
+            store = generated
         source = consumed.name or self.node_name("SOURCE", None)
         self._add_source(source, [topic], consumed)
         name = self.node_name("KTABLE-SOURCE", None)
-        store = materialized.store_name if materialized else None
-        if materialized is not None and store is None:
-            store = self.node_name("STATE-STORE", None)
         # Only a materialized table knows a key's old value, to send it below.
         old_values = OldValues() if store is not None else None
-        self.add_processor(name, table_source_node(store, old_values), source)
+        source_store = SourceStore(store)
+        self.add_processor(name, table_source_node(source_store, old_values), source)
         if materialized is not None and store is not None:
             spec = StoreSpec(
                 store,
@@ -81,7 +92,72 @@ class InternalStreamsBuilder:
                 changelog_config={"cleanup.policy": "compact"},
             )
             self.topology.add_state_store(spec, name)
-        return self.new_table(name, store_name=store, old_values=old_values)
+        return self.new_table(
+            name,
+            store_name=store,
+            old_values=old_values,
+            source=TableSource(generated, source_store, consumed.key_serde, consumed.value_serde),
+        )
+
+    def to_table(
+        self,
+        parent: str,
+        key_changed: bool,
+        named: Named | str | None,
+        materialized: Materialized | None,
+    ) -> KTable:
+        """`KStream.to_table`: Kafka Streams' KTableSource on a stream."""
+        name = self.node_name("TOTABLE", named)
+        generated = self._store_name("KSTREAM-TOTABLE-")
+        key_serde = materialized.key_serde if materialized else None
+        value_serde = materialized.value_serde if materialized else None
+        if key_changed:
+            # Each key's records must reach the partition that holds its row.
+            parent = self.through_repartition_topic(
+                parent, name, key_serde, value_serde, None, drop_null_keys=True
+            )
+        store = materialized.store_name if materialized else None
+        if materialized is not None and store is None:
+            store = generated
+        old_values = OldValues() if store is not None else None
+        source_store = SourceStore(store)
+        self.add_processor(name, table_source_node(source_store, old_values), parent)
+        if materialized is not None and store is not None:
+            spec = StoreSpec(
+                store,
+                "key_value",
+                key_serde,
+                value_serde,
+                persistent=materialized.persistent,
+                logging=materialized.logging,
+                caching=materialized.caching,
+                timestamped=True,
+                changelog_config={"cleanup.policy": "compact"},
+            )
+            self.topology.add_state_store(spec, name)
+        return self.new_table(
+            name,
+            store_name=store,
+            old_values=old_values,
+            source=TableSource(generated, source_store, key_serde, value_serde),
+        )
+
+    def materialize_source(self, table_node: str, source: TableSource) -> str:
+        """The store of a `builder.table` that was not materialized, made now: a
+        join looks its values up (Kafka Streams' KTableSource.materialize())."""
+        if source.store.name is None:
+            name = source.generated_store
+            spec = StoreSpec(
+                name,
+                "key_value",
+                source.key_serde,
+                source.value_serde,
+                timestamped=True,
+                changelog_config={"cleanup.policy": "compact"},
+            )
+            self.topology.add_state_store(spec, table_node)
+            source.store.name = name
+        return source.store.name
 
     def _add_source(self, name: str, topics: list[str], consumed: Consumed) -> None:
         self.topology.add_source(
@@ -142,8 +218,12 @@ class InternalStreamsBuilder:
         old_values: OldValues | None = None,
         emit: EmitStrategy | None = None,
         parent: KTable | None = None,
+        source: TableSource | None = None,
+        compute: ValueCompute | None = None,
     ) -> KTable:
-        return KTable(self, node_name, store_name, windows, old_values, emit, parent)
+        return KTable(
+            self, node_name, store_name, windows, old_values, emit, parent, source, compute
+        )
 
     def new_grouped_stream(
         self, node_name: str, key_changed: bool, grouped: Grouped

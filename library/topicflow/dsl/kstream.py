@@ -11,7 +11,16 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 import topicflow.dsl.operations as ops
-from topicflow.dsl.options import Branched, Grouped, Named, Produced, Repartitioned
+from topicflow.dsl.joins import stream_table_join_node
+from topicflow.dsl.options import (
+    Branched,
+    Grouped,
+    Joined,
+    Materialized,
+    Named,
+    Produced,
+    Repartitioned,
+)
 from topicflow.errors import TopologyError
 from topicflow.processor.api import Processor
 from topicflow.topology.nodes import NodeFactory, SinkNode, TopicNameExtractor
@@ -20,6 +29,7 @@ from topicflow.topology.topology import user_processor_factory
 if TYPE_CHECKING:
     from topicflow.dsl.internal import InternalStreamsBuilder
     from topicflow.dsl.kgrouped import KGroupedStream
+    from topicflow.dsl.ktable import KTable
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -213,6 +223,65 @@ class KStream(Generic[K, V]):
         name = self._graph.node_name("KEY-SELECT", None)
         self._graph.add_processor(name, ops.select_key_node(selector), self._node)
         return self._graph.new_grouped_stream(name, True, grouped or Grouped())
+
+    def to_table(
+        self, named: Named | str | None = None, materialized: Materialized | None = None
+    ) -> KTable:
+        """This stream as a table: each record is the new value of its key (a null value
+        deletes it, a null key is dropped), as Kafka Streams' `toTable`."""
+        return self._graph.to_table(self._node, self._key_changed, named, materialized)
+
+    # -- joins -----------------------------------------------------------------------------
+
+    def join(
+        self,
+        table: KTable,
+        joiner: Callable[..., VR],
+        joined: Joined | None = None,
+        *,
+        with_key: bool = False,
+    ) -> KStream[K, VR]:
+        """Join each record with the table's current value of its key: `joiner(value,
+        table_value)` (`joiner(key, value, table_value)` with `with_key`); records
+        whose key the table does not have are dropped."""
+        return self._join_table(table, joiner, joined, with_key, left=False)
+
+    def left_join(
+        self,
+        table: KTable,
+        joiner: Callable[..., VR],
+        joined: Joined | None = None,
+        *,
+        with_key: bool = False,
+    ) -> KStream[K, VR]:
+        """As `join`, but every record joins: with None where the table has no value."""
+        return self._join_table(table, joiner, joined, with_key, left=True)
+
+    def _join_table(
+        self,
+        table: KTable,
+        joiner: Callable[..., VR],
+        joined: Joined | None,
+        with_key: bool,
+        left: bool,
+    ) -> KStream[K, VR]:
+        joined = joined or Joined()
+        graph = self._graph
+        parent = self._node
+        if self._key_changed:
+            # As Kafka Streams: records go through a repartition topic first, so
+            # that each meets the table's partition holding its key. A null key
+            # goes through too: a left join still joins it (with no table value).
+            parent = graph.through_repartition_topic(
+                parent, joined.name or self._node, joined.key_serde, joined.value_serde, None
+            )
+        store, compute = table.value_getter()
+        name = graph.node_name("LEFTJOIN" if left else "JOIN", joined.name)
+        graph.add_processor(
+            name, stream_table_join_node(store, compute, joiner, with_key, left), parent
+        )
+        graph.topology.connect_processor_and_state_stores(name, stores=[store])
+        return graph.new_stream(name, key_changed=False)
 
     # -- processors ---------------------------------------------------------------------
 

@@ -16,9 +16,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from topicflow.dsl.changes import EmitStrategy, OldValues
+from topicflow.dsl.joins import ValueCompute
 from topicflow.dsl.operations import pass_through_node
 from topicflow.dsl.options import Named, Suppressed
-from topicflow.dsl.table_operations import table_filter_node, table_map_values_node
+from topicflow.dsl.table_operations import (
+    TableSource,
+    table_filter_node,
+    table_map_values_node,
+)
 from topicflow.dsl.windows import TimeWindows
 from topicflow.errors import TopologyError
 from topicflow.topology.nodes import NodeFactory
@@ -38,12 +43,17 @@ class KTable:
         old_values: OldValues | None = None,
         emit: EmitStrategy | None = None,
         parent: KTable | None = None,
+        source: TableSource | None = None,
+        compute: ValueCompute | None = None,
     ) -> None:
         """`old_values`: the cell of a table whose node can send old values (one that
         owns its store: an aggregation, a materialized `builder.table`); None for one
         that cannot. `emit`: a windowed aggregation's emit strategy, which
         `suppress` sets; None for any other table. `parent`: the table this one
-        derives from (by filter or map_values), None for a source or an aggregation."""
+        derives from (by filter or map_values), None for a source or an aggregation.
+        `source`: a `builder.table`'s origin, which a join can materialize.
+        `compute`: how a derived table's value follows from its parent's (its
+        value getter, for joins)."""
         self._graph = graph
         self._node = node_name
         self._store_name = store_name
@@ -51,6 +61,8 @@ class KTable:
         self._emit = emit
         self._parent = parent
         self._old_values = old_values
+        self._source = source
+        self._compute = compute
 
     def _enable_sending_old_values(self) -> bool:
         """Kafka Streams' KTableImpl.enableSendingOldValues(false): ask this table's
@@ -70,13 +82,43 @@ class KTable:
         return self._store_name
 
     def _then(
-        self, kind: str, factory: NodeFactory, named: Named | str | None, old_values: OldValues
+        self,
+        kind: str,
+        factory: NodeFactory,
+        named: Named | str | None,
+        old_values: OldValues,
+        compute: ValueCompute,
     ) -> KTable:
         name = self._graph.node_name(kind, named)
         self._graph.add_processor(name, factory, self._node)
         return self._graph.new_table(
-            name, windows=self._windows, old_values=old_values, parent=self
+            name, windows=self._windows, old_values=old_values, parent=self, compute=compute
         )
+
+    def value_getter(self) -> tuple[str, ValueCompute | None]:
+        """How to look up this table's current value of a key (Kafka Streams'
+        KTableValueGetterSupplier): the key-value store to read, and what turns
+        the stored value into this table's (None: it is this table's).
+
+        A `builder.table` that was not materialized is materialized now.
+        """
+        if self._windows is not None or self._emit is not None:
+            raise TopologyError(
+                f"the windowed table of {self._node} cannot be joined: join a KTable "
+                "with plain keys (builder.table, a non-windowed aggregation, or one "
+                "derived from them by filter or map_values)"
+            )
+        if self._store_name is not None:
+            return self._store_name, None
+        if self._source is not None:
+            return self._graph.materialize_source(self._node, self._source), None
+        if self._parent is not None and self._compute is not None:
+            store, above = self._parent.value_getter()
+            compute = self._compute
+            if above is None:
+                return store, compute
+            return store, lambda key, value: compute(key, above(key, value))
+        raise TopologyError(f"the values of table {self._node} cannot be looked up")
 
     def filter(
         self, predicate: Callable[[Any, Any], bool], named: Named | str | None = None
@@ -96,8 +138,18 @@ class KTable:
         # whose old value it filtered out too.
         old_values = OldValues()
         old_values.sent = self._enable_sending_old_values()
+
+        def compute(key: Any, value: Any) -> Any:
+            if value is None or bool(predicate(key, value)) != keep_if:
+                return None
+            return value
+
         return self._then(
-            "KTABLE-FILTER", table_filter_node(predicate, keep_if, old_values), named, old_values
+            "KTABLE-FILTER",
+            table_filter_node(predicate, keep_if, old_values),
+            named,
+            old_values,
+            compute,
         )
 
     def map_values(
@@ -109,11 +161,18 @@ class KTable:
     ) -> KTable:
         # Maps old values too once a table below asks for them (KTableMapValues).
         old_values = OldValues()
+
+        def compute(key: Any, value: Any) -> Any:
+            if value is None:
+                return None
+            return mapper(key, value) if with_key else mapper(value)
+
         return self._then(
             "KTABLE-MAPVALUES",
             table_map_values_node(mapper, with_key, old_values),
             named,
             old_values,
+            compute,
         )
 
     def to_stream(self, named: Named | str | None = None) -> KStream[Any, Any]:

@@ -189,6 +189,36 @@ class Grouped:
 
 
 @dataclass(frozen=True, slots=True)
+class Joined:
+    """Serdes and name of a stream-table join (Kafka Streams' `Joined`).
+
+    The serdes are those of the stream's key and value, used when the stream
+    goes through a repartition topic first (its key changed upstream), and of
+    the table's value; the name names the join node and that topic.
+    """
+
+    key_serde: Serde[Any] | None = None
+    value_serde: Serde[Any] | None = None
+    other_value_serde: Serde[Any] | None = None
+    name: str | None = None
+
+    @staticmethod
+    def with_(
+        key_serde: Serde[Any] | None,
+        value_serde: Serde[Any] | None,
+        other_value_serde: Serde[Any] | None = None,
+    ) -> Joined:
+        return Joined(key_serde, value_serde, other_value_serde)
+
+    @staticmethod
+    def as_(name: str) -> Joined:
+        return Joined(name=name)
+
+    def with_name(self, name: str) -> Joined:
+        return dataclasses.replace(self, name=name)
+
+
+@dataclass(frozen=True, slots=True)
 class Materialized:
     """How an aggregation's store is named and built.
 

@@ -93,7 +93,33 @@ def table_map_values_node(
     return factory
 
 
-def table_source_node(store_name: str | None, old_values: OldValues | None) -> NodeFactory:
+class SourceStore:
+    """The store of a `builder.table` (None: not materialized), a cell of the graph: a
+    join that must look the table's values up materializes it after the table
+    was made, and the source node reads the cell when a task builds it."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str | None) -> None:
+        self.name = name
+
+
+class TableSource:
+    """A table read from records (`builder.table`, `KStream.to_table`): the store name
+    generated for it, its store cell, and the serdes of its records."""
+
+    __slots__ = ("generated_store", "key_serde", "store", "value_serde")
+
+    def __init__(
+        self, generated_store: str, store: SourceStore, key_serde: Any, value_serde: Any
+    ) -> None:
+        self.generated_store = generated_store
+        self.store = store
+        self.key_serde = key_serde
+        self.value_serde = value_serde
+
+
+def table_source_node(source_store: SourceStore, old_values: OldValues | None) -> NodeFactory:
     """`builder.table(topic)`: each record is the new value of its key (null deletes it).
 
     As Kafka Streams' KTableSource: a record with a null key is dropped, whether
@@ -105,6 +131,7 @@ def table_source_node(store_name: str | None, old_values: OldValues | None) -> N
     def factory(task: TaskContext, children: dict[str, Forward]) -> Forward:
         metrics = task.metrics
         forward = forward_to(children)
+        store_name = source_store.name
         if store_name is None:
 
             def table_source(key: Any, value: Any) -> None:

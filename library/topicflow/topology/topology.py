@@ -202,9 +202,18 @@ class Topology:
         return self._internal_topics
 
     def subtopologies(self) -> list[SubTopology]:
-        """Connected components, numbered by their first node, as Kafka Streams does."""
+        """Connected components, numbered by their first node, as Kafka Streams does.
+
+        Nodes that share a state store are one component too (a join and the
+        table whose store it reads): one task must own the store.
+        """
         component: dict[str, int] = {}
         order: list[str] = list(self._nodes)
+        users: dict[str, list[str]] = {}
+        for node in self._nodes.values():
+            if isinstance(node, ProcessorNode):
+                for store in node.stores:
+                    users.setdefault(store, []).append(node.name)
         next_id = 0
         for start in order:
             if start in component:
@@ -217,6 +226,9 @@ class Topology:
                 neighbours = list(node.children)
                 if not isinstance(node, SourceNode):
                     neighbours.extend(node.parents)
+                if isinstance(node, ProcessorNode):
+                    for store in node.stores:
+                        neighbours.extend(users[store])
                 for other in neighbours:
                     if other not in component:
                         component[other] = next_id

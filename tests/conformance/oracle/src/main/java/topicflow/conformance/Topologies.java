@@ -225,5 +225,28 @@ final class Topologies {
                 .mapValues(v -> upper(v))
                 .toStream()
                 .to("out"));
+
+        define("to_table", b -> in(b).toTable().toStream().to("out"));
+        define("to_table_materialized", b -> in(b).toTable(
+                Materialized.<String, String, KeyValueStore<Bytes, byte[]>>as("tt-store")).toStream().to("out"));
+        define("stream_table_join", b -> in(b)
+                .join(b.<String, String>table("tin"), (v, tv) -> N(v) + "+" + N(tv))
+                .to("out"));
+        define("stream_table_left_join", b -> in(b)
+                .leftJoin(b.<String, String>table("tin"), (v, tv) -> N(v) + "+" + N(tv))
+                .to("out"));
+        define("stream_table_left_join_derived", b -> in(b)
+                .leftJoin(b.<String, String>table("tin")
+                                .filter((k, v) -> v.length() % 2 == 1)
+                                .mapValues(v -> upper(v)),
+                        (v, tv) -> N(v) + "+" + N(tv))
+                .to("out"));
+        define("stream_table_join_count", b -> in(b)
+                .join(in2(b).groupByKey().count(), (v, c) -> N(v) + "#" + c)
+                .to("out"));
+        define("stream_table_left_join_rekeyed", b -> in(b)
+                .selectKey((k, v) -> v == null || v.isEmpty() ? null : v.substring(0, 1))
+                .leftJoin(b.<String, String>table("tin"), (v, tv) -> N(v) + "+" + N(tv))
+                .to("out"));
     }
 }
