@@ -69,34 +69,16 @@ class InternalStreamsBuilder:
         # As Kafka Streams: a store name is generated first, materialized or not
         # (a join may materialize the table later), then the source's names.
         generated = self._store_name(f"{topic}-")
-        store = materialized.store_name if materialized else None
-        if materialized is not None and store is None:
-            store = generated
         source = consumed.name or self.node_name("SOURCE", None)
         self._add_source(source, [topic], consumed)
         name = self.node_name("KTABLE-SOURCE", None)
-        # Only a materialized table knows a key's old value, to send it below.
-        old_values = OldValues() if store is not None else None
-        source_store = SourceStore(store)
-        self.add_processor(name, table_source_node(source_store, old_values), source)
-        if materialized is not None and store is not None:
-            spec = StoreSpec(
-                store,
-                "key_value",
-                materialized.key_serde or consumed.key_serde,
-                materialized.value_serde or consumed.value_serde,
-                persistent=materialized.persistent,
-                logging=materialized.logging,
-                caching=materialized.caching,
-                timestamped=True,
-                changelog_config={"cleanup.policy": "compact"},
-            )
-            self.topology.add_state_store(spec, name)
-        return self.new_table(
+        return self._table_source(
             name,
-            store_name=store,
-            old_values=old_values,
-            source=TableSource(generated, source_store, consumed.key_serde, consumed.value_serde),
+            source,
+            generated,
+            materialized,
+            (materialized and materialized.key_serde) or consumed.key_serde,
+            (materialized and materialized.value_serde) or consumed.value_serde,
         )
 
     def to_table(
@@ -116,24 +98,26 @@ class InternalStreamsBuilder:
             parent = self.through_repartition_topic(
                 parent, name, key_serde, value_serde, None, drop_null_keys=True
             )
-        store = materialized.store_name if materialized else None
-        if materialized is not None and store is None:
-            store = generated
+        return self._table_source(name, parent, generated, materialized, key_serde, value_serde)
+
+    def _table_source(
+        self,
+        name: str,
+        parent: str,
+        generated: str,
+        materialized: Materialized | None,
+        key_serde: Serde[Any] | None,
+        value_serde: Serde[Any] | None,
+    ) -> KTable:
+        """A KTableSource node `name` below `parent`; its store if `materialized`
+        (named, or the `generated` name), else none until a join asks for one."""
+        store = None if materialized is None else (materialized.store_name or generated)
+        # Only a materialized table knows a key's old value, to send it below.
         old_values = OldValues() if store is not None else None
         source_store = SourceStore(store)
         self.add_processor(name, table_source_node(source_store, old_values), parent)
         if materialized is not None and store is not None:
-            spec = StoreSpec(
-                store,
-                "key_value",
-                key_serde,
-                value_serde,
-                persistent=materialized.persistent,
-                logging=materialized.logging,
-                caching=materialized.caching,
-                timestamped=True,
-                changelog_config={"cleanup.policy": "compact"},
-            )
+            spec = _table_store(store, key_serde, value_serde, materialized)
             self.topology.add_state_store(spec, name)
         return self.new_table(
             name,
@@ -143,18 +127,11 @@ class InternalStreamsBuilder:
         )
 
     def materialize_source(self, table_node: str, source: TableSource) -> str:
-        """The store of a `builder.table` that was not materialized, made now: a
-        join looks its values up (Kafka Streams' KTableSource.materialize())."""
+        """The store of a table read from records that was not materialized, made now:
+        a join looks its values up (Kafka Streams' KTableSource.materialize())."""
         if source.store.name is None:
             name = source.generated_store
-            spec = StoreSpec(
-                name,
-                "key_value",
-                source.key_serde,
-                source.value_serde,
-                timestamped=True,
-                changelog_config={"cleanup.policy": "compact"},
-            )
+            spec = _table_store(name, source.key_serde, source.value_serde, None)
             self.topology.add_state_store(spec, table_node)
             source.store.name = name
         return source.store.name
@@ -244,3 +221,28 @@ class InternalStreamsBuilder:
         self, grouped: KGroupedStream, windows: SessionWindows
     ) -> SessionWindowedKStream:
         return SessionWindowedKStream(self, grouped, windows)
+
+
+def _table_store(
+    name: str,
+    key_serde: Serde[Any] | None,
+    value_serde: Serde[Any] | None,
+    materialized: Materialized | None,
+) -> StoreSpec:
+    """The timestamped key-value store of a table read from records."""
+    settings: dict[str, Any] = {}
+    if materialized is not None:
+        settings = {
+            "persistent": materialized.persistent,
+            "logging": materialized.logging,
+            "caching": materialized.caching,
+        }
+    return StoreSpec(
+        name,
+        "key_value",
+        key_serde,
+        value_serde,
+        timestamped=True,
+        changelog_config={"cleanup.policy": "compact"},
+        **settings,
+    )
