@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,10 +33,12 @@ __all__ = [
     "dev_dir",
     "down",
     "env",
+    "freeze_kafka",
     "start_kafka",
     "start_postgres",
     "stop_kafka",
     "stop_postgres",
+    "thaw_kafka",
     "up",
 ]
 
@@ -113,6 +116,28 @@ def stop_kafka() -> bool:
     """Stop the broker (SIGTERM, SIGKILL after 30 s); True if it was running."""
     with _locked():
         return _broker().stop()
+
+
+def freeze_kafka() -> bool:
+    """Freeze the broker (SIGSTOP), as behind a network partition: connections stay
+    open and requests go unanswered, where a stop would first answer those in
+    flight. True if it was running; `thaw_kafka()` resumes it."""
+    with _locked():
+        pid = _broker().pid()
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGSTOP)
+        return True
+
+
+def thaw_kafka() -> bool:
+    """Resume a frozen broker (SIGCONT); True if it was running."""
+    with _locked():
+        pid = _broker().pid()
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGCONT)
+        return True
 
 
 def start_postgres() -> bool:

@@ -35,6 +35,7 @@ from tests.integration.kafka_tools import (
     create_topics,
     dead_letter_topics,
     emailed,
+    end_offsets,
     produce,
     read_records,
     table,
@@ -58,7 +59,9 @@ CONNECTION_ERROR = re.compile(
 @pytest.fixture
 def kafka_restarted() -> Iterator[None]:
     yield
-    topicflow_dev.start_kafka()  # whatever happened, leave it running for the others
+    # Whatever happened, leave it running for the others.
+    topicflow_dev.thaw_kafka()
+    topicflow_dev.start_kafka()
 
 
 def words_in(line: str) -> list[str]:
@@ -299,18 +302,25 @@ def test_past_task_timeout_the_text_processor_stops_and_a_restart_loses_nothing(
         "TOPICFLOW_METRICS_LOG_INTERVAL_S": "5",
         "TOPICFLOW_STATE_DIR": str(tmp_path / "state"),
     }
-    first = ServiceProcess("text-processor", env, tmp_path, "text-processor")
+    first: ServiceProcess | None = None
     restarted: ServiceProcess | None = None
     producer: SteadyProducer | None = None
     try:
-        first.wait_for_log(r"state REBALANCING -> RUNNING", 30)
-        # Input right up to the moment the broker stops: the Text Processor has
-        # words in flight, unacknowledged, when it goes.
-        producer = SteadyProducer(bootstrap, textlines, rate=1_000)
-        wait_until(lambda: len(producer.acknowledged) >= 3_000, 30, "some input", [first])
-        stopping = time.monotonic()
-        assert topicflow_dev.stop_kafka()
+        # A backlog the Text Processor is still working through when the broker
+        # goes, so that it has words in flight, unacknowledged, at that moment
+        # (with nothing to send, nothing times out, in Kafka Streams too). The
+        # broker is frozen rather than stopped: a stopping broker answers the
+        # requests in flight first.
+        producer = SteadyProducer(bootstrap, textlines, rate=50_000)
+        wait_until(lambda: len(producer.acknowledged) >= 60_000, 60, "the backlog", [])
         producer.stop()
+        first = ServiceProcess("text-processor", env, tmp_path, "text-processor")
+        first.wait_for_log(r"state REBALANCING -> RUNNING", 30)
+        wait_until(
+            lambda: sum(end_offsets(bootstrap, words)) >= 20_000, 30, "words flowing", [first]
+        )
+        stopping = time.monotonic()
+        assert topicflow_dev.freeze_kafka()
         try:
             code = first.wait(40 - (time.monotonic() - stopping))  # within the 40 s outage
         except subprocess.TimeoutExpired:
@@ -319,7 +329,7 @@ def test_past_task_timeout_the_text_processor_stops_and_a_restart_loses_nothing(
         assert code != 0, first.log()
         stderr_last = first.log().splitlines()[-1]
         time.sleep(max(0.0, 40 - (time.monotonic() - stopping)))
-        assert topicflow_dev.start_kafka()
+        assert topicflow_dev.thaw_kafka()
 
         lines = [m.value() for m in read_records(bootstrap, textlines)]
         assert set(producer.acknowledged) <= set(lines), "the broker lost acknowledged input"
