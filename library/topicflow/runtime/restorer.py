@@ -72,10 +72,6 @@ class Restorer:
         self._reader: ChangelogReader | None = None
         self._tasks: dict[str, StreamTask] = {}  # by str(TaskId), as restores name them
 
-    @property
-    def active(self) -> bool:
-        return bool(self._tasks)
-
     def start(self, tasks: list[StreamTask]) -> list[StreamTask]:
         """Begin restoring `tasks`; returns those with nothing to restore (ready now)."""
         if self._reader is None:
