@@ -133,11 +133,18 @@ def committed_total(bootstrap: str, group: str, topic: str, partitions: int) -> 
 class ServiceProcess:
     """A service's console command in its own process, its log in a file."""
 
-    def __init__(self, command: str, env: dict[str, str], log_dir: Path, name: str) -> None:
+    def __init__(
+        self,
+        command: str,
+        env: dict[str, str],
+        log_dir: Path,
+        name: str,
+        args: tuple[str, ...] = (),
+    ) -> None:
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in wait()
         self.process = subprocess.Popen(
-            [str(BIN / command)],
+            [str(BIN / command), *args],
             env={**os.environ, **env},
             stdout=self._log,
             stderr=subprocess.STDOUT,
