@@ -23,6 +23,7 @@ import org.apache.kafka.streams.StreamsBuilder;
 import org.apache.kafka.streams.StreamsConfig;
 import org.apache.kafka.streams.Topology;
 import org.apache.kafka.streams.kstream.Branched;
+import org.apache.kafka.streams.kstream.JoinWindows;
 import org.apache.kafka.streams.kstream.KStream;
 import org.apache.kafka.streams.kstream.Materialized;
 import org.apache.kafka.streams.kstream.Named;
@@ -40,7 +41,8 @@ import org.apache.kafka.streams.processor.api.Record;
  * stream thread, earliest offsets.
  *
  * <p>Usage: {@code KafkaStreamsBench TOPOLOGY BOOTSTRAP PREFIX APPLICATION_ID STATE_DIR [JDBC_URL]}
- * with TOPOLOGY one of text-processor, aggregator, anomaly-detector. It runs until
+ * with TOPOLOGY one of text-processor, aggregator, anomaly-detector, and the joins of
+ * bench/joins.py: stream-table-join, stream-stream-join. It runs until
  * SIGTERM and prints {@code RUNNING} once the group has assigned its tasks.
  */
 public final class KafkaStreamsBench {
@@ -67,6 +69,8 @@ public final class KafkaStreamsBench {
             case "text-processor" -> textProcessor(prefix);
             case "aggregator" -> aggregator(prefix, args.length > 5 ? args[5] : null);
             case "anomaly-detector" -> anomalyDetector(prefix);
+            case "stream-table-join" -> streamTableJoin(prefix);
+            case "stream-stream-join" -> streamStreamJoin(prefix);
             default -> throw new IllegalArgumentException("unknown topology " + which);
         };
         Properties props = new Properties();
@@ -142,6 +146,27 @@ public final class KafkaStreamsBench {
                         Branched.withConsumer(email -> email
                                 .map((window, count) -> alert(window, count, "email"))
                                 .to(prefix + "anomalies")));
+        return builder.build();
+    }
+
+    /** orders (keyed by customer) left-joined with the customers table -> enriched. */
+    static Topology streamTableJoin(String prefix) {
+        StreamsBuilder builder = new StreamsBuilder();
+        builder.<String, String>stream(prefix + "orders")
+                .leftJoin(builder.<String, String>table(prefix + "customers"),
+                        (order, customer) -> order + "|" + customer)
+                .to(prefix + "enriched");
+        return builder.build();
+    }
+
+    /** impressions joined with clicks on the same ad within 10 s -> attributed. */
+    static Topology streamStreamJoin(String prefix) {
+        StreamsBuilder builder = new StreamsBuilder();
+        KStream<String, String> clicks = builder.stream(prefix + "clicks");
+        builder.<String, String>stream(prefix + "impressions")
+                .join(clicks, (impression, click) -> impression + "|" + click,
+                        JoinWindows.ofTimeDifferenceAndGrace(Duration.ofSeconds(10), GRACE))
+                .to(prefix + "attributed");
         return builder.build();
     }
 
