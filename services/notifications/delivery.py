@@ -43,7 +43,9 @@ class LogEmails:
         self.to = to
 
     def deliver(self, pending: Pending) -> None:
-        target = f" to {printable(self.to)}" if self.to else ""
         while pending:
+            # To the user's own address when the users table has it (see SmtpEmails).
+            to = pending[0].email or self.to
+            target = f" to {printable(to)}" if to else ""
             log.info("EMAIL (would send%s): %s", target, pending[0].describe())
             pending.popleft()

@@ -38,6 +38,8 @@ class Notification:
     """One notification: `user_id` had `count` failed logins in [window_start, window_end).
 
     Window bounds are epoch milliseconds; `threshold` is the one `count` exceeded.
+    `email` and `team` come from the user's profile in the users table
+    (services/users.py), None when it has none.
     """
 
     user_id: str
@@ -46,10 +48,13 @@ class Notification:
     count: int
     severity: Severity
     threshold: int
+    email: str | None = None
+    team: str | None = None
 
     def to_json(self) -> str:
-        """Compact JSON with sorted keys."""
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        """Compact JSON with sorted keys; `email` and `team` only when known."""
+        fields = {k: v for k, v in asdict(self).items() if v is not None}
+        return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
     @staticmethod
     def from_json(text: str | bytes) -> Notification:
@@ -67,12 +72,16 @@ class Notification:
             "severity": str,
             "threshold": int,
         }
-        if set(data) != set(expected):
+        optional = {"email": str, "team": str}
+        if not set(expected) <= set(data) <= set(expected) | set(optional):
             raise SerializationError(
-                f"notification JSON has fields {sorted(data)}, expected {sorted(expected)}"
+                f"notification JSON has fields {sorted(data)}, expected {sorted(expected)} "
+                f"and optionally {sorted(optional)}"
             )
-        for name, kind in expected.items():
-            value = data[name]
+        for name, kind in (expected | optional).items():
+            value = data.get(name)
+            if name in optional and value is None:
+                continue
             if not isinstance(value, kind) or isinstance(value, bool):
                 raise SerializationError(f"notification field {name!r} is not {kind.__name__}")
         if data["severity"] not in _SEVERITIES:
@@ -92,7 +101,8 @@ class Notification:
 
     def describe(self) -> str:
         """`user alice had 120 failed logins in [2026-11-25T10:00:00.000+00:00, ...)`."""
+        team = f" (team {printable(self.team)})" if self.team else ""
         return (
-            f"user {printable(self.user_id)} had {self.count} failed logins in "
+            f"user {printable(self.user_id)}{team} had {self.count} failed logins in "
             f"[{iso(self.window_start)}, {iso(self.window_end)})"
         )

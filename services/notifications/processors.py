@@ -12,11 +12,13 @@ import logging
 import os
 from collections.abc import Mapping
 from email.utils import parseaddr
+from typing import NamedTuple
 
 from services.notifications.delivery import Delivery, LogAlerts, LogEmails
 from services.notifications.notification import Notification, Pending, Severity, printable
 from services.notifications.smtp import SmtpEmails, SmtpSettings
 from services.notifications.webhook import WebhookAlerts
+from services.users import UserProfile
 from topicflow.dsl.windows import TimeWindow, Windowed
 from topicflow.errors import ConfigError, StreamsException
 from topicflow.processor.api import Processor, ProcessorContext, Record
@@ -27,6 +29,7 @@ __all__ = [
     "AlertSink",
     "EmailSink",
     "NotificationProcessor",
+    "UserCount",
 ]
 
 log = logging.getLogger(__name__)
@@ -36,8 +39,18 @@ URGENT_THRESHOLD = 100
 EMAIL_THRESHOLD = 50
 
 
-class NotificationProcessor(Processor[Windowed[str], int, Windowed[str], str]):
+class UserCount(NamedTuple):
+    """A user's failed logins in a window, joined with the user's profile (None: unknown)."""
+
+    count: int
+    profile: UserProfile | None
+
+
+class NotificationProcessor(Processor[Windowed[str], "int | UserCount", Windowed[str], str]):
     """Turns windowed counts into notifications: forwards their JSON, delivers them at commit.
+
+    A count joined with its user's profile (`UserCount`) gives a notification
+    with the user's email and team; a bare count, one without.
 
     Delivery is at least once: a notification stays buffered until delivered;
     `flush()` raises RetriableError (commit skipped, retried with backoff)
@@ -53,8 +66,11 @@ class NotificationProcessor(Processor[Windowed[str], int, Windowed[str], str]):
     def init(self, context: ProcessorContext[Windowed[str], str]) -> None:
         self.context = context
 
-    def process(self, record: Record[Windowed[str], int]) -> None:
+    def process(self, record: Record[Windowed[str], int | UserCount]) -> None:
         key, count = record.key, record.value
+        profile = None
+        if isinstance(count, UserCount):
+            count, profile = count
         if not isinstance(key, Windowed) or not isinstance(key.window, TimeWindow):
             raise StreamsException(
                 f"{self.severity} notifications need Windowed(user, TimeWindow) keys, "
@@ -71,6 +87,8 @@ class NotificationProcessor(Processor[Windowed[str], int, Windowed[str], str]):
             count=count,
             severity=self.severity,
             threshold=self.threshold,
+            email=profile.email if profile is not None else None,
+            team=profile.team if profile is not None else None,
         )
         self.pending.append(notification)
         self.context.forward(record.with_value(notification.to_json()))

@@ -132,7 +132,13 @@ class SmtpEmails:
         user = printable(notification.user_id, 100)
         message = EmailMessage()
         message["From"] = self.sender
-        message["To"] = ", ".join(self.recipients)
+        if notification.email:
+            # The user's own address, from the users table; the configured
+            # recipients (EMAIL_TO) are copied, so they still see every email.
+            message["To"] = notification.email
+            message["Cc"] = ", ".join(self.recipients)
+        else:
+            message["To"] = ", ".join(self.recipients)
         message["Subject"] = (
             f"[{self._source}] {user}: {notification.count} failed logins in "
             f"{(notification.window_end - notification.window_start) // 1000} s"
@@ -174,8 +180,12 @@ class SmtpEmails:
                 if settings.username:
                     smtp.login(settings.username, settings.password or "")
                 while pending:
+                    notification = pending[0]
+                    envelope_to = self._envelope_to
+                    if notification.email:
+                        envelope_to = [parseaddr(notification.email)[1], *envelope_to]
                     refused = smtp.send_message(
-                        self.message(pending[0]), self._envelope_from, self._envelope_to
+                        self.message(notification), self._envelope_from, envelope_to
                     )
                     if refused:
                         log.warning(

@@ -105,6 +105,9 @@ class WebhookAlerts:
                     "window_end": iso(notification.window_end),
                     "window_start_ms": notification.window_start,
                     "window_end_ms": notification.window_end,
+                    # From the users table: who owns the account, and where to reach them.
+                    **({"team": notification.team} if notification.team else {}),
+                    **({"email": notification.email} if notification.email else {}),
                 },
             },
             "client": "topicflow anomaly-detector",
