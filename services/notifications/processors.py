@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Mapping
 from email.utils import parseaddr
-from typing import NamedTuple
+from dataclasses import dataclass
 
 from services.notifications.delivery import Delivery, LogAlerts, LogEmails
 from services.notifications.notification import Notification, Pending, Severity, printable
@@ -39,7 +39,8 @@ URGENT_THRESHOLD = 100
 EMAIL_THRESHOLD = 50
 
 
-class UserCount(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class UserCount:
     """A user's failed logins in a window, joined with the user's profile (None: unknown)."""
 
     count: int
@@ -70,7 +71,7 @@ class NotificationProcessor(Processor[Windowed[str], "int | UserCount", Windowed
         key, count = record.key, record.value
         profile = None
         if isinstance(count, UserCount):
-            count, profile = count
+            count, profile = count.count, count.profile
         if not isinstance(key, Windowed) or not isinstance(key.window, TimeWindow):
             raise StreamsException(
                 f"{self.severity} notifications need Windowed(user, TimeWindow) keys, "

@@ -94,10 +94,8 @@ def test_notification_json_carries_the_profile_only_when_known() -> None:
 
 
 def test_a_count_joined_with_a_profile_is_a_notification_with_it() -> None:
-    assert UserCount(51, UserProfile("alice@example.com", "payments")) == (
-        51,
-        UserProfile("alice@example.com", "payments"),
-    )
+    joined = UserCount(51, UserProfile("alice@example.com", "payments"))
+    assert (joined.count, joined.profile) == (51, UserProfile("alice@example.com", "payments"))
     assert "(team payments)" in notification(team="payments").describe()
     assert "(team" not in notification().describe()
 
