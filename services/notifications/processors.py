@@ -11,8 +11,8 @@ import collections
 import logging
 import os
 from collections.abc import Mapping
-from email.utils import parseaddr
 from dataclasses import dataclass
+from email.utils import parseaddr
 
 from services.notifications.delivery import Delivery, LogAlerts, LogEmails
 from services.notifications.notification import Notification, Pending, Severity, printable
@@ -68,10 +68,10 @@ class NotificationProcessor(Processor[Windowed[str], "int | UserCount", Windowed
         self.context = context
 
     def process(self, record: Record[Windowed[str], int | UserCount]) -> None:
-        key, count = record.key, record.value
-        profile = None
-        if isinstance(count, UserCount):
-            count, profile = count.count, count.profile
+        key, value = record.key, record.value
+        count, profile = (
+            (value.count, value.profile) if isinstance(value, UserCount) else (value, None)
+        )
         if not isinstance(key, Windowed) or not isinstance(key.window, TimeWindow):
             raise StreamsException(
                 f"{self.severity} notifications need Windowed(user, TimeWindow) keys, "
