@@ -108,6 +108,7 @@ class GlobalStreamThread:
             reader.add(restore)
             restores.append(((topic, partition), restore))
         reader.read_all()
+        self.metrics.restored_records += sum(restore.applied for _tp, restore in restores)
         positions = {tp: restore.positions[tp[0]] for tp, restore in restores}
         consumer.assign([TopicPartition(t, p, offset) for (t, p), offset in positions.items()])
         self._positions = positions
