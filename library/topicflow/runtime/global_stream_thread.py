@@ -83,9 +83,12 @@ class GlobalStreamThread:
         """Read every global topic up to its end offsets as of now (blocking)."""
         config = self._config
         client_id = f"{config.base_client_config()['client.id']}-global-consumer"
-        self._consumer = consumer = self._broker.consumer(
-            restore_consumer_config(config, client_id)
-        )
+        consumer_config = restore_consumer_config(config, client_id)
+        if config.exactly_once:
+            # As Kafka Streams' global consumer: under exactly-once, no record of an
+            # aborted transaction reaches the store.
+            consumer_config["isolation.level"] = "read_committed"
+        self._consumer = consumer = self._broker.consumer(consumer_config)
         counts = self._broker.admin().partition_counts(self._topics, timeout)
         missing = [t for t in self._topics if t not in counts]
         if missing:
