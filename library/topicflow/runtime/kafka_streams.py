@@ -7,9 +7,10 @@
 
 `start()` checks, before any worker runs, what would otherwise fail later and
 less clearly: the broker answers, the source topics exist, the internal topics
-exist or can be created (`startup_checks.py`, `internal_topics.py`). Then
-each worker joins the consumer group `application_id` and gets tasks as the
-group assigns partitions.
+exist or can be created (`startup_checks.py`, `internal_topics.py`). The
+global stores, if any, are then loaded whole (`global_stream_thread.py`), and
+kept up to date by a thread of their own. Then each worker joins the consumer
+group `application_id` and gets tasks as the group assigns partitions.
 
 States, as in Kafka Streams:
 
