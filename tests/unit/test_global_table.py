@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,9 @@ from topicflow import (
     KafkaStreams,
     Materialized,
     Named,
+    Processor,
+    ProcessorContext,
+    Record,
     Serdes,
     StreamsBuilder,
     StreamsConfig,
@@ -41,7 +44,7 @@ def _config(application_id: str, state_dir: Path | None = None, **settings: Any)
 
 
 def _first_letter(_key: Any, value: str | None) -> str | None:
-    return value[:1] or None if value else None
+    return value[0] if value else None
 
 
 # -- describe ---------------------------------------------------------------------------
@@ -203,7 +206,7 @@ def test_a_left_join_joins_records_without_a_table_value_and_drops_null_values()
 # -- the runtime on the embedded broker -------------------------------------------------
 
 
-def _produce(broker: EmbeddedBroker, topic: str, pairs: list[tuple[str, str | None]]) -> None:
+def _produce(broker: EmbeddedBroker, topic: str, pairs: Sequence[tuple[str, str | None]]) -> None:
     producer = broker.producer({})
     for key, value in pairs:
         producer.produce(topic, None if value is None else value.encode(), key.encode())
@@ -225,15 +228,33 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 15) -> None:
         time.sleep(0.02)
 
 
-def _join_topology(persistent: bool = False) -> Any:
+class _FirstSight(Processor[Any, Any, Any, Any]):
+    """Notes how many rows the global store has when its task's first record arrives."""
+
+    def __init__(self, seen: list[int]) -> None:
+        self._seen = seen
+        self._first = True
+
+    def init(self, context: ProcessorContext[Any, Any]) -> None:
+        self._store = context.get_state_store("team-store")
+
+    def process(self, record: Record[Any, Any]) -> None:
+        if self._first:
+            self._first = False
+            self._seen.append(self._store.approximate_num_entries())
+
+
+def _join_topology(persistent: bool = False, seen: list[int] | None = None) -> Any:
     builder = StreamsBuilder()
     table = builder.global_table(
         "teams", materialized=Materialized("team-store", persistent=persistent)
     )
+    clicks = builder.stream("clicks")
     # The click's value names the user; the result keeps the click's key.
-    builder.stream("clicks").join(table, lambda k, v: v, lambda v, team: f"{v}@{team}").to(
-        "enriched"
-    )
+    clicks.join(table, lambda k, v: v, lambda v, team: f"{v}@{team}").to("enriched")
+    if seen is not None:
+        # A processor reads a global store without being connected to it (as in Kafka).
+        clicks.process(lambda: _FirstSight(seen))
     return builder.build()
 
 
@@ -248,11 +269,14 @@ def test_a_fresh_instance_loads_the_whole_global_table_before_its_first_record()
     _produce(broker, "clicks", clicks)
     # Two workers (threads here), one global stream thread for both.
     config = _config("global-fresh", num_stream_threads=2)
-    streams = KafkaStreams(_join_topology(), config, broker=broker)
+    seen: list[int] = []
+    streams = KafkaStreams(_join_topology(seen=seen), config, broker=broker)
     streams.start()
     try:
         _wait_for(lambda: len(_outputs(broker, "enriched")) == len(clicks))
         assert _outputs(broker, "enriched") == {c: f"{u}@{users[u]}" for c, u in clicks}
+        # Each task's first record saw the whole table (two tasks, one per partition).
+        assert seen == [len(users), len(users)]
         # Updates after start are seen: the global thread applies them on its own,
         # so click for the new user until a click joins.
         _produce(broker, "teams", [("u999", "late-team")])
