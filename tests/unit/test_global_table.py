@@ -368,3 +368,24 @@ def test_a_bad_global_record_is_skipped_and_counted_or_fails_the_start() -> None
     )
     with pytest.raises(HandlerFailed):
         failing.start()
+
+
+def test_a_bad_global_record_after_start_under_log_and_fail_puts_the_instance_in_error() -> None:
+    broker = EmbeddedBroker()
+    broker.create_topics([TopicSpec("teams", 2), TopicSpec("clicks", 1), TopicSpec("enriched", 1)])
+    builder = StreamsBuilder()
+    table = builder.global_table("teams", Consumed.with_(Serdes.String(), Serdes.Long()))
+    builder.stream("clicks").join(table, lambda k, v: v, lambda v, n: f"{v}#{n}").to("enriched")
+    config = _config("global-fail-later", deserialization_exception_handler="log_and_fail")
+    streams = KafkaStreams(builder.build(), config, broker=broker)
+    streams.start()
+    try:
+        producer = broker.producer({})
+        producer.produce("teams", b"not a long", b"u1")
+        producer.flush(1)
+        # The global thread stops, once: the instance goes to ERROR, no crash loop.
+        assert streams.wait_until_stopped(10)
+        assert streams.state.value == "ERROR"
+        assert isinstance(streams.error, HandlerFailed)
+    finally:
+        streams.close(10)
