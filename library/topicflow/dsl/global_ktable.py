@@ -1,18 +1,12 @@
 """GlobalKTable: a table every instance holds whole.
 
-A global table is a table every instance holds whole: all partitions of its
-topic, loaded before any stream task processes a record and kept up to date
+All partitions of its topic, loaded before any stream task processes a record and kept up to date
 by the instance's global stream thread (runtime/global_stream_thread.py).
 A stream joins it on any key a selector derives from each record, with no
 repartitioning: every instance has every key (dsl/global_table_join.py).
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from topicflow.dsl.internal import InternalStreamsBuilder
 
 
 class GlobalKTable:
@@ -21,10 +15,8 @@ class GlobalKTable:
     Joined from a stream with `stream.join(table, key_selector, joiner)`.
     """
 
-    def __init__(
-        self, graph: InternalStreamsBuilder, store_name: str, queryable_store_name: str | None
-    ) -> None:
-        self._graph = graph
+    def __init__(self, store_name: str, queryable_store_name: str | None) -> None:
+        # As Kafka Streams': no operations of its own, only what a join needs.
         # The store the join reads (named, or generated: a global table always has one).
         self.store_name = store_name
         # The store's name when `Materialized` named it (Kafka's queryableStoreName()).

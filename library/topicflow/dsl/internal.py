@@ -217,7 +217,7 @@ class InternalStreamsBuilder:
             value_serde=consumed.value_serde,
             timestamp_extractor=consumed.timestamp_extractor,
         )
-        return GlobalKTable(self, store, named)
+        return GlobalKTable(store, named)
 
     # -- the DSL objects operations return ---------------------------------------------
 
