@@ -1,9 +1,10 @@
 """GlobalKTable: a table every instance holds whole.
 
-All partitions of its topic, loaded before any stream task processes a record and kept up to date
-by the instance's global stream thread (runtime/global_stream_thread.py).
-A stream joins it on any key a selector derives from each record, with no
-repartitioning: every instance has every key (dsl/global_table_join.py).
+All partitions of its topic, loaded before any stream task processes a
+record and kept up to date by the instance's global stream thread
+(runtime/global_stream_thread.py). A stream joins it on any key a selector
+derives from each record, with no repartitioning: every instance has every
+key (dsl/global_table_join.py).
 """
 
 from __future__ import annotations
