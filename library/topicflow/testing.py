@@ -10,7 +10,8 @@ Each sub-topology runs as one task (partition 0) through the same task and
 per-record code as the real runtime. Records written to a topic the topology
 reads (repartition topics, or a user topic that is also a source) are
 processed right after the record that produced them, as in Kafka Streams'
-driver. Wall-clock time only moves with `advance_wall_clock_time`.
+driver. A record piped into a global table's topic updates its store at once.
+Wall-clock time only moves with `advance_wall_clock_time`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from topicflow.runtime.processing import BatchProcessor, Routes, WorkerMetrics
 from topicflow.runtime.source_route import TaskId
 from topicflow.runtime.task import StreamTask
 from topicflow.serdes import Serde
+from topicflow.state.global_state import GlobalStateManager
 from topicflow.topology.topology import Topology
 
 K = TypeVar("K")
@@ -102,6 +104,15 @@ class TopologyTestDriver:
         self._processor = BatchProcessor(self._config, self.metrics, self.errors)
         self._tasks: list[StreamTask] = []
         self._routes: Routes = {}
+        self._global = GlobalStateManager(
+            topology,
+            self._config,
+            self.metrics,
+            lambda message, error: self.errors.deserialization_failed(
+                "global", message, error, "deserialization"
+            ),
+        )
+        self._global_topics = {g.topic for g in topology.global_stores.values()}
         for sub in topology.subtopologies():
             task = StreamTask(
                 TaskId(sub.id, 0),
@@ -113,6 +124,7 @@ class TopologyTestDriver:
                 self.metrics,
                 topology.state_stores,
                 errors=self.errors,
+                global_stores=self._global.stores,
             )
             self._tasks.append(task)
             for topic in task.source_topics:
@@ -135,9 +147,10 @@ class TopologyTestDriver:
         key_serde: Serde[Any] | None = None,
         value_serde: Serde[Any] | None = None,
     ) -> TestInputTopic[Any, Any]:
-        if topic not in self._routes:
+        if topic not in self._routes and topic not in self._global_topics:
             raise TopologyError(
-                f"the topology does not read {topic!r}; it reads {sorted(self._routes)}"
+                f"the topology does not read {topic!r}; it reads "
+                f"{sorted([*self._routes, *self._global_topics])}"
             )
         return TestInputTopic(
             self,
@@ -206,6 +219,9 @@ class TopologyTestDriver:
         try:
             while self._pending:
                 message = self._pending.popleft()
+                if message.topic() in self._global_topics:
+                    self._global.apply([message])
+                    continue
                 route = self._routes[message.topic()][0]
                 self._processor.process_batch([message], self._routes)
                 if route.task.stream_time >= 0:
@@ -224,7 +240,7 @@ class TopologyTestDriver:
         timestamp: int,
         headers: Headers | None,
     ) -> None:
-        if topic in self._routes:
+        if topic in self._routes or topic in self._global_topics:
             self._pending.append(self._message(topic, key, value, timestamp, headers))
         internal_names = {self._resolve(t) for t in self._topology.internal_topics}
         if topic not in internal_names:
@@ -244,6 +260,8 @@ class TopologyTestDriver:
         for task in self._tasks:
             if name in task.state.stores:
                 return task.state.stores[name]
+        if name in self._global.stores:
+            return self._global.stores[name]
         raise TopologyError(f"no state store {name!r}; the stores are {self._store_names()}")
 
     def get_key_value_store(self, name: str) -> Any:
@@ -259,7 +277,9 @@ class TopologyTestDriver:
         return store
 
     def _store_names(self) -> list[str]:
-        return sorted(n for task in self._tasks for n in task.state.stores)
+        return sorted(
+            [*(n for task in self._tasks for n in task.state.stores), *self._global.stores]
+        )
 
     def commit(self) -> None:
         """What a commit does to the tasks: flush every cache (forwarding downstream) and sink.
@@ -279,6 +299,7 @@ class TopologyTestDriver:
         for task in self._tasks:
             task.close()
         self._tasks.clear()
+        self._global.close()
 
     def __enter__(self) -> TopologyTestDriver:
         return self

@@ -397,6 +397,35 @@ def t_stream_table_left_join_rekeyed(b: StreamsBuilder) -> None:
     )
 
 
+def first_letter(_key: str | None, value: str | None) -> str | None:
+    return None if not value else value[0]
+
+
+def keyed_joined_text(key: str | None, value: str | None, other: str | None) -> str:
+    return null_text(key) + ":" + joined_text(value, other)
+
+
+def t_global_table_join(b: StreamsBuilder) -> None:
+    b.stream("in").join(b.global_table("gin"), first_letter, joined_text).to("out")
+
+
+def t_global_table_left_join(b: StreamsBuilder) -> None:
+    (
+        b.stream("in")
+        .left_join(b.global_table("gin"), first_letter, keyed_joined_text, with_key=True)
+        .to("out")
+    )
+
+
+def t_global_table_left_join_rekeyed(b: StreamsBuilder) -> None:
+    (
+        b.stream("in")
+        .select_key(first_letter)
+        .left_join(b.global_table("gin"), lambda k, v: k, keyed_joined_text, with_key=True)
+        .to("out")
+    )
+
+
 Build = Callable[[StreamsBuilder], None]
 
 # name -> (build, stateful, input topics). Stateful topologies run with caching
@@ -455,6 +484,9 @@ TOPOLOGIES: dict[str, tuple[Build, bool, tuple[str, ...]]] = {
     "stream_table_left_join_derived": (t_stream_table_left_join_derived, True, ("in", "tin")),
     "stream_table_join_count": (t_stream_table_join_count, True, ("in", "in2")),
     "stream_table_left_join_rekeyed": (t_stream_table_left_join_rekeyed, True, ("in", "tin")),
+    "global_table_join": (t_global_table_join, True, ("in", "gin")),
+    "global_table_left_join": (t_global_table_left_join, True, ("in", "gin")),
+    "global_table_left_join_rekeyed": (t_global_table_left_join_rekeyed, True, ("in", "gin")),
 }
 
 

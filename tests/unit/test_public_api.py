@@ -12,6 +12,7 @@ def test_everything_a_topology_test_or_handler_needs_is_at_the_top() -> None:
         "StreamsBuilder",
         "KStream",
         "KTable",
+        "GlobalKTable",
         "KGroupedStream",
         "TimeWindowedKStream",
         "SessionWindowedKStream",

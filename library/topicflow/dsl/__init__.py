@@ -1,6 +1,7 @@
 """The DSL: what users write."""
 
 from topicflow.dsl.builder import StreamsBuilder
+from topicflow.dsl.global_ktable import GlobalKTable
 from topicflow.dsl.kgrouped import KGroupedStream, TimeWindowedKStream
 from topicflow.dsl.kstream import BranchedKStream, KStream
 from topicflow.dsl.ktable import KTable
@@ -30,6 +31,7 @@ __all__ = [
     "Branched",
     "BranchedKStream",
     "Consumed",
+    "GlobalKTable",
     "Grouped",
     "Joined",
     "KGroupedStream",

@@ -10,6 +10,7 @@ from topicflow.state.stores import StoreSpec
 from topicflow.topology.topology import Topology
 
 if TYPE_CHECKING:
+    from topicflow.dsl.global_ktable import GlobalKTable
     from topicflow.dsl.kstream import KStream
     from topicflow.dsl.ktable import KTable
 
@@ -57,6 +58,21 @@ class StreamsBuilder:
         Queryable through its store when `materialized` names one.
         """
         return self._internal.table(topic, consumed or Consumed(), materialized)
+
+    def global_table(
+        self,
+        topic: str,
+        consumed: Consumed[Any, Any] | None = None,
+        materialized: Materialized | None = None,
+    ) -> GlobalKTable:
+        """A table of every partition of a topic, held whole by every instance.
+
+        Loaded before any stream record is processed and kept up to date from the
+        topic (which is its log: no changelog); joined from a stream with
+        `stream.join(global_table, key_selector, joiner)`. A persistent store
+        (`Materialized(persistent=True)`) restarts from its checkpoint.
+        """
+        return self._internal.global_table(topic, consumed or Consumed(), materialized)
 
     def add_state_store(self, spec: StoreSpec) -> StreamsBuilder:
         """Declare a store for Processor API processors: `stream.process(supplier, spec.name)`."""

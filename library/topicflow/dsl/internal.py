@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from topicflow.dsl.changes import EmitStrategy, OldValues
+from topicflow.dsl.global_ktable import GlobalKTable
 from topicflow.dsl.joins import ValueCompute
 from topicflow.dsl.kgrouped import KGroupedStream, TimeWindowedKStream
 from topicflow.dsl.kstream import BranchedKStream, KStream
@@ -35,6 +36,9 @@ from topicflow.topology.topology import InternalTopic, Topology
 
 class InternalStreamsBuilder:
     """The topology a DSL builds, the names it generates, and the DSL objects it returns."""
+
+    # For KStream.join's dispatch on the kind of table, without importing it.
+    global_ktable_type = GlobalKTable
 
     def __init__(self) -> None:
         self.topology = Topology()
@@ -175,6 +179,45 @@ class InternalStreamsBuilder:
         source = f"{topic}-source"
         self.topology.add_source(source, topic, key_serde=key_serde, value_serde=value_serde)
         return source
+
+    # -- global tables -------------------------------------------------------------------
+
+    def global_table(
+        self, topic: str, consumed: Consumed, materialized: Materialized | None
+    ) -> GlobalKTable:
+        """Kafka Streams' globalTable: a store name first (generated unless named), then
+        the source `<name>-source` and the processor `<name>` when Consumed names
+        them; a generated index is used up for each either way, as Kafka does."""
+        named = materialized.store_name if materialized is not None else None
+        store = named or self._store_name(f"{topic}-")
+        generated_source = self.node_name("SOURCE", None)
+        generated_processor = self.node_name("KTABLE-SOURCE", None)
+        source = f"{consumed.name}-source" if consumed.name else generated_source
+        processor = consumed.name or generated_processor
+        key_serde = (materialized and materialized.key_serde) or consumed.key_serde
+        value_serde = (materialized and materialized.value_serde) or consumed.value_serde
+        spec = StoreSpec(
+            store,
+            "key_value",
+            key_serde,
+            value_serde,
+            persistent=bool(materialized and materialized.persistent),
+            # The topic is the store's log; the store is read, never written, by
+            # the tasks: no changelog, and no cache to flush.
+            logging=False,
+            caching=False,
+            timestamped=True,
+        )
+        self.topology.add_global_store(
+            spec,
+            source,
+            topic,
+            processor,
+            key_serde=consumed.key_serde,
+            value_serde=consumed.value_serde,
+            timestamp_extractor=consumed.timestamp_extractor,
+        )
+        return GlobalKTable(store, named)
 
     # -- the DSL objects operations return ---------------------------------------------
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 import topicflow.dsl.operations as ops
+from topicflow.dsl.global_table_join import global_table_join_node
 from topicflow.dsl.joins import stream_table_join_node
 from topicflow.dsl.options import (
     Branched,
@@ -27,6 +28,7 @@ from topicflow.topology.nodes import NodeFactory, SinkNode, TopicNameExtractor
 from topicflow.topology.topology import user_processor_factory
 
 if TYPE_CHECKING:
+    from topicflow.dsl.global_ktable import GlobalKTable
     from topicflow.dsl.internal import InternalStreamsBuilder
     from topicflow.dsl.kgrouped import KGroupedStream
     from topicflow.dsl.ktable import KTable
@@ -233,6 +235,7 @@ class KStream(Generic[K, V]):
 
     # -- joins -----------------------------------------------------------------------------
 
+    @overload
     def join(
         self,
         table: KTable,
@@ -240,12 +243,32 @@ class KStream(Generic[K, V]):
         joined: Joined | None = None,
         *,
         with_key: bool = False,
-    ) -> KStream[K, VR]:
+    ) -> KStream[K, VR]: ...
+
+    @overload
+    def join(
+        self,
+        table: GlobalKTable,
+        key_selector: Callable[[K, V], Any],
+        joiner: Callable[..., VR],
+        named: Named | str | None = None,
+        *,
+        with_key: bool = False,
+    ) -> KStream[K, VR]: ...
+
+    def join(self, table: Any, *args: Any, with_key: bool = False, **kwargs: Any) -> KStream[K, VR]:
         """Join each record with the table's current value of its key: `joiner(value,
         table_value)` (`joiner(key, value, table_value)` with `with_key`); records
-        whose key the table does not have are dropped."""
-        return self._join_table(table, joiner, joined, with_key, left=False)
+        whose key the table does not have are dropped.
 
+        With a GlobalKTable: `join(global_table, key_selector, joiner, named=None)`,
+        looking up `key_selector(key, value)` instead of the key (no repartition).
+        """
+        if isinstance(table, self._graph.global_ktable_type):
+            return self._join_global_table(table, *args, with_key=with_key, left=False, **kwargs)
+        return self._join_table(table, *args, with_key=with_key, left=False, **kwargs)
+
+    @overload
     def left_join(
         self,
         table: KTable,
@@ -253,15 +276,53 @@ class KStream(Generic[K, V]):
         joined: Joined | None = None,
         *,
         with_key: bool = False,
+    ) -> KStream[K, VR]: ...
+
+    @overload
+    def left_join(
+        self,
+        table: GlobalKTable,
+        key_selector: Callable[[K, V], Any],
+        joiner: Callable[..., VR],
+        named: Named | str | None = None,
+        *,
+        with_key: bool = False,
+    ) -> KStream[K, VR]: ...
+
+    def left_join(
+        self, table: Any, *args: Any, with_key: bool = False, **kwargs: Any
     ) -> KStream[K, VR]:
         """As `join`, but every record joins: with None where the table has no value."""
-        return self._join_table(table, joiner, joined, with_key, left=True)
+        if isinstance(table, self._graph.global_ktable_type):
+            return self._join_global_table(table, *args, with_key=with_key, left=True, **kwargs)
+        return self._join_table(table, *args, with_key=with_key, left=True, **kwargs)
+
+    def _join_global_table(
+        self,
+        table: GlobalKTable,
+        key_selector: Callable[[K, V], Any],
+        joiner: Callable[..., VR],
+        named: Named | str | None = None,
+        *,
+        with_key: bool,
+        left: bool,
+    ) -> KStream[K, VR]:
+        graph = self._graph
+        # Kafka Streams 4.1 names both joins KSTREAM-LEFTJOIN, and uses up an index
+        # even when the join is named.
+        generated = graph.node_name("LEFTJOIN", None)
+        name = generated if named is None else graph.node_name("LEFTJOIN", named)
+        node = global_table_join_node(table.store_name, key_selector, joiner, with_key, left)
+        graph.add_processor(name, node, self._node)
+        # Every instance holds the whole table: no repartition, even after a key change.
+        return graph.new_stream(name, key_changed=self._key_changed)
 
     def _join_table(
         self,
         table: KTable,
         joiner: Callable[..., VR],
-        joined: Joined | None,
+        joined: Joined | None = None,
+        *,
         with_key: bool,
         left: bool,
     ) -> KStream[K, VR]:

@@ -7,9 +7,10 @@
 
 `start()` checks, before any worker runs, what would otherwise fail later and
 less clearly: the broker answers, the source topics exist, the internal topics
-exist or can be created (`startup_checks.py`, `internal_topics.py`). Then
-each worker joins the consumer group `application_id` and gets tasks as the
-group assigns partitions.
+exist or can be created (`startup_checks.py`, `internal_topics.py`). The
+global stores, if any, are then loaded whole (`global_stream_thread.py`), and
+kept up to date by a thread of their own. Then each worker joins the consumer
+group `application_id` and gets tasks as the group assigns partitions.
 
 States, as in Kafka Streams:
 
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from topicflow.brokers.base import Broker
 from topicflow.config import StreamsConfig
 from topicflow.errors import StreamsException
+from topicflow.runtime.global_stream_thread import GlobalStreamThread
 from topicflow.runtime.internal_topics import fit_producer_to_topics, prepare_topics
 from topicflow.runtime.processing import WorkerMetrics
 from topicflow.runtime.startup_checks import (
@@ -87,6 +89,7 @@ class KafkaStreams:
         # Names this instance's transactional ids (exactly-once), one per worker.
         self._instance = uuid.uuid4().hex[:12]
         self._processes: WorkerProcesses | None = None
+        self._global: GlobalStreamThread | None = None
 
     @property
     def topology(self) -> Topology:
@@ -155,11 +158,20 @@ class KafkaStreams:
         check_assignment_strategy(self._config, subtopologies)
         # Zero set-up on the embedded broker: it makes the topics the demo needs.
         create_missing = broker.name == "embedded"
-        prepare_topics(admin, self._topology, subtopologies, self._config, create_missing, timeout)
+        global_subtopologies = self._topology.global_subtopologies()
+        prepare_topics(
+            admin,
+            self._topology,
+            subtopologies + global_subtopologies,
+            self._config,
+            create_missing,
+            timeout,
+        )
         self._config = fit_producer_to_topics(
             admin, self._topology, subtopologies, self._config, self.resolve_topic, timeout
         )
         self._transition(State.REBALANCING)
+        global_stores = self._start_global_stream_thread(broker, timeout)
         self._workers = [
             StreamWorker(
                 i + 1,
@@ -170,11 +182,32 @@ class KafkaStreams:
                 self._on_worker_state,
                 self._topology.state_stores,
                 self._instance,
+                global_stores,
             )
             for i in range(self._config.num_stream_threads)
         ]
         for worker in self._workers:
             worker.start()
+
+    def _start_global_stream_thread(self, broker: Broker, timeout: float) -> dict[str, Any]:
+        """Load the global stores to the ends of their topics as of now, then keep them
+        up to date in their own thread: before any stream worker processes a record."""
+        if not self._topology.global_stores:
+            return {}
+
+        def on_failure(_error: BaseException) -> None:
+            self._transition(State.ERROR)
+            self._stopped.set()
+
+        self._global = GlobalStreamThread(self._topology, self._config, broker, on_failure)
+        try:
+            self._global.load(timeout)
+        except BaseException:
+            self._global.close_stores()
+            self._global = None
+            raise
+        self._global.start()
+        return self._global.stores
 
     # -- stream workers as processes (num_stream_threads > 1 on Kafka) ------------
 
@@ -240,6 +273,14 @@ class KafkaStreams:
         for worker in self._workers:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             stopped = worker.join(remaining) and stopped
+        if self._global is not None:
+            # After the workers, which read its stores to the end.
+            self._global.shutdown()
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if self._global.join(remaining) and stopped:
+                self._global.close_stores()
+            else:
+                stopped = False
         if stopped:
             self._transition(State.NOT_RUNNING)
         self._stopped.set()
@@ -259,6 +300,8 @@ class KafkaStreams:
         for worker in self._workers:
             if worker.error is not None:
                 return worker.error
+        if self._global is not None and self._global.error is not None:
+            return self._global.error
         return None
 
     def metrics(self) -> dict[str, int]:
@@ -267,6 +310,8 @@ class KafkaStreams:
         total = WorkerMetrics()
         for worker in self._workers:
             total.add(worker.metrics)
+        if self._global is not None:
+            total.add(self._global.metrics)
         return total.as_dict()
 
     def tasks(self) -> dict[str, list[str]]:

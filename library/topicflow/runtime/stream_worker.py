@@ -87,6 +87,7 @@ class StreamWorker:
         on_state_change: Callable[[StreamWorker, WorkerState], None],
         store_specs: dict[str, StoreSpec] | None = None,
         instance: str | None = None,
+        global_stores: dict[str, Any] | None = None,
     ) -> None:
         self.index = index
         self.name = f"{config.application_id}-StreamWorker-{index}"
@@ -122,6 +123,8 @@ class StreamWorker:
         # Distinguishes this process's transactional ids from another instance's.
         self._instance = instance
         self._store_specs = store_specs
+        # The instance's global stores, loaded before this worker started.
+        self._global_stores = global_stores
         # num_standby_replicas: warm copies of other members' stateful tasks.
         self._stateful = stateful_subtopologies(subtopologies)
         self._standbys: StandbyTasks | None = None
@@ -360,6 +363,7 @@ class StreamWorker:
             # Kept warm here on standby: restore goes on from where it stood.
             warm=self._standbys.take(task_id) if self._standbys is not None else None,
             errors=self.errors,
+            global_stores=self._global_stores,
         )
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:

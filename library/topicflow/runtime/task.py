@@ -59,6 +59,7 @@ class StreamTask:
         store_specs: dict[str, StoreSpec] | None = None,
         warm: WarmState | None = None,
         errors: ErrorHandling | None = None,
+        global_stores: dict[str, Any] | None = None,
     ) -> None:
         self.id = task_id
         self.metrics: TaskMetrics = metrics if metrics is not None else _Counters()
@@ -87,6 +88,8 @@ class StreamTask:
         # Built at the first failure: see node_of.
         self._node_functions: tuple[dict[Any, list[tuple[str, Any]]], dict[int, str]] | None = None
         self._sources: dict[str, tuple[SourceNode, Forward]] = {}
+        # The instance's global stores (kept up to date by its global stream thread).
+        self._global_stores = global_stores or {}
         specs = store_specs or {}
         self.state = StateManager(
             str(task_id),
@@ -135,6 +138,8 @@ class StreamTask:
         try:
             return self.state.stores[name]
         except KeyError:
+            if name in self._global_stores:
+                return self._global_stores[name]
             raise TopologyError(
                 f"task {self.id} has no state store {name!r}; connect it to the processor "
                 "with stream.process(supplier, 'store-name')"

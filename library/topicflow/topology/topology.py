@@ -50,6 +50,9 @@ class SubTopology:
     nodes: list[Node]
     source_topics: list[str]  # may contain internal names, see Topology.resolve
     sink_topics: list[str]
+    # A global store's source and processor: every instance reads all of its
+    # topic's partitions into the store (runtime/global_stream_thread.py), no task does.
+    global_store: bool = False
 
     def store_names(self) -> list[str]:
         """The state stores its processors use, each once, in node order."""
@@ -58,6 +61,8 @@ class SubTopology:
 
     def describe(self) -> str:
         lines = [f"Sub-topology: {self.id}"]
+        if self.global_store:
+            lines[0] += " for global store (will not generate tasks)"
         for node in self.nodes:
             if isinstance(node, SourceNode):
                 lines.append(f"    Source: {node.name} (topics: [{', '.join(node.topics)}])")
@@ -70,17 +75,18 @@ class SubTopology:
                 lines.append(f"      --> {', '.join(node.children) or 'none'}")
             if not isinstance(node, SourceNode):
                 lines.append(f"      <-- {', '.join(node.parents)}")
-        return "\n".join(lines) + "\n"
+        # Kafka Streams ends a global store's description without the blank line.
+        return "\n".join(lines) + ("\n" if self.global_store else "\n\n")
 
 
 class TopologyDescription:
     def __init__(self, subtopologies: list[SubTopology]) -> None:
-        self.subtopologies = subtopologies
+        self.subtopologies = sorted(subtopologies, key=lambda s: s.id)
 
     def __str__(self) -> str:
         # Kafka Streams' exact layout: the first sub-topology indented by three
         # spaces, the next ones by two after a blank line, a blank line after each.
-        return "Topologies:\n " + "".join(f"  {s.describe()}\n" for s in self.subtopologies)
+        return "Topologies:\n " + "".join(f"  {s.describe()}" for s in self.subtopologies)
 
 
 class Topology:
@@ -90,6 +96,8 @@ class Topology:
         self._nodes: dict[str, Node] = {}
         self._internal_topics: dict[str, InternalTopic] = {}
         self._stores: dict[str, StoreSpec] = {}
+        # Global stores by name: Kafka Streams' addGlobalStore.
+        self._global_stores: dict[str, GlobalStore] = {}
 
     # -- Processor API -----------------------------------------------------------------
 
@@ -138,6 +146,43 @@ class Topology:
                 name, list(parent_names), None, topic, key_serde, value_serde, partitioner
             )
         return self.add_node(node)
+
+    def add_global_store(
+        self,
+        spec: StoreSpec,
+        source_name: str,
+        topic: str,
+        processor_name: str,
+        key_serde: Serde[Any] | None = None,
+        value_serde: Serde[Any] | None = None,
+        timestamp_extractor: Any = None,
+    ) -> Topology:
+        """A store every instance holds whole, kept up to date from `topic`, all of its
+        partitions (Kafka Streams' addGlobalStore, as `builder.global_table` uses it).
+
+        The topic is the store's log: it has no changelog. Its source and processor
+        show in describe() as a sub-topology of their own, which no task runs:
+        each instance's global stream thread reads the topic into the store.
+        """
+        if spec.logging:
+            raise TopologyError(f"global store {spec.name!r}: its topic is its log; no logging")
+        if spec.name in self._stores:
+            raise TopologyError(f"a state store named {spec.name!r} exists already")
+        self.add_source(
+            source_name,
+            topic,
+            key_serde=key_serde,
+            value_serde=value_serde,
+            timestamp_extractor=timestamp_extractor,
+        )
+        self._stores[spec.name] = spec
+        self.add_node(ProcessorNode(processor_name, _global_store_node, [source_name], [spec.name]))
+        self._global_stores[spec.name] = GlobalStore(spec, topic, source_name, processor_name)
+        return self
+
+    @property
+    def global_stores(self) -> dict[str, GlobalStore]:
+        return self._global_stores
 
     # -- used by the DSL ---------------------------------------------------------------
 
@@ -202,7 +247,16 @@ class Topology:
         return self._internal_topics
 
     def subtopologies(self) -> list[SubTopology]:
-        """Connected components, numbered by their first node, as Kafka Streams does.
+        """The sub-topologies that run as tasks (every one but the global stores')."""
+        return [s for s in self._components() if not s.global_store]
+
+    def global_subtopologies(self) -> list[SubTopology]:
+        """The sub-topologies of the global stores, which no task runs."""
+        return [s for s in self._components() if s.global_store]
+
+    def _components(self) -> list[SubTopology]:
+        """Connected components, numbered by their first node, as Kafka Streams does
+        (a global store's too, though it generates no tasks).
 
         Nodes that share a state store are one component too (a join and the
         table whose store it reads): one task must own the store.
@@ -235,11 +289,13 @@ class Topology:
                         stack.append(other)
             next_id += 1
         result = []
+        globals_ = list(self._global_stores.values())
         for sub_id in range(next_id):
             nodes = _describe_order([self._nodes[n] for n in order if component[n] == sub_id])
             sources = [t for n in nodes if isinstance(n, SourceNode) for t in n.topics]
             sinks = [n.topic for n in nodes if isinstance(n, SinkNode) and n.topic is not None]
-            result.append(SubTopology(sub_id, nodes, sources, sinks))
+            is_global = any(g.source_name == n.name for g in globals_ for n in nodes)
+            result.append(SubTopology(sub_id, nodes, sources, sinks, is_global))
         return result
 
     def source_topics(self) -> list[str]:
@@ -247,7 +303,7 @@ class Topology:
 
     def describe(self) -> TopologyDescription:
         self.validate()
-        return TopologyDescription(self.subtopologies())
+        return TopologyDescription(self._components())
 
     def validate(self) -> None:
         if not any(isinstance(n, SourceNode) for n in self._nodes.values()):
@@ -260,6 +316,22 @@ class Topology:
                             f"processor {node.name!r} uses state store {store!r}, which was "
                             "never added (builder.add_state_store)"
                         )
+
+
+@dataclass(frozen=True)
+class GlobalStore:
+    """A global store and what feeds it: the topic, read by its source node."""
+
+    spec: StoreSpec
+    topic: str
+    source_name: str
+    processor_name: str
+
+
+def _global_store_node(task: TaskContext, children: dict[str, Forward]) -> Forward:
+    # A global store's processor is described, never run in a task: the global
+    # stream thread (runtime/global_stream_thread.py) writes the store itself.
+    raise TopologyError("a global store's processor runs in no task")
 
 
 def _describe_order(nodes: list[Node]) -> list[Node]:

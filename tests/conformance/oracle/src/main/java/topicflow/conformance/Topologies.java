@@ -248,5 +248,21 @@ final class Topologies {
                 .selectKey((k, v) -> v == null || v.isEmpty() ? null : v.substring(0, 1))
                 .leftJoin(b.<String, String>table("tin"), (v, tv) -> N(v) + "+" + N(tv))
                 .to("out"));
+        define("global_table_join", b -> in(b)
+                .join(b.<String, String>globalTable("gin"),
+                        (k, v) -> v == null || v.isEmpty() ? null : v.substring(0, 1),
+                        (v, gv) -> N(v) + "+" + N(gv))
+                .to("out"));
+        define("global_table_left_join", b -> in(b)
+                .leftJoin(b.<String, String>globalTable("gin"),
+                        (k, v) -> v == null || v.isEmpty() ? null : v.substring(0, 1),
+                        (k, v, gv) -> N(k) + ":" + N(v) + "+" + N(gv))
+                .to("out"));
+        define("global_table_left_join_rekeyed", b -> in(b)
+                .selectKey((k, v) -> v == null || v.isEmpty() ? null : v.substring(0, 1))
+                .leftJoin(b.<String, String>globalTable("gin"),
+                        (k, v) -> k,
+                        (k, v, gv) -> N(k) + ":" + N(v) + "+" + N(gv))
+                .to("out"));
     }
 }
