@@ -56,8 +56,10 @@ from services.notifications.processors import (
     URGENT_THRESHOLD,
     AlertSink,
     EmailSink,
+    UserCount,
 )
 from services.service import SERVICE_SETTINGS, Service
+from services.users import profile_of
 from topicflow import (
     Branched,
     ConfigError,
@@ -81,6 +83,17 @@ WINDOW = timedelta(seconds=10)
 GRACE = timedelta(minutes=5)
 COUNTS_STORE = "failed-logins"
 NOTIFIED_STORE = "notified"
+USERS_STORE = "users"
+
+
+def user_of_window(windowed: Windowed[str], _count: int) -> str:
+    """The users table's key of a windowed count: the user id."""
+    return windowed.key
+
+
+def with_profile(count: int, profile: str | None) -> UserCount:
+    """A count joined with its user's profile (None: the users table has none, or a bad one)."""
+    return UserCount(count, profile_of(profile))
 
 
 class FirstPerWindow(Processor[Windowed[str], int, Windowed[str], int]):
@@ -144,6 +157,7 @@ def build_topology(
     retention = windows.size_ms + windows.grace_ms
 
     builder = StreamsBuilder()
+    users = builder.global_table(f"{prefix}users", materialized=Materialized.as_(USERS_STORE))
     builder.add_state_store(
         StoreSpec(
             NOTIFIED_STORE,
@@ -178,6 +192,7 @@ def build_topology(
         (
             branches[f"severity-{severity}"]
             .process(functools.partial(FirstPerWindow, severity), NOTIFIED_STORE)
+            .left_join(users, user_of_window, with_profile)
             .process(sink)
             # The audit topic is keyed by user id; the JSON value has the window.
             .select_key(lambda windowed, _json: windowed.key)
@@ -189,7 +204,8 @@ def build_topology(
 SERVICE = Service(
     name="anomaly-detector",
     application_name="anomaly-detector-app",
-    input_topics=("loglines",),
+    # users: the compacted users table (services/users.py), read whole by every instance.
+    input_topics=("loglines", "users"),
     output_topics=("anomalies",),
     build_topology=build_topology,
     # SERVICE_SETTINGS skip what cannot be processed: a malformed log line raises,

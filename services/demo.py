@@ -35,6 +35,8 @@ from topicflow.runtime.kafka_streams import KafkaStreams, State
 PARTITIONS = 4
 REFRESH_S = 1.0
 TOPICS = ("textlines", "words", "loglines", "anomalies")
+# The Anomaly Detector's users table (services/users.py), written once at start.
+USERS_TOPIC = "users"
 
 
 class _Generator(threading.Thread):
@@ -73,6 +75,17 @@ def _log_generator() -> Callable[..., Any]:
         produce_log_lines(producer, "loglines", lines, now, 0, progress=False)
 
     return produce
+
+
+def _write_profiles(broker: EmbeddedBroker) -> None:
+    """The log generator's users' profiles, so that the detector's notifications name
+    each user's email address and team."""
+    from services.users import sample_profiles
+
+    producer = broker.producer({})
+    for user, profile in sample_profiles().items():
+        producer.produce(USERS_TOPIC, profile.to_json().encode(), user.encode())
+    producer.flush(10)
 
 
 class _Anomalies:
@@ -135,6 +148,8 @@ def run_demo(seconds: float = 0, rate: float = 2000) -> int:
     # records per partition (Kafka retains by time and size the same way).
     broker = EmbeddedBroker(default_partitions=PARTITIONS, retention_records=200_000)
     broker.create_topics([TopicSpec(topic, PARTITIONS) for topic in TOPICS])
+    broker.create_topics([TopicSpec(USERS_TOPIC, PARTITIONS, config={"cleanup.policy": "compact"})])
+    _write_profiles(broker)
 
     # An empty environment: the demo runs on the embedded broker whatever KAFKA_URL says.
     def streams_of(service: Any, topology: Any) -> KafkaStreams:
@@ -247,9 +262,12 @@ def _show(
     ]
     for n in anomalies.latest:
         severity = "ALERT" if n.get("severity") == "urgent" else "email"
+        # Who hears of it, from the users table: the team paged, the address emailed.
+        to = n.get("team", "") if severity == "ALERT" else n.get("email", "")
         lines.append(
             f"    {severity:<5} {n.get('user_id', '?'):<12} {n.get('count', '?'):>4} failed logins"
             f" in {_clock(int(n.get('window_start', 0)))}-{_clock(int(n.get('window_end', 0)))}"
+            + (f" -> {to}" if to else "")
         )
     # Redraw in place: home the cursor, clear to the end of the screen.
     sys.stdout.write("\x1b[H\x1b[J" + "\n".join(lines) + "\n")

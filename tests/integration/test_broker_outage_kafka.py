@@ -111,7 +111,7 @@ def test_the_services_ride_out_a_broker_outage_and_lose_nothing(
     create_topics(
         bootstrap,
         [
-            *(f"{prefix}{t}" for t in ("textlines", "words", "loglines", "anomalies")),
+            *(f"{prefix}{t}" for t in ("textlines", "words", "loglines", "anomalies", "users")),
             *dead_letter_topics(prefix),
         ],
         PARTITIONS,

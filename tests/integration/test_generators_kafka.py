@@ -1,7 +1,8 @@
-"""generate-text and generate-logs as commands against the real broker."""
+"""generate-text, generate-logs and generate-users as commands against the real broker."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -47,13 +48,31 @@ def test_generate_logs_sends_parseable_lines(dev_env: DevEnv, unique: str) -> No
     assert all(parse_log_line(v.decode()) is not None for v in values if v)
 
 
+def test_generate_users_writes_a_profile_per_user(dev_env: DevEnv, unique: str) -> None:
+    prefix = f"gen-{unique}."
+    create_topics(dev_env.bootstrap_servers, [f"{prefix}users"], 2)
+    env = {"KAFKA_URL": dev_env.kafka_url, "KAFKA_PREFIX": prefix}
+    done = _run("generate-users", env, "--users", "3", "--attackers", "1")
+    assert done.returncode == 0, done.stderr
+    values = read_values(dev_env.bootstrap_servers, f"{prefix}users", 4, 20)
+    profiles = sorted((json.loads(v) for v in values if v), key=lambda p: p["email"])
+    assert [p["email"] for p in profiles] == [
+        "alice@example.com",
+        "bob@example.com",
+        "carol@example.com",
+        "mallory@example.com",
+    ]
+    assert all(p["team"] for p in profiles)
+
+
 def test_generators_refuse_a_missing_topic(dev_env: DevEnv, unique: str) -> None:
     env = {"KAFKA_URL": dev_env.kafka_url, "KAFKA_PREFIX": f"absent-{unique}."}
-    for command, service in (
-        ("generate-text", "text-processor"),
-        ("generate-logs", "anomaly-detector"),
+    for command, service, args in (
+        ("generate-text", "text-processor", ("--count", "1")),
+        ("generate-logs", "anomaly-detector", ("--count", "1")),
+        ("generate-users", "anomaly-detector", ("--users", "1")),
     ):
-        done = _run(command, env, "--count", "1")
+        done = _run(command, env, *args)
         assert done.returncode == 2
         assert f"topicflow topics {service}" in done.stderr
         assert "Traceback" not in done.stderr

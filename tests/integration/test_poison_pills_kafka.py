@@ -276,7 +276,9 @@ def test_malformed_log_lines_are_dead_lettered_byte_for_byte_and_never_counted(
     bootstrap = dev_env.bootstrap_servers
     loglines = f"{prefix}loglines"
     create_topics(
-        bootstrap, [loglines, f"{prefix}anomalies", *dead_letter_topics(prefix)], PARTITIONS
+        bootstrap,
+        [loglines, f"{prefix}anomalies", f"{prefix}users", *dead_letter_topics(prefix)],
+        PARTITIONS,
     )
     webhook = LocalHttpServer().start()
     smtp = LocalSmtpServer().start()
@@ -455,7 +457,7 @@ def test_log_and_fail_stops_the_aggregator_at_the_pill_and_commits_nothing_after
     [
         ("text-processor", ("textlines", "words")),
         ("aggregator", ("words",)),
-        ("anomaly-detector", ("loglines", "anomalies")),
+        ("anomaly-detector", ("loglines", "anomalies", "users")),
     ],
 )
 def test_a_service_without_its_dead_letter_topic_refuses_to_start(

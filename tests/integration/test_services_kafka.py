@@ -85,7 +85,7 @@ def test_the_three_services_match_ground_truth_and_the_aggregator_restores(
     create_topics(
         bootstrap,
         [
-            *(f"{prefix}{t}" for t in ("textlines", "words", "loglines", "anomalies")),
+            *(f"{prefix}{t}" for t in ("textlines", "words", "loglines", "anomalies", "users")),
             *dead_letter_topics(prefix),
         ],
         PARTITIONS,
@@ -128,6 +128,20 @@ def test_the_three_services_match_ground_truth_and_the_aggregator_restores(
             f"{prefix}textlines",
             [x.encode() for _, x in first],
             timestamps=[t for t, _ in first],
+        )
+        # The users table: a profile (email, team) per user of the generator, and
+        # for walter a team only; written as JSON here, not by services.users.
+        teams = {user: f"team-{len(user) % 3}" for user, _ in failed_login_truth(logs)}
+        profiles = {
+            user: f'{{"email": "{user}@example.com", "team": "{team}"}}'
+            for user, team in teams.items()
+        }
+        profiles["walter-email-only"] = '{"team": "night-shift"}'
+        produce(
+            bootstrap,
+            f"{prefix}users",
+            [p.encode() for p in profiles.values()],
+            keys=[u.encode() for u in profiles],
         )
         produce(
             bootstrap,
@@ -183,6 +197,12 @@ def test_the_three_services_match_ground_truth_and_the_aggregator_restores(
         assert all(
             a["dedup_key"] == f"{u}-{w}-urgent" for a, (u, w) in zip(alerts(), alerted, strict=True)
         )
+        # Joined with the users table (a GlobalKTable loaded before the first record):
+        # every alert names its user's team.
+        assert all(
+            a["payload"]["custom_details"]["team"] == teams[u]
+            for a, (u, _w) in zip(alerts(), alerted, strict=True)
+        )
 
         sent_emails = emailed(smtp)
         # Windows above the email threshold only: exactly one email each. Windows
@@ -191,6 +211,13 @@ def test_the_three_services_match_ground_truth_and_the_aggregator_restores(
         assert email_only <= set(sent_emails)
         assert set(sent_emails) <= email_only | urgent
         assert len(sent_emails) == len(set(sent_emails)), "at most one email per window"
+        # Each email went to its user, from the users table, with EMAIL_TO copied;
+        # walter has no address in his profile: his goes to EMAIL_TO only.
+        for received, (user, _window) in zip(smtp.messages, sent_emails, strict=True):
+            if user == "walter-email-only":
+                assert received.rcpt_tos == ["security@example.com"]
+            else:
+                assert received.rcpt_tos == [f"{user}@example.com", "security@example.com"]
 
         # Restore: stop the Aggregator, delete its local state, count more words
         # into the same windows, start it again.

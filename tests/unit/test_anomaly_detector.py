@@ -65,6 +65,7 @@ class Detector:
         )
         self.driver = TopologyTestDriver(topology, config, commit_every_record=commit_every_record)
         self.lines = self.driver.create_input_topic(f"{PREFIX}loglines")
+        self.users = self.driver.create_input_topic(f"{PREFIX}users")
         self.audit = self.driver.create_output_topic(f"{PREFIX}anomalies")
 
     def pipe(self, lines: list[tuple[int, str]]) -> None:
@@ -180,6 +181,44 @@ def test_audit_topic_gets_the_json_of_every_notification_keyed_by_user() -> None
             data = json.loads(value)
             assert data["user_id"] == key
             assert Notification.from_json(value).user_id == key
+
+
+def test_notifications_carry_the_profile_current_when_the_threshold_is_crossed() -> None:
+    with Detector() as detector:
+        profile = '{"email": "alice@example.com", "team": "payments"}'
+        detector.users.pipe_input("alice", profile, timestamp=T0)
+        detector.users.pipe_input("bob", '{"team": "search"}', timestamp=T0)
+        detector.users.pipe_input("carol", "{not json", timestamp=T0)
+        detector.pipe(
+            sorted(
+                failures("alice", 105, T0)
+                + failures("bob", 51, T0 + 1)
+                + failures("carol", 51, T0 + 2)
+                + failures("dave", 51, T0 + 3)  # no profile at all
+            )
+        )
+        emails = {n.user_id: n for n in detector.emails.delivered}
+        [alert] = detector.alerts.delivered
+        assert (alert.email, alert.team) == ("alice@example.com", "payments")
+        assert (emails["alice"].email, emails["alice"].team) == ("alice@example.com", "payments")
+        assert (emails["bob"].email, emails["bob"].team) == (None, "search")
+        # A profile that cannot be read, or none, never costs the notification.
+        assert (emails["carol"].email, emails["carol"].team) == (None, None)
+        assert (emails["dave"].email, emails["dave"].team) == (None, None)
+        audit = {
+            (k, json.loads(v).get("team")) for k, v in detector.audit.read_key_values_to_list()
+        }
+        assert ("alice", "payments") in audit and ("dave", None) in audit
+
+        # A profile changed (or deleted) later applies to the next notification.
+        detector.users.pipe_input("alice", '{"email": "a.new@example.com"}', timestamp=T0)
+        detector.users.pipe_input("bob", None, timestamp=T0)
+        detector.pipe(
+            sorted(failures("alice", 51, T0 + WINDOW_MS) + failures("bob", 51, T0 + WINDOW_MS))
+        )
+        later = {n.user_id: n for n in detector.emails.delivered[4:]}
+        assert (later["alice"].email, later["alice"].team) == ("a.new@example.com", None)
+        assert (later["bob"].email, later["bob"].team) == (None, None)
 
 
 def test_user_ids_are_parsed_cleanly() -> None:

@@ -174,11 +174,13 @@ def test_dry_run_on_a_basic_plan() -> None:
 
     created = {c[2]: c[3:-2] for c in cmds if c[1] == "kafka:topics:create"}
     assert list(created) == all_topics()
-    assert len(created) == 12  # 9 the services read and write, 3 dead-letter topics
+    assert len(created) == 13  # 10 the services read and write, 3 dead-letter topics
     for topic, flags in created.items():
         assert flags[:2] == ["--partitions", "4"], topic
         if topic.endswith("-changelog"):
             assert flags[2:] == ["--compaction", "--retention-time", "2d"], topic
+        elif topic == "users":  # the users table keeps each profile for ever
+            assert flags[2:] == ["--compaction"], topic
         else:
             assert flags[2:] == [], topic
     assert not any(t.startswith("<") for t in created)  # never the prefix placeholder
@@ -256,10 +258,11 @@ def test_usage_errors_are_one_line(args: list[str], message: str) -> None:
 
 
 def test_bigger_basic_plans_allow_more_partitions() -> None:
-    # 12 topics: 40 x 12 = 480 and 80 x 12 = 960, their plans' budgets.
-    assert setup("myapp", "basic-1", "--partitions", "40", "--dry-run").returncode == 0
-    assert setup("myapp", "basic-2", "--partitions=80", "--dry-run").returncode == 0
-    assert setup("myapp", "basic-2", "--partitions=81", "--dry-run").returncode == 2
+    # 13 topics: 36 x 13 = 468 of 480 and 73 x 13 = 949 of 960, their plans' budgets.
+    assert setup("myapp", "basic-1", "--partitions", "36", "--dry-run").returncode == 0
+    assert setup("myapp", "basic-1", "--partitions", "37", "--dry-run").returncode == 2
+    assert setup("myapp", "basic-2", "--partitions=73", "--dry-run").returncode == 0
+    assert setup("myapp", "basic-2", "--partitions=74", "--dry-run").returncode == 2
 
 
 def test_without_the_heroku_cli(tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
 """`topicflow topics APP`: the topics an application needs, listed or created.
 
-Its source and sink topics, its dead-letter topic, and its internal topics
-(repartition and changelog, with their configs: a changelog must be
-compacted) named after the application id. On clusters where applications
+Its source and sink topics (a global table's compacted), its dead-letter
+topic, and its internal topics (repartition and changelog, with their configs:
+a changelog must be compacted) named after the application id. On clusters where applications
 may not create topics (Heroku's, many managed ones), run this once with a
 client that may, or create the listed names with the cluster's own tooling.
 """
@@ -37,7 +37,18 @@ def topic_specs(
     names = [n for n in dict.fromkeys(names) if n not in internal]
     if app.config is not None and app.config.errors_dead_letter_queue_topic_name:
         names.append(app.config.errors_dead_letter_queue_topic_name)
-    specs = [TopicSpec(name, partitions, replication_factor) for name in names]
+    # A global table's topic is its log (it has no changelog): compacted, so that
+    # it keeps every key's latest value however old.
+    compacted = {g.topic for g in topology.global_stores.values()}
+    specs = [
+        TopicSpec(
+            name,
+            partitions,
+            replication_factor,
+            {"cleanup.policy": "compact"} if name in compacted else None,
+        )
+        for name in names
+    ]
     for topic in internal.values():
         assert application_id is not None
         specs.append(
