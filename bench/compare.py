@@ -306,6 +306,9 @@ def fresh_run(system: str, topology: str, bootstrap: str, pg_admin: str) -> tupl
     if system == "topicflow":
         # The services dead-letter what they skip, to `<prefix><service>-dlq`.
         names.append(f"{prefix}{topology}-dlq")
+        if topology == "anomaly-detector":
+            # Its users table (empty here, as the Java twin has none).
+            names.append(f"{prefix}users")
     for future in admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names]).values():
         future.result(30)
     db = database(pg_admin, f"cmp_{system}_{tag}") if topology == "aggregator" else None

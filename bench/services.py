@@ -94,7 +94,8 @@ def _prepare_kafka(bootstrap: str, service: str, count: int) -> None:
     topic_name, _ = _inputs(service, 1, 0)
     topic = PREFIX + topic_name
     marker = ROOT / "bench" / "results" / f".input-{topic_name}.json"
-    outputs = [PREFIX + t for t in ("words", "anomalies") if t != topic_name]
+    # The Anomaly Detector's users table too (empty here: notifications without profiles).
+    outputs = [PREFIX + t for t in ("words", "anomalies", "users") if t != topic_name]
     outputs += [PREFIX + f"{name}-dlq" for name in SERVICES]
     admin.create_topics([TopicSpec(t, PARTITIONS) for t in outputs], 30)
     if admin.partition_counts([topic], 10):
@@ -109,7 +110,8 @@ def _prepare_kafka(bootstrap: str, service: str, count: int) -> None:
     admin.create_topics([TopicSpec(topic, PARTITIONS)], 30)
     # Output and dead-letter topics the services write (never auto-created on the
     # dev broker).
-    outputs = [PREFIX + t for t in ("words", "anomalies") if t != topic_name]
+    # The Anomaly Detector's users table too (empty here: notifications without profiles).
+    outputs = [PREFIX + t for t in ("words", "anomalies", "users") if t != topic_name]
     outputs += [PREFIX + f"{name}-dlq" for name in SERVICES]
     admin.create_topics([TopicSpec(t, PARTITIONS) for t in outputs], 30)
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50})
