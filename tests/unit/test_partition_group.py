@@ -14,6 +14,7 @@ import pytest
 from topicflow import KafkaStreams, Serdes, StreamsBuilder, StreamsConfig, TopologyTestDriver
 from topicflow.brokers.base import TopicSpec
 from topicflow.brokers.embedded import EmbeddedBroker
+from topicflow.runtime.replay import origin_header, origin_id
 
 
 def _config(application_id: str, **overrides: Any) -> StreamsConfig:
@@ -74,26 +75,40 @@ def _wait(condition: Callable[[], bool], timeout: float = 10) -> None:
         time.sleep(0.01)
 
 
-def test_records_fetched_out_of_order_are_processed_in_timestamp_order() -> None:
+@pytest.mark.parametrize("idempotent_state", [False, True])
+def test_records_fetched_out_of_order_are_processed_in_timestamp_order(
+    idempotent_state: bool,
+) -> None:
     broker = _broker()
     producer = broker.producer({})
     # Interleaved timestamps: whatever the consumer fetches first, a batch of one
     # topic's records is out of order with the other's.
+    upstream = origin_id("upstream", "x", 0)
     for i in range(50):
-        producer.produce("left", f"L{2 * i}", "k", timestamp=1000 + 2 * i)
+        # Idempotent state: the left records as an upstream task sends them (with
+        # their origin), record 10 sent twice (a replay, to be dropped).
+        headers = [origin_header(upstream, i, 0)]
+        for _ in range(2 if i == 10 else 1):
+            producer.produce("left", f"L{2 * i}", "k", timestamp=1000 + 2 * i, headers=headers)
         producer.produce("right", f"R{2 * i + 1}", "k", timestamp=1001 + 2 * i)
     producer.flush(1)
     seen = Seen()
     # Small batches: one topic's records often arrive a batch before the other's.
-    streams = _run(broker, _merge(seen), _config("pg-order", max_poll_records=7))
+    config = _config("pg-order", max_poll_records=7, idempotent_state=idempotent_state)
+    streams = _run(broker, _merge(seen), config)
     try:
-        values = seen.wait_for(100)
+        values = seen.wait_for(100 if idempotent_state else 101)
     finally:
         assert streams.close(10)
     assert streams.error is None
-    assert [int(v[1:]) for v in values] == list(range(100))
+    expected = list(range(100))
+    if not idempotent_state:
+        expected.insert(21, 20)  # the replayed record, processed again
+    assert [int(v[1:]) for v in values] == expected
     # Only the last record went while the other partition was empty (and had no lag).
     assert streams.metrics()["enforced_processing"] == 1
+    # Released records meet the task's filter of replays, as they would unqueued.
+    assert streams.metrics()["duplicates_skipped"] == (1 if idempotent_state else 0)
 
 
 def test_a_task_waits_max_task_idle_ms_for_an_empty_partition_then_proceeds() -> None:

@@ -15,7 +15,8 @@ for it is `max_task_idle_ms` (KIP-695):
     -1  never: process what is there
      0  only while the consumer knows that partition has records on the broker
         it has not fetched yet (its lag: the high watermark less its position)
-     N  as for 0, then up to N ms more (wall-clock) for new records to arrive
+     N  as for 0, then up to N ms more (wall-clock) for new records to arrive,
+        counted from when the task had records to process and found it empty
 
 Processing while a queue is empty is "enforced processing", counted in the
 `enforced_processing` metric: its records may come out of timestamp order.

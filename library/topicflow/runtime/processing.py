@@ -2,10 +2,12 @@
 
 `process_batch` is the one loop every record goes through, on Kafka, on the
 embedded broker and in the test driver. Per record it does: find the route of
-the message's partition, drop it if it is a replay the task has seen
-(idempotent state only), deserialize key and value, take the timestamp, set
-the task's record context, advance stream time, call the source node. Nothing
-is allocated here beyond what the user's functions allocate.
+the message's partition, pass it through the route's screen if it has one
+(idempotent state drops a replay the task has seen; a task reading several
+partitions queues it, to process it later in timestamp order:
+runtime/partition_group.py), deserialize key and value, take the timestamp,
+set the task's record context, advance stream time, call the source node.
+Nothing is allocated here beyond what the user's functions allocate.
 
 Bad input never stops the loop unless configured to: a record that cannot be
 deserialized, that has no valid timestamp, or whose processing raises goes to

@@ -4,7 +4,9 @@ Kafka Streams calls it a StreamThread. Its loop tells the story of a batch:
 
     poll    -> consume up to max_poll_records messages
     restore -> one batch of changelog records for the tasks still restoring
-    tasks   -> each message through its task's nodes (runtime/processing.py)
+    tasks   -> each message through its task's nodes (runtime/processing.py);
+               a task reading several partitions queues them, and takes them
+               in timestamp order (runtime/partition_group.py)
     time    -> fire due stream-time and wall-clock punctuators
     commit  -> every commit_interval_ms (runtime/commit.py)
 

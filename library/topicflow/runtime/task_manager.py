@@ -7,7 +7,9 @@ through these states:
                its input partitions are paused, and any record of them consumed
                meanwhile is held back, to be processed once restore ends
     RUNNING    its records are processed: its routes are in `routes`, the index
-               the per-record path reads
+               the per-record path reads; one that reads several partitions
+               queues them in its PartitionGroup (`groups`), which the worker
+               drains in timestamp order (runtime/partition_group.py)
     SUSPENDED  revoked by a rebalance, kept (stores intact) in case the same
                rebalance gives it back
     closed     no longer here: its stores are closed
@@ -226,7 +228,10 @@ class TaskManager:
             keys = self._partitions.get(task.id, [])
             if len(keys) < 2:
                 continue
-            routes = [self.routes[topic][partition] for topic, partition in keys]
+            found = [self.routes.get(topic, {}).get(partition) for topic, partition in keys]
+            routes = [route for route in found if route is not None]
+            if len(routes) < 2:
+                continue
             group = self._groups.get(task.id)
             groups[task.id] = (
                 group if group is not None and group.reads(routes) else self._create_group(routes)
