@@ -287,3 +287,28 @@ def test_a_full_queue_pauses_its_partition_until_drained() -> None:
     finally:
         assert streams.close(10)
     assert streams.error is None
+
+
+def test_a_stream_table_join_does_not_depend_on_which_topic_is_fetched_first() -> None:
+    broker = EmbeddedBroker()
+    broker.create_topics([TopicSpec(t, 1) for t in ("users", "clicks", "enriched")])
+    producer = broker.producer({})
+    # The clicks are in the log first, but the users' rows are older: in timestamp
+    # order every click meets its user's row.
+    for i in range(40):
+        producer.produce("clicks", f"p{i}", f"u{i}", timestamp=1000 + i)
+    for i in range(40):
+        producer.produce("users", f"team{i % 4}", f"u{i}", timestamp=1 + i)
+    producer.flush(1)
+    builder = StreamsBuilder()
+    table = builder.table("users")
+    builder.stream("clicks").join(table, lambda page, team: f"{page}@{team}").to("enriched")
+    streams = _run(broker, builder, _config("pg-join", max_poll_records=6))
+    try:
+        _wait(lambda: len(broker.read_all("enriched")) >= 40)
+        time.sleep(0.1)
+    finally:
+        assert streams.close(10)
+    assert streams.error is None
+    found = [(k, v) for _p, _o, k, v, _t, _h in broker.read_all("enriched")]
+    assert found == [(f"u{i}".encode(), f"p{i}@team{i % 4}".encode()) for i in range(40)]
