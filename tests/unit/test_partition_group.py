@@ -10,10 +10,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from confluent_kafka import TopicPartition
 
 from topicflow import KafkaStreams, Serdes, StreamsBuilder, StreamsConfig, TopologyTestDriver
-from topicflow.brokers.base import TopicSpec
+from topicflow.brokers.base import OFFSET_INVALID, TopicSpec
 from topicflow.brokers.embedded import EmbeddedBroker
+from topicflow.runtime.partition_group import ConsumerLag
 from topicflow.runtime.replay import origin_header, origin_id
 
 
@@ -312,3 +314,41 @@ def test_a_stream_table_join_does_not_depend_on_which_topic_is_fetched_first() -
     assert streams.error is None
     found = [(k, v) for _p, _o, k, v, _t, _h in broker.read_all("enriched")]
     assert found == [(f"u{i}".encode(), f"p{i}@team{i % 4}".encode()) for i in range(40)]
+
+
+class _LibrdkafkaLike:
+    """A consumer that, as librdkafka's, knows no position before a record is returned."""
+
+    def __init__(self, low: int, high: int, committed: int) -> None:
+        self.watermarks = (low, high)
+        self.committed_offset = committed
+        self.committed_calls = 0
+
+    def get_watermark_offsets(self, tp: Any, cached: bool = False) -> tuple[int, int]:
+        assert cached  # no broker request per loop turn
+        return self.watermarks
+
+    def position(self, partitions: list[Any]) -> list[Any]:
+        return [TopicPartition(tp.topic, tp.partition, OFFSET_INVALID) for tp in partitions]
+
+    def committed(self, partitions: list[Any], timeout: float) -> list[Any]:
+        self.committed_calls += 1
+        return [TopicPartition(tp.topic, tp.partition, self.committed_offset) for tp in partitions]
+
+
+def test_the_lag_of_a_partition_no_record_was_returned_from_counts_from_the_committed_offset() -> (
+    None
+):
+    consumer = _LibrdkafkaLike(0, 8, committed=5)
+    lag = ConsumerLag(consumer, "earliest")  # type: ignore[arg-type]
+    assert lag("right", 0, None) == 3
+    consumer.watermarks = (0, 5)
+    assert lag("right", 0, None) == 0  # caught up: a task need not wait for it
+    assert consumer.committed_calls == 1  # asked once
+    assert lag("right", 0, 7) == 0  # records were returned since: their position counts
+    consumer.watermarks = (OFFSET_INVALID, OFFSET_INVALID)
+    assert lag("right", 0, 7) is None  # no watermark yet: not known
+    # Nothing committed: where auto_offset_reset starts.
+    consumer = _LibrdkafkaLike(2, 8, committed=OFFSET_INVALID)
+    assert ConsumerLag(consumer, "earliest")("right", 0, None) == 6  # type: ignore[arg-type]
+    assert ConsumerLag(consumer, "latest")("right", 0, None) == 0  # type: ignore[arg-type]

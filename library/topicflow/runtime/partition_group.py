@@ -38,7 +38,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
 from topicflow.brokers.base import OFFSET_INVALID, Consumer, Headers
 from topicflow.runtime.source_route import HELD, Screen, SourceRoute
@@ -234,12 +234,17 @@ class ConsumerLag:
     def __call__(self, topic: str, partition: int, fetched: int | None) -> int | None:
         tp = TopicPartition(topic, partition)
         consumer = self._consumer
-        low, high = consumer.get_watermark_offsets(tp, cached=True)
-        if high < 0:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, cached=True)
+            if high < 0:
+                return None
+            position: int = consumer.position([tp])[0].offset
+            if position < 0:
+                position = fetched if fetched is not None else self._start_offset(tp, low, high)
+        except KafkaException:
+            # The partition went with a rebalance, or the broker is away: not known
+            # now; the task waits, and asks again next turn.
             return None
-        position: int = consumer.position([tp])[0].offset
-        if position < 0:
-            position = fetched if fetched is not None else self._start_offset(tp, low, high)
         if position < 0:
             return None
         return max(0, high - position)
