@@ -138,9 +138,10 @@ class PartitionGroup:
     def release(self, now_ms: float) -> list[Any]:
         """The queued records to process now, in the order to process them.
 
-        Each is the head with the smallest timestamp among the queues (the first
-        queue's on a tie, as Kafka's priority queue), taken while the task is ready:
-        every queue holds a record, or the empty ones need not be waited for.
+        Each is the head with the smallest timestamp among the queues (on a tie,
+        the queue of the task's first partition; Kafka's priority queue leaves ties
+        in no set order), taken while the task is ready: every queue holds a
+        record, or the empty ones need not be waited for.
         """
         released: list[Any] = []
         if not self.buffered:
