@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 from confluent_kafka import TopicPartition
 
-from topicflow import KafkaStreams, Serdes, StreamsBuilder, StreamsConfig, TopologyTestDriver
+from topicflow import (
+    Consumed,
+    KafkaStreams,
+    Serdes,
+    StreamsBuilder,
+    StreamsConfig,
+    TopologyTestDriver,
+)
 from topicflow.brokers.base import OFFSET_INVALID, TopicSpec
 from topicflow.brokers.embedded import EmbeddedBroker
 from topicflow.runtime.partition_group import ConsumerLag
@@ -352,3 +359,27 @@ def test_the_lag_of_a_partition_no_record_was_returned_from_counts_from_the_comm
     consumer = _LibrdkafkaLike(2, 8, committed=OFFSET_INVALID)
     assert ConsumerLag(consumer, "earliest")("right", 0, None) == 6  # type: ignore[arg-type]
     assert ConsumerLag(consumer, "latest")("right", 0, None) == 0  # type: ignore[arg-type]
+
+
+def test_records_are_ordered_by_the_timestamp_their_extractor_gives() -> None:
+    broker = _broker()
+    producer = broker.producer({})
+    # The event time is in the value; the records' own timestamps say the reverse.
+    for i in range(10):
+        producer.produce("left", f"{2 * i}", "k", timestamp=100 - 2 * i)
+        producer.produce("right", f"{2 * i + 1}", "k", timestamp=100 - 2 * i - 1)
+    producer.produce("right", b"\xff", "k", timestamp=1000)  # not a string: skipped
+    producer.produce("right", "99", "k", timestamp=1)
+    producer.flush(1)
+    seen = Seen()
+    builder = StreamsBuilder()
+    consumed = Consumed(timestamp_extractor=lambda _ts, _k, value, _time: int(value))
+    builder.stream(["left", "right"], consumed).peek(seen).to("out")
+    streams = _run(broker, builder, _config("pg-extractor", max_poll_records=5))
+    try:
+        values = seen.wait_for(21)
+    finally:
+        assert streams.close(10)
+    assert streams.error is None
+    assert [int(v) for v in values] == [*range(20), 99]
+    assert streams.metrics()["deserialization_errors"] == 1

@@ -149,17 +149,27 @@ class PartitionGroup:
         queues = self._queues
         lags: dict[int, int | None] = {}
         while self.buffered:
-            if not self._ready(now_ms, lags):
-                break
+            # One pass: the earliest head, and whether a queue is empty.
             first: RecordQueue | None = None
             first_time = 0
+            empty = False
             for queue in queues:
-                if queue.records:
+                records = queue.records
+                if records:
                     head_time = queue.head_time
                     if head_time is None:
-                        head_time = queue.head_time = _timestamp(queue.route, queue.records[0])
+                        route = queue.route
+                        head_time = queue.head_time = (
+                            records[0].timestamp()[1]
+                            if route.extractor is None
+                            else _timestamp(route, records[0])
+                        )
                     if first is None or head_time < first_time:
                         first, first_time = queue, head_time
+                else:
+                    empty = True
+            if empty and not self._ready(now_ms, lags):
+                break
             assert first is not None
             released.append(first.records.popleft())
             first.head_time = None
@@ -197,14 +207,13 @@ class PartitionGroup:
 
 
 def _timestamp(route: SourceRoute, message: Any) -> int:
-    """The timestamp a record is processed with, to order it (runtime/processing.py
-    computes it again when it processes it). A record that cannot be decoded for
-    the extractor goes first: processing skips it at once, as Kafka Streams drops
-    it when it reaches the head of its queue."""
+    """The timestamp a route's extractor gives a record, to order it
+    (runtime/processing.py computes it again when it processes it). A record that
+    cannot be decoded for the extractor goes first: processing skips it at once,
+    as Kafka Streams drops it when it reaches the head of its queue."""
     timestamp: int = message.timestamp()[1]
     extractor = route.extractor
-    if extractor is None:
-        return timestamp
+    assert extractor is not None
     try:
         key = message.key()
         if key is not None and route.decode_key is not None:
