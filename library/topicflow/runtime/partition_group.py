@@ -128,6 +128,8 @@ class PartitionGroup:
             records.append(message)
             self.buffered += 1
             queue.fetched = message.offset() + 1
+            # Not empty: when it is again, the wait for it starts over.
+            queue.deadline = None
             if len(records) > bound and not queue.paused:
                 queue.paused = True
                 self.to_pause.append(TopicPartition(queue.route.topic, queue.route.partition))
