@@ -11,6 +11,7 @@ from topicflow.brokers.base import TopicSpec
 from topicflow.brokers.embedded import EmbeddedBroker
 from topicflow.errors import TopologyError
 from topicflow.runtime.internal_topics import internal_topic_specs
+from topicflow.runtime.runner import EXIT_BAD_SETUP, run_until_signal
 
 
 def _config(application_id: str) -> StreamsConfig:
@@ -53,6 +54,23 @@ def test_a_join_of_topics_with_different_partition_counts_fails_at_start() -> No
     )
     assert streams.tasks() == {}  # no worker started
     streams.close(1)
+
+
+def test_a_service_whose_join_inputs_are_not_co_partitioned_exits_with_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    broker = EmbeddedBroker()
+    broker.create_topics([TopicSpec("users", 2), TopicSpec("clicks", 4), TopicSpec("enriched", 4)])
+
+    def make_streams() -> KafkaStreams:
+        return KafkaStreams(_join().build(), _config("copartition-exit"), broker=broker)
+
+    assert run_until_signal("joiner", make_streams, describe=False) == EXIT_BAD_SETUP
+    assert capsys.readouterr().err == (
+        "joiner: topics not co-partitioned: clicks has 4 partitions, users has 2 "
+        "partitions; a join's input topics need the same number of partitions (recreate "
+        "one with the other's count, or repartition one side)\n"
+    )
 
 
 def test_a_rekeyed_joins_repartition_topic_gets_the_tables_partition_count() -> None:
