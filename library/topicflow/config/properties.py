@@ -29,6 +29,8 @@ ENV_INT_SETTINGS = (
     "startup_timeout_ms",
     "session_timeout_ms",
     "task_timeout_ms",
+    "max_task_idle_ms",
+    "buffered_records_per_partition",
 )
 ENV_STR_SETTINGS = (
     "state_dir",

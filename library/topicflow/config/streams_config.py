@@ -90,6 +90,15 @@ class StreamsConfig:
     # Records per consume() call: Kafka Streams' max.poll.records default.
     max_poll_records: int = 1000
     poll_ms: int = 100
+    # Kafka Streams' max.task.idle.ms (KIP-695): how long a task reading several
+    # partitions (a join's, a merge's) waits for one of them that has no record
+    # buffered, before it processes the others out of timestamp order. 0: wait
+    # only while the consumer knows that partition has records on the broker not
+    # fetched yet; -1: never wait; N: wait up to N ms more.
+    max_task_idle_ms: int = 0
+    # Kafka Streams' buffered.records.per.partition: a partition of such a task
+    # is paused while more records than this wait in its queue.
+    buffered_records_per_partition: int = 1000
     # Time to wait for the broker at start before failing with a clear error.
     startup_timeout_ms: int = 15_000
     session_timeout_ms: int = 45_000
@@ -148,6 +157,12 @@ class StreamsConfig:
                 f"errors_dead_letter_queue_topic_name must be a topic name, got {dlq!r}"
             )
         _check_positive("task_timeout_ms", self.task_timeout_ms)
+        if not isinstance(self.max_task_idle_ms, int) or self.max_task_idle_ms < -1:
+            raise ConfigError(
+                f"max_task_idle_ms must be -1 (never wait) or 0 or more, "
+                f"got {self.max_task_idle_ms!r}"
+            )
+        _check_positive("buffered_records_per_partition", self.buffered_records_per_partition)
         _check_choice("auto_offset_reset", self.auto_offset_reset, ("earliest", "latest"))
         _check_choice(
             "partition_assignment_strategy",

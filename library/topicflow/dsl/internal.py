@@ -180,6 +180,18 @@ class InternalStreamsBuilder:
         self.topology.add_source(source, topic, key_serde=key_serde, value_serde=value_serde)
         return source
 
+    def copartition(self, *node_names: str) -> None:
+        """Require the source topics upstream of `node_names` to be co-partitioned.
+
+        Every join calls it with its two sides' nodes (after any repartition), as
+        Kafka Streams' `ensureCopartitionWith`: stream-table, stream-stream,
+        table-table and cogroup alike, e.g. `graph.copartition(this_node, other_node)`.
+        At start the user topics of a group must have one partition count (else a
+        TopologyError names each topic and its count), and its repartition topics
+        are created with that count (runtime/internal_topics.py).
+        """
+        self.topology.copartition(*node_names)
+
     # -- global tables -------------------------------------------------------------------
 
     def global_table(

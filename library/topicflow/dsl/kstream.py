@@ -342,6 +342,7 @@ class KStream(Generic[K, V]):
             name, stream_table_join_node(store, compute, joiner, with_key, left), parent
         )
         graph.topology.connect_processor_and_state_stores(name, stores=[store])
+        graph.copartition(parent, table.node_name)
         return graph.new_stream(name, key_changed=False)
 
     # -- processors ---------------------------------------------------------------------

@@ -187,5 +187,12 @@ class CommitCycle:
         self._backoff = RETRY_BACKOFF_MIN_S
 
     def resumable(self, partitions: list[Any]) -> list[Any]:
-        """`partitions` but those of restoring tasks, which stay paused until restored."""
-        return [tp for tp in partitions if not self._tasks.is_held(tp.topic, tp.partition)]
+        """`partitions` but those of restoring tasks, which stay paused until restored,
+        and those whose task's queue is full (runtime/partition_group.py)."""
+        tasks = self._tasks
+        return [
+            tp
+            for tp in partitions
+            if not tasks.is_held(tp.topic, tp.partition)
+            and not tasks.is_full(tp.topic, tp.partition)
+        ]

@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 from topicflow.brokers.base import Admin, TopicSpec
 from topicflow.config import StreamsConfig
-from topicflow.errors import MissingSourceTopics, TopicflowError
-from topicflow.topology.topology import SubTopology, Topology
+from topicflow.errors import MissingSourceTopics, TopicflowError, TopologyError
+from topicflow.topology.topology import InternalTopic, SubTopology, Topology
 
 __all__ = [
     "LIBRDKAFKA_MESSAGE_MAX_BYTES",
@@ -153,30 +153,51 @@ def internal_topic_specs(
     counts: dict[str, int],
     application_id: str,
 ) -> list[TopicSpec]:
-    """Repartition topics get their configured partitions, else as many as their upstream
-    sub-topology's widest source topic (Kafka Streams' rule)."""
+    """The internal topics with their partition counts, in Kafka Streams' order:
+
+    1. a repartition topic gets its configured partitions, else as many as its
+       upstream sub-topology's widest source topic;
+    2. co-partitioned topics (a join's inputs) are checked and aligned: their
+       user topics must have one partition count (else a TopologyError naming
+       each), which their repartition topics then get (Kafka Streams'
+       CopartitionedTopicsEnforcer);
+    3. a store's changelog gets one partition per task of its sub-topology.
+    """
     internal = topology.internal_topics
-    partitions: dict[str, int] = {}
-    for name, topic in internal.items():
-        if topic.partitions is not None:
-            partitions[name] = topic.partitions
+    partitions: dict[str, int] = {
+        name: topic.partitions for name, topic in internal.items() if topic.partitions is not None
+    }
+    enforced = set(partitions)
+
+    def width(sub: SubTopology) -> int | None:
+        widths = [counts.get(t) or partitions.get(t) for t in sub.source_topics]
+        if not widths or any(w is None for w in widths):
+            return None
+        return max(w for w in widths if w is not None)
+
     # Upstream counts may themselves be internal: resolve until nothing changes.
     changed = True
     while changed:
         changed = False
         for sub in subtopologies:
-            widths = [counts.get(t) or partitions.get(t) for t in sub.source_topics]
-            if not widths or any(w is None for w in widths):
+            upstream = width(sub)
+            if upstream is None:
                 continue
-            width = max(w for w in widths if w is not None)
-            # A store's changelog has one partition per task of the sub-topology using it.
-            changelogs = [
-                f"{store}-changelog" for node in sub.nodes for store in getattr(node, "stores", ())
-            ]
-            for topic_name in [*sub.sink_topics, *changelogs]:
+            for topic_name in sub.sink_topics:
                 if topic_name in internal and topic_name not in partitions:
-                    partitions[topic_name] = width
+                    partitions[topic_name] = upstream
                     changed = True
+    for group in topology.copartition_groups():
+        _copartition(group, internal, partitions, enforced, counts)
+    for sub in subtopologies:
+        tasks = width(sub)
+        if tasks is None:
+            continue
+        for node in sub.nodes:
+            for store in getattr(node, "stores", ()):
+                changelog = f"{store}-changelog"
+                if changelog in internal and changelog not in partitions:
+                    partitions[changelog] = tasks
     specs = []
     for name, topic in internal.items():
         config = dict(topic.config)
@@ -191,3 +212,52 @@ def internal_topic_specs(
             )
         )
     return specs
+
+
+def _copartition(
+    group: list[str],
+    internal: dict[str, InternalTopic],
+    partitions: dict[str, int],
+    enforced: set[str],
+    counts: dict[str, int],
+) -> None:
+    """Check one co-partition group and give its repartition topics its count.
+
+    A join reads partition N of each side in task N: with different counts, keys
+    of one side would land in partitions the other side never sees.
+    """
+    user = {t: counts[t] for t in group if t not in internal and t in counts}
+    repartition = [t for t in group if t in internal]
+    if user:
+        if len(set(user.values())) > 1:
+            raise TopologyError(
+                "topics not co-partitioned: "
+                + ", ".join(f"{t} has {n} partitions" for t, n in sorted(user.items()))
+                + "; a join's input topics need the same number of partitions (recreate one "
+                "with the other's count, or repartition one side)"
+            )
+        target = next(iter(user.values()))
+    else:
+        fixed = {t: partitions[t] for t in repartition if t in enforced}
+        if len(set(fixed.values())) > 1:
+            raise TopologyError(
+                "repartition topics not co-partitioned: "
+                + ", ".join(f"{t} has {n} partitions" for t, n in sorted(fixed.items()))
+                + " (Repartitioned.with_number_of_partitions); give them the same count"
+            )
+        known = [partitions[t] for t in repartition if t in partitions]
+        if fixed:
+            target = next(iter(fixed.values()))
+        elif known:
+            target = max(known)
+        else:
+            return
+    for topic in repartition:
+        if topic not in enforced:
+            partitions[topic] = target
+        elif partitions[topic] != target:
+            raise TopologyError(
+                f"repartition topic {topic} has {partitions[topic]} partitions "
+                "(Repartitioned.with_number_of_partitions) but is joined with topics of "
+                f"{target} partitions; a join's inputs need the same number of partitions"
+            )

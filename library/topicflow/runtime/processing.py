@@ -2,10 +2,12 @@
 
 `process_batch` is the one loop every record goes through, on Kafka, on the
 embedded broker and in the test driver. Per record it does: find the route of
-the message's partition, drop it if it is a replay the task has seen
-(idempotent state only), deserialize key and value, take the timestamp, set
-the task's record context, advance stream time, call the source node. Nothing
-is allocated here beyond what the user's functions allocate.
+the message's partition, pass it through the route's screen if it has one
+(idempotent state drops a replay the task has seen; a task reading several
+partitions queues it, to process it later in timestamp order:
+runtime/partition_group.py), deserialize key and value, take the timestamp,
+set the task's record context, advance stream time, call the source node.
+Nothing is allocated here beyond what the user's functions allocate.
 
 Bad input never stops the loop unless configured to: a record that cannot be
 deserialized, that has no valid timestamp, or whose processing raises goes to
@@ -26,7 +28,7 @@ from topicflow.config import StreamsConfig
 from topicflow.errors import HandlerFailed, StreamsException, TopologyError
 from topicflow.runtime.error_handling import ErrorHandling
 from topicflow.runtime.replay import DUPLICATE, SEQUENCE_BITS
-from topicflow.runtime.source_route import SourceRoute
+from topicflow.runtime.source_route import HELD, SourceRoute
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,9 @@ class WorkerMetrics:
     replayed_updates_skipped: int = 0
     # num_standby_replicas: changelog records applied to standby tasks.
     standby_records: int = 0
+    # max_task_idle_ms: records a task reading several partitions processed while
+    # one of them had none buffered (possibly out of timestamp order).
+    enforced_processing: int = 0
 
     def add(self, other: WorkerMetrics) -> None:
         for f in fields(self):
@@ -118,9 +123,13 @@ class BatchProcessor:
                 continue
             route = routes[message.topic()][message.partition()]
             headers = message.headers()
-            if route.origins is not None:
-                # Idempotent state: a record this task saw before (an upstream replay).
-                headers = route.origins.admit(headers)
+            if route.screen is not None:
+                # A record of a task reading several partitions waits in their queues
+                # (taken in timestamp order: runtime/partition_group.py); idempotent
+                # state drops a record this task saw before (an upstream replay).
+                headers = route.screen(message, headers)
+                if headers is HELD:
+                    continue
                 if headers is DUPLICATE:
                     route.last = message
                     self._metrics.duplicates_skipped += 1

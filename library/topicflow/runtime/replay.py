@@ -94,6 +94,10 @@ class OriginFilter:
 
     def admit(self, headers: list[tuple[str, bytes | None]] | None) -> Any:
         """The record's headers without its origin, or DUPLICATE if it was seen before."""
+        return self.screen(None, headers)
+
+    def screen(self, _message: Any, headers: list[tuple[str, bytes | None]] | None) -> Any:
+        """`admit` as a route's screen (runtime/source_route.py): one call per record."""
         if not headers:
             return headers
         if len(headers) == 1:  # the usual case: the origin is the only header

@@ -12,12 +12,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from topicflow.brokers.base import Headers
 from topicflow.config import TimestampExtractor
-from topicflow.runtime.replay import OriginFilter
 from topicflow.topology.nodes import Forward
 
 if TYPE_CHECKING:
     from topicflow.runtime.task import StreamTask
+
+
+# A route's screen: (message, headers) -> headers, DUPLICATE or HELD.
+Screen = Callable[[Any, Headers | None], Any]
+
+# What a screen returns for a record it queued: it is not processed now.
+HELD: Any = object()
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -43,9 +50,9 @@ class SourceRoute:
         "extractor",
         "last",
         "origin",
-        "origins",
         "partition",
         "process",
+        "screen",
         "task",
         "topic",
     )
@@ -70,9 +77,14 @@ class SourceRoute:
         self.extractor = extractor
         self.last: Any = None  # the last message processed or skipped; None: none yet
         # Idempotent state only (else None): this partition's origin id, stamped on
-        # the task's outputs, and the task's filter of replayed inputs.
+        # the task's outputs.
         self.origin: bytes | None = None
-        self.origins: OriginFilter | None = None
+        # What a record meets before it is processed, if anything (None, the usual
+        # case, costs the per-record path one test): screen(message, headers)
+        # returns the headers to process it with, DUPLICATE (idempotent state: a
+        # replay, dropped; OriginFilter.screen) or HELD (queued by the task's
+        # PartitionGroup, to be processed in timestamp order; partition_group.py).
+        self.screen: Screen | None = None
 
     @property
     def position(self) -> int:

@@ -4,7 +4,9 @@ Kafka Streams calls it a StreamThread. Its loop tells the story of a batch:
 
     poll    -> consume up to max_poll_records messages
     restore -> one batch of changelog records for the tasks still restoring
-    tasks   -> each message through its task's nodes (runtime/processing.py)
+    tasks   -> each message through its task's nodes (runtime/processing.py);
+               a task reading several partitions queues them, and takes them
+               in timestamp order (runtime/partition_group.py)
     time    -> fire due stream-time and wall-clock punctuators
     commit  -> every commit_interval_ms (runtime/commit.py)
 
@@ -39,11 +41,12 @@ from topicflow.runtime.commit import CommitCycle
 from topicflow.runtime.error_handling import ErrorHandling
 from topicflow.runtime.gc_tuning import tune_garbage_collector
 from topicflow.runtime.guarantees import guarantee_of
+from topicflow.runtime.partition_group import ConsumerLag, PartitionGroup
 from topicflow.runtime.processing import BatchProcessor, WorkerMetrics
 from topicflow.runtime.rebalance import Rebalance, write_checkpoints
 from topicflow.runtime.record_collector import RecordCollector
 from topicflow.runtime.restorer import Restorer, committed_offsets
-from topicflow.runtime.source_route import TaskId
+from topicflow.runtime.source_route import SourceRoute, TaskId
 from topicflow.runtime.standby import STANDBY_SETTLE_S, StandbyTasks, stateful_subtopologies
 from topicflow.runtime.task import StreamTask
 from topicflow.runtime.task_manager import TaskManager
@@ -101,7 +104,9 @@ class StreamWorker:
         self._subtopology_of: dict[str, SubTopology] = {
             resolve_topic(topic): sub for sub in subtopologies for topic in sub.source_topics
         }
-        self._manager = TaskManager(self.name, self._subtopology_of, self._create_task)
+        self._manager = TaskManager(
+            self.name, self._subtopology_of, self._create_task, self._create_group
+        )
         self._stop = threading.Event()
         self.errors = ErrorHandling(config, self.metrics)
         self._processor = BatchProcessor(config, self.metrics, self.errors)
@@ -130,6 +135,8 @@ class StreamWorker:
         self._standbys: StandbyTasks | None = None
         self._standbys_due = 0.0  # when to place standbys again (monotonic)
         self._admin: Admin | None = None
+        # What the consumer knows of each partition's lag, for max_task_idle_ms.
+        self._lag: ConsumerLag | None = None
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -176,6 +183,7 @@ class StreamWorker:
         consumer_config, producer_config = worker_client_configs(config, self.index, self._instance)
         admin = self._broker.admin()
         self._consumer = consumer = self._broker.consumer(consumer_config)
+        self._lag = ConsumerLag(consumer, config.auto_offset_reset)
         producer = self._broker.producer(producer_config)
         self._collector = collector = RecordCollector(
             producer,
@@ -252,6 +260,10 @@ class StreamWorker:
                 messages = self._restore(messages)
             if messages:
                 process_batch(messages, manager.routes)
+            # Tasks reading several partitions: their queued records, in timestamp
+            # order, as far as each may go now (runtime/partition_group.py).
+            released = bool(manager.groups) and self._release_queued()
+            if messages or released:
                 collector.poll()
                 self._punctuate(PunctuationType.STREAM_TIME)
             self._punctuate(PunctuationType.WALL_CLOCK_TIME)
@@ -308,6 +320,43 @@ class StreamWorker:
     def _committed(self, task_ids: set[TaskId]) -> dict[TaskId, tuple[int, list[str]]]:
         assert self._consumer is not None
         return committed_offsets(self._consumer, self._subtopology_of, task_ids)
+
+    # -- tasks reading several partitions ------------------------------------------
+
+    def _create_group(self, routes: list[SourceRoute]) -> PartitionGroup:
+        assert self._lag is not None
+        config = self._config
+        return PartitionGroup(
+            routes,
+            config.max_task_idle_ms,
+            config.buffered_records_per_partition,
+            self._lag,
+            self.metrics,
+        )
+
+    def _release_queued(self) -> bool:
+        """Process what the partition groups release; pause the partitions whose
+        queue is full, resume those drained. True if any record was released."""
+        assert self._consumer is not None and self._commits is not None
+        now_ms = time.monotonic() * 1000
+        released_any = False
+        for group in self._manager.groups:
+            released = group.release(now_ms)
+            if released:
+                released_any = True
+                group.releasing = True
+                try:
+                    self._processor.process_batch(released, self._manager.routes)
+                finally:
+                    group.releasing = False
+            if group.to_pause:
+                self._consumer.pause(group.to_pause)
+                group.to_pause = []
+            if group.to_resume:
+                if not self._commits.paused:
+                    self._consumer.resume(group.to_resume)
+                group.to_resume = []
+        return released_any
 
     # -- standby tasks -------------------------------------------------------------
 
@@ -367,6 +416,8 @@ class StreamWorker:
         )
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        if self._lag is not None:
+            self._lag.forget()
         self._rebalance.assigned(consumer, partitions)
         # The group changed: place standbys again once its assignment is stable.
         self._standbys_due = time.monotonic() + STANDBY_SETTLE_S

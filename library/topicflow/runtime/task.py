@@ -228,7 +228,7 @@ class StreamTask:
         )
         if self.origins is not None:
             route.origin = origin_id(self._config.application_id, topic, partition)
-            route.origins = self.origins
+            route.screen = self.origins.screen
         self.routes = [r for r in self.routes if (r.topic, r.partition) != (topic, partition)]
         self.routes.append(route)
         return route

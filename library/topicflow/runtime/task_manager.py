@@ -7,7 +7,9 @@ through these states:
                its input partitions are paused, and any record of them consumed
                meanwhile is held back, to be processed once restore ends
     RUNNING    its records are processed: its routes are in `routes`, the index
-               the per-record path reads
+               the per-record path reads; one that reads several partitions
+               queues them in its PartitionGroup (`groups`), which the worker
+               drains in timestamp order (runtime/partition_group.py)
     SUSPENDED  revoked by a rebalance, kept (stores intact) in case the same
                rebalance gives it back
     closed     no longer here: its stores are closed
@@ -27,8 +29,9 @@ from typing import Any
 from confluent_kafka import TopicPartition
 
 from topicflow.errors import StreamsException
+from topicflow.runtime.partition_group import PartitionGroup
 from topicflow.runtime.processing import Routes
-from topicflow.runtime.source_route import TaskId
+from topicflow.runtime.source_route import SourceRoute, TaskId
 from topicflow.runtime.task import StreamTask
 from topicflow.topology.topology import SubTopology
 
@@ -47,10 +50,12 @@ class TaskManager:
         name: str,
         subtopology_of: dict[str, SubTopology],
         create_task: Callable[[TaskId, SubTopology], StreamTask],
+        create_group: Callable[[list[SourceRoute]], PartitionGroup] | None = None,
     ) -> None:
         self._name = name
         self._subtopology_of = subtopology_of
         self._create_task = create_task
+        self._create_group = create_group
         self._tasks: dict[TaskId, StreamTask] = {}
         self._states: dict[TaskId, TaskState] = {}
         # Each active (restoring or running) task's input partitions.
@@ -64,6 +69,11 @@ class TaskManager:
         # The running tasks, rebuilt on each transition: the loop punctuates and
         # commits them every turn.
         self.running: list[StreamTask] = []
+        # The partition groups of running tasks that read several partitions (a
+        # join's, a merge's), by task, rebuilt on each transition with the tasks'
+        # routes: a task revoked drops its queued records (runtime/partition_group.py).
+        self._groups: dict[TaskId, PartitionGroup] = {}
+        self.groups: list[PartitionGroup] = []
 
     # -- what there is -------------------------------------------------------------
 
@@ -83,6 +93,10 @@ class TaskManager:
     def is_held(self, topic: str, partition: int) -> bool:
         """Whether the partition belongs to a restoring task (its input waits)."""
         return (topic, partition) in self._held_by
+
+    def is_full(self, topic: str, partition: int) -> bool:
+        """Whether the partition is paused because its task's queue of it is full."""
+        return any(group.is_paused(topic, partition) for group in self.groups)
 
     def partitions_of(self, task_id: TaskId) -> list[TopicPartition]:
         return [TopicPartition(t, p) for t, p in self._partitions.get(task_id, [])]
@@ -207,3 +221,20 @@ class TaskManager:
         self.running = [
             task for t, task in self._tasks.items() if self._states.get(t) is TaskState.RUNNING
         ]
+        if self._create_group is None:
+            return
+        groups: dict[TaskId, PartitionGroup] = {}
+        for task in self.running:
+            keys = self._partitions.get(task.id, [])
+            if len(keys) < 2:
+                continue
+            found = [self.routes.get(topic, {}).get(partition) for topic, partition in keys]
+            routes = [route for route in found if route is not None]
+            if len(routes) < 2:
+                continue
+            group = self._groups.get(task.id)
+            groups[task.id] = (
+                group if group is not None and group.reads(routes) else self._create_group(routes)
+            )
+        self._groups = groups
+        self.groups = list(groups.values())

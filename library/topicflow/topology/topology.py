@@ -98,6 +98,8 @@ class Topology:
         self._stores: dict[str, StoreSpec] = {}
         # Global stores by name: Kafka Streams' addGlobalStore.
         self._global_stores: dict[str, GlobalStore] = {}
+        # Node names whose upstream source topics must be co-partitioned (a join's sides).
+        self._copartitioned: list[tuple[str, ...]] = []
 
     # -- Processor API -----------------------------------------------------------------
 
@@ -230,6 +232,34 @@ class Topology:
 
     def add_internal_topic(self, topic: InternalTopic) -> None:
         self._internal_topics[topic.name] = topic
+
+    def copartition(self, *node_names: str) -> None:
+        """The source topics upstream of these nodes (within their sub-topology) must
+        have as many partitions each: a join's sides (Kafka's copartitionSources)."""
+        for name in node_names:
+            if name not in self._nodes:
+                raise TopologyError(f"cannot co-partition unknown node {name!r}")
+        self._copartitioned.append(node_names)
+
+    def copartition_groups(self) -> list[list[str]]:
+        """Each co-partition group's topics (internal ones by their short name), in
+        the order they were registered: the source topics upstream of its nodes."""
+        groups = []
+        for names in self._copartitioned:
+            topics: dict[str, None] = {}
+            stack = list(names)
+            seen = set(stack)
+            while stack:
+                node = self._nodes[stack.pop()]
+                if isinstance(node, SourceNode):
+                    topics.update(dict.fromkeys(node.topics))
+                    continue
+                for parent in node.parents:
+                    if parent not in seen:
+                        seen.add(parent)
+                        stack.append(parent)
+            groups.append(sorted(topics))
+        return groups
 
     def _add(self, node: Node) -> None:
         if node.name in self._nodes:
