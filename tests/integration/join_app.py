@@ -12,8 +12,16 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 
-from topicflow import KafkaStreams, Serdes, StreamsBuilder, StreamsConfig, Topology
+from topicflow import (
+    JoinWindows,
+    KafkaStreams,
+    Serdes,
+    StreamsBuilder,
+    StreamsConfig,
+    Topology,
+)
 from topicflow.runtime.runner import configure_logging, run_until_signal
 
 APPLICATION = "join-app"
@@ -32,7 +40,24 @@ def stream_table(prefix: str) -> Topology:
     return builder.build()
 
 
-TOPOLOGIES: dict[str, Callable[[str], Topology]] = {"stream-table": stream_table}
+def stream_stream(prefix: str) -> Topology:
+    """Impressions joined with the clicks on the same ad within 10 s; a grace of 10 min
+    (in event time) covers how far apart the two topics' producers may drift."""
+    builder = StreamsBuilder()
+    clicks = builder.stream(f"{prefix}clicks")
+    window = JoinWindows.of_time_difference_and_grace(timedelta(seconds=10), timedelta(minutes=10))
+    (
+        builder.stream(f"{prefix}impressions")
+        .join(clicks, lambda impression, click: f"{impression}|{click}", window)
+        .to(f"{prefix}attributed")
+    )
+    return builder.build()
+
+
+TOPOLOGIES: dict[str, Callable[[str], Topology]] = {
+    "stream-table": stream_table,
+    "stream-stream": stream_stream,
+}
 
 
 def main(argv: list[str]) -> int:
