@@ -1,6 +1,7 @@
 """The DSL: what users write."""
 
 from topicflow.dsl.builder import StreamsBuilder
+from topicflow.dsl.join_windows import JoinWindows
 from topicflow.dsl.kgrouped import KGroupedStream, TimeWindowedKStream
 from topicflow.dsl.kstream import BranchedKStream, KStream
 from topicflow.dsl.ktable import KTable
@@ -17,6 +18,7 @@ from topicflow.dsl.options import (
 )
 from topicflow.dsl.session_windows import SessionWindowedKStream
 from topicflow.dsl.sliding_windows import SlidingWindowedKStream
+from topicflow.dsl.stream_joined import StreamJoined
 from topicflow.dsl.windows import (
     SessionWindow,
     SessionWindows,
@@ -31,6 +33,7 @@ __all__ = [
     "BranchedKStream",
     "Consumed",
     "Grouped",
+    "JoinWindows",
     "Joined",
     "KGroupedStream",
     "KStream",
@@ -44,6 +47,7 @@ __all__ = [
     "SessionWindows",
     "SlidingWindowedKStream",
     "SlidingWindows",
+    "StreamJoined",
     "StreamsBuilder",
     "Suppressed",
     "TimeWindow",

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 import topicflow.dsl.operations as ops
+from topicflow.dsl.join_windows import JoinWindows
 from topicflow.dsl.joins import stream_table_join_node
 from topicflow.dsl.options import (
     Branched,
@@ -21,6 +22,8 @@ from topicflow.dsl.options import (
     Produced,
     Repartitioned,
 )
+from topicflow.dsl.stream_joined import StreamJoined
+from topicflow.dsl.stream_stream_join import join_streams
 from topicflow.errors import TopologyError
 from topicflow.processor.api import Processor
 from topicflow.topology.nodes import NodeFactory, SinkNode, TopicNameExtractor
@@ -235,27 +238,73 @@ class KStream(Generic[K, V]):
 
     def join(
         self,
-        table: KTable,
+        other: KTable | KStream[K, Any],
         joiner: Callable[..., VR],
-        joined: Joined | None = None,
+        windows: JoinWindows | Joined | None = None,
+        stream_joined: StreamJoined | None = None,
         *,
+        joined: Joined | None = None,
         with_key: bool = False,
     ) -> KStream[K, VR]:
-        """Join each record with the table's current value of its key: `joiner(value,
-        table_value)` (`joiner(key, value, table_value)` with `with_key`); records
-        whose key the table does not have are dropped."""
-        return self._join_table(table, joiner, joined, with_key, left=False)
+        """Join with a table: each record with the table's current value of its key,
+        `joiner(value, table_value)` (`joiner(key, value, table_value)` with
+        `with_key`); records whose key the table does not have are dropped.
+
+        Or with a stream, within `windows` (JoinWindows): each pair of records of
+        one key close enough in time, `joiner(value, other_value)`, at the later
+        of their timestamps; `stream_joined` names the join and its stores.
+        """
+        if isinstance(other, KStream):
+            return self._join_stream(other, joiner, windows, stream_joined, with_key, False, False)
+        return self._join_table(other, joiner, _joined(windows, joined), with_key, left=False)
 
     def left_join(
         self,
-        table: KTable,
+        other: KTable | KStream[K, Any],
         joiner: Callable[..., VR],
+        windows: JoinWindows | Joined | None = None,
+        stream_joined: StreamJoined | None = None,
+        *,
         joined: Joined | None = None,
+        with_key: bool = False,
+    ) -> KStream[K, VR]:
+        """As `join`, but every record of this stream joins: with None where the table
+        has no value; with a stream, with None (once its window has closed) where
+        the other stream had no record in its window."""
+        if isinstance(other, KStream):
+            return self._join_stream(other, joiner, windows, stream_joined, with_key, True, False)
+        return self._join_table(other, joiner, _joined(windows, joined), with_key, left=True)
+
+    def outer_join(
+        self,
+        other: KStream[K, Any],
+        joiner: Callable[..., VR],
+        windows: JoinWindows,
+        stream_joined: StreamJoined | None = None,
         *,
         with_key: bool = False,
     ) -> KStream[K, VR]:
-        """As `join`, but every record joins: with None where the table has no value."""
-        return self._join_table(table, joiner, joined, with_key, left=True)
+        """As a stream-stream `left_join`, both ways: a record of either stream that
+        met none of the other is joined with None, once its window has closed."""
+        return self._join_stream(other, joiner, windows, stream_joined, with_key, True, True)
+
+    def _join_stream(
+        self,
+        other: KStream[Any, Any],
+        joiner: Callable[..., VR],
+        windows: JoinWindows | Joined | None,
+        stream_joined: StreamJoined | None,
+        with_key: bool,
+        left_outer: bool,
+        right_outer: bool,
+    ) -> KStream[K, VR]:
+        if not isinstance(windows, JoinWindows):
+            raise TopologyError("a stream-stream join needs JoinWindows")
+        if other._graph is not self._graph:
+            raise TopologyError("join: both streams must come from the same StreamsBuilder")
+        return join_streams(
+            self, other, joiner, windows, stream_joined, with_key, left_outer, right_outer
+        )
 
     def _join_table(
         self,
@@ -297,6 +346,13 @@ class KStream(Generic[K, V]):
         if store_names:
             self._graph.topology.connect_processor_and_state_stores(name, stores=list(store_names))
         return self._graph.new_stream(name, key_changed=True)
+
+
+def _joined(windows: JoinWindows | Joined | None, joined: Joined | None) -> Joined | None:
+    """A stream-table join's Joined, given in third place or by name."""
+    if isinstance(windows, JoinWindows):
+        raise TopologyError("a stream-table join takes Joined, not JoinWindows")
+    return joined or windows
 
 
 class BranchedKStream(Generic[K, V]):
