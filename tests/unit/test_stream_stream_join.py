@@ -396,3 +396,80 @@ def test_join_stores_survive_a_restart(tmp_path: Path, persistent: bool, crash: 
         assert metrics["restored_records"] == 0  # the local copy was checkpointed
     else:
         assert metrics["restored_records"] > 0
+
+
+# -- RocksDB ---------------------------------------------------------------------------
+
+
+def _outer_join(persistent: bool, rekeyed: bool) -> Any:
+    joined = StreamJoined.with_(None, None, None)
+    if persistent:
+        joined = joined.persistent_stores()
+    builder = StreamsBuilder()
+    left, right = _both(builder)
+    if rekeyed:
+        left = left.select_key(lambda k, v: v[:1] if v else None)
+    left.outer_join(right, joiner, WINDOWS.before(2000), joined).to("out")
+    return builder.build()
+
+
+def _run_case(topology: Any, steps: list[Any], state_dir: Path) -> list[Any]:
+    config = _config(state_dir=str(state_dir), statestore_cache_max_bytes=0)
+    with TopologyTestDriver(topology, config) as driver:
+        for step in steps:
+            if step[0] == "wall":
+                driver.advance_wall_clock_time(step[1])
+            else:
+                topic, key, value, timestamp = step
+                driver.pipe_raw(
+                    topic,
+                    None if key is None else key.encode(),
+                    None if value is None else value.encode(),
+                    timestamp,
+                )
+        records = driver.create_output_topic("out").read_records_to_list()
+    return [(r.key, r.value, r.timestamp) for r in records]
+
+
+@pytest.mark.parametrize("rekeyed", [False, True], ids=["same-keys", "rekeyed"])
+def test_rocksdb_join_stores_join_as_the_in_memory_ones(tmp_path: Path, rekeyed: bool) -> None:
+    """The conformance suite's random cases, through in-memory and RocksDB stores."""
+    import random
+
+    from tests.conformance.cases import steps_for
+
+    rng = random.Random(f"rocksdb-join/{rekeyed}")
+    for case in range(20):
+        steps = steps_for(rng, ("in", "in2"), rng.choice((4, 8, 16, 30)))
+        in_memory = _run_case(_outer_join(False, rekeyed), steps, tmp_path / f"m{case}")
+        on_disk = _run_case(_outer_join(True, rekeyed), steps, tmp_path / f"r{case}")
+        assert on_disk == in_memory, steps
+
+
+def test_rocksdb_join_window_store_keeps_duplicates_apart_from_longer_keys(tmp_path: Path) -> None:
+    from topicflow.state.join_stores import InMemoryJoinWindowStore
+    from topicflow.state.rocksdb import RocksDBJoinWindowStore
+
+    string = Serdes.String()
+    on_disk = RocksDBJoinWindowStore("s", tmp_path / "s", 10_000, string, string)
+    in_memory = InMemoryJoinWindowStore("s", 10_000)
+    puts = [
+        ("a", "1", 5),
+        ("ab", "2", 5),
+        ("a", "3", 5),
+        ("a", None, 6),
+        ("a", "4", 9),
+        ("a", "5", 1),
+    ]
+    for store in (on_disk, in_memory):
+        for key, value, timestamp in puts:
+            store.put(key, value, timestamp)
+        assert store.fetch_range("a", 0, 10) == [(1, "5"), (5, "1"), (5, "3"), (9, "4")]
+        assert store.fetch_range("ab", 5, 5) == [(5, "2")]
+        store.put("a", "6", 20_000)  # expires everything at or before 10_000
+        assert store.fetch_range("a", 0, 30_000) == [(20_000, "6")]
+    on_disk.close()
+    reopened = RocksDBJoinWindowStore("s", tmp_path / "s", 10_000, string, string)
+    reopened.restore_batch([(b"a", 20_000, b"7"), (b"a", 20_000, None)])
+    assert reopened.fetch_range("a", 0, 30_000) == [(20_000, "6"), (20_000, "7")]
+    reopened.close()

@@ -430,6 +430,8 @@ class RocksDBWindowStore(_RocksDBStore):
 
 _SEQUENCE = struct.Struct(">I")
 _SEQUENCE_MASK = 0xFFFFFFFF
+# In a join window store's folder: the last sequence number used.
+_SEQUENCE_FILE = "TOPICFLOW_SEQUENCE"
 
 
 class RocksDBJoinWindowStore(RocksDBWindowStore):
@@ -450,7 +452,13 @@ class RocksDBJoinWindowStore(RocksDBWindowStore):
         value_serde: Serde[Any],
     ) -> None:
         super().__init__(name, path, retention_ms, key_serde, value_serde)
-        self._sequence = 0
+        # Where the sequence continues after a reopen: records put later must sort
+        # after the ones on disk (Kafka Streams restarts at 0, and may not).
+        self._sequence_file = path / _SEQUENCE_FILE
+        try:
+            self._sequence = int(self._sequence_file.read_text())
+        except (OSError, ValueError):
+            self._sequence = 0
 
     # Entry keys end with the sequence number, which is not part of the key.
     _key_end = -_SEQUENCE.size
@@ -458,6 +466,16 @@ class RocksDBJoinWindowStore(RocksDBWindowStore):
     def _next_suffix(self) -> bytes:
         self._sequence = (self._sequence + 1) & _SEQUENCE_MASK
         return _SEQUENCE.pack(self._sequence)
+
+    def flush(self) -> None:
+        super().flush()
+        if not self._closed:
+            self._sequence_file.write_text(str(self._sequence))
+
+    def close(self) -> None:
+        if not self._closed:
+            self._sequence_file.write_text(str(self._sequence))
+        super().close()
 
     def fetch(self, key: Any, window_start: int) -> Any:
         found = self.fetch_range(key, window_start, window_start)
