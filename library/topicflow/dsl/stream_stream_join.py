@@ -30,6 +30,7 @@ conformance suite pins:
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -73,21 +74,25 @@ class TimeTracker:
 
 
 class TimeTrackers:
-    """One TimeTracker per task, for the two join nodes of one join."""
+    """One TimeTracker per task, for the two join nodes of one join: keyed by the task
+    itself, as two instances of an application in one process may both run a task
+    of one id while it moves between them."""
 
     __slots__ = ("_by_task",)
 
     def __init__(self) -> None:
-        self._by_task: dict[str, TimeTracker] = {}
+        self._by_task: weakref.WeakKeyDictionary[TaskContext, TimeTracker] = (
+            weakref.WeakKeyDictionary()
+        )
 
-    def get(self, task_id: str) -> TimeTracker:
-        tracker = self._by_task.get(task_id)
+    def get(self, task: TaskContext) -> TimeTracker:
+        tracker = self._by_task.get(task)
         if tracker is None:
-            tracker = self._by_task[task_id] = TimeTracker()
+            tracker = self._by_task[task] = TimeTracker()
         return tracker
 
-    def remove(self, task_id: str) -> None:
-        self._by_task.pop(task_id, None)
+    def remove(self, task: TaskContext) -> None:
+        self._by_task.pop(task, None)
 
 
 def join_window_node(store_name: str) -> NodeFactory:
@@ -135,11 +140,11 @@ def join_side_node(
         forward = forward_to(children)
         metrics = task.metrics
         rc = task.record_context
-        fetch = task.get_state_store(other_store).fetch_range
+        # The inner store's own fetch: a join store is never cached, nothing to flush.
+        fetch = task.get_state_store(other_store).inner.fetch_range
         shared = task.get_state_store(shared_store) if shared_store is not None else None
-        task_id = task.task_id
-        tracker = trackers.get(task_id)
-        task.on_close(lambda: trackers.remove(task_id))
+        tracker = trackers.get(task)
+        task.on_close(lambda: trackers.remove(task))
         wall_clock_ms = task.wall_clock_ms
         emit_interval_ms = task.config.outer_join_emit_interval_ms
         if emit_interval_ms is None:
