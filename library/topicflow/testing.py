@@ -17,6 +17,7 @@ Wall-clock time only moves with `advance_wall_clock_time`.
 from __future__ import annotations
 
 import collections
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -87,6 +88,9 @@ class TopologyTestDriver:
     ) -> None:
         topology.validate()
         self._config = config or StreamsConfig(application_id="topology-test-driver")
+        if self._config.outer_join_emit_interval_ms is None:
+            # As Kafka Streams' driver: outer joins emit without waiting on the wall clock.
+            self._config = dataclasses.replace(self._config, outer_join_emit_interval_ms=0)
         self._topology = topology
         self._wall_clock = initial_wall_clock_time_ms
         self._outputs: dict[str, collections.deque[TestRecord]] = collections.defaultdict(

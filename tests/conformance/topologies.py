@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from topicflow import Named, Processor, ProcessorContext, Record, StreamsBuilder, Topology
+from topicflow.dsl.join_windows import JoinWindows
 from topicflow.dsl.kstream import KStream
 from topicflow.dsl.ktable import KTable
 from topicflow.dsl.options import Branched, Materialized, Suppressed
@@ -428,6 +429,47 @@ def t_global_table_left_join_rekeyed(b: StreamsBuilder) -> None:
 
 Build = Callable[[StreamsBuilder], None]
 
+# -- stream-stream joins ---------------------------------------------------------------
+
+JOIN_WINDOWS = JoinWindows.of_time_difference_and_grace(timedelta(seconds=5), timedelta(seconds=3))
+
+
+def t_stream_stream_join(b: StreamsBuilder) -> None:
+    b.stream("in").join(b.stream("in2"), joined_text, JOIN_WINDOWS).to("out")
+
+
+def t_stream_stream_left_join(b: StreamsBuilder) -> None:
+    b.stream("in").left_join(b.stream("in2"), joined_text, JOIN_WINDOWS).to("out")
+
+
+def t_stream_stream_outer_join(b: StreamsBuilder) -> None:
+    b.stream("in").outer_join(
+        b.stream("in2"),
+        lambda k, v, ov: f"{null_text(k)}:{joined_text(v, ov)}",
+        JOIN_WINDOWS,
+        with_key=True,
+    ).to("out")
+
+
+def t_stream_stream_outer_join_asymmetric(b: StreamsBuilder) -> None:
+    windows = JOIN_WINDOWS.before(timedelta(seconds=2)).after(timedelta(seconds=6))
+    b.stream("in").outer_join(b.stream("in2"), joined_text, windows).to("out")
+
+
+def t_stream_stream_left_join_no_grace(b: StreamsBuilder) -> None:
+    windows = JoinWindows.of_time_difference_with_no_grace(timedelta(seconds=5))
+    b.stream("in").left_join(b.stream("in2"), joined_text, windows).to("out")
+
+
+def t_stream_stream_left_join_rekeyed(b: StreamsBuilder) -> None:
+    (
+        b.stream("in")
+        .select_key(first_char)
+        .left_join(b.stream("in2"), joined_text, JOIN_WINDOWS)
+        .to("out")
+    )
+
+
 # name -> (build, stateful, input topics). Stateful topologies run with caching
 # off and on; stateless ones have no store, so caching changes nothing.
 TOPOLOGIES: dict[str, tuple[Build, bool, tuple[str, ...]]] = {
@@ -487,6 +529,16 @@ TOPOLOGIES: dict[str, tuple[Build, bool, tuple[str, ...]]] = {
     "global_table_join": (t_global_table_join, True, ("in", "gin")),
     "global_table_left_join": (t_global_table_left_join, True, ("in", "gin")),
     "global_table_left_join_rekeyed": (t_global_table_left_join_rekeyed, True, ("in", "gin")),
+    "stream_stream_join": (t_stream_stream_join, True, ("in", "in2")),
+    "stream_stream_left_join": (t_stream_stream_left_join, True, ("in", "in2")),
+    "stream_stream_outer_join": (t_stream_stream_outer_join, True, ("in", "in2")),
+    "stream_stream_outer_join_asymmetric": (
+        t_stream_stream_outer_join_asymmetric,
+        True,
+        ("in", "in2"),
+    ),
+    "stream_stream_left_join_no_grace": (t_stream_stream_left_join_no_grace, True, ("in", "in2")),
+    "stream_stream_left_join_rekeyed": (t_stream_stream_left_join_rekeyed, True, ("in", "in2")),
 }
 
 

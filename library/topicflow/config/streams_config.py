@@ -122,6 +122,11 @@ class StreamsConfig:
     client_config: Mapping[str, Any] = field(default_factory=dict)
     consumer_config: Mapping[str, Any] = field(default_factory=dict)
     producer_config: Mapping[str, Any] = field(default_factory=dict)
+    # How often, in wall-clock ms, a left or outer stream-stream join looks for
+    # records whose window closed without a partner (a scan of its shared store;
+    # Kafka Streams' internal emit interval for outer joins). None: 1000 ms, and
+    # 0 in the TopologyTestDriver, which Kafka Streams' test driver sets too.
+    outer_join_emit_interval_ms: int | None = None
 
     def __post_init__(self) -> None:
         if not self.application_id or not isinstance(self.application_id, str):

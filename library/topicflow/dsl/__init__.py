@@ -2,6 +2,7 @@
 
 from topicflow.dsl.builder import StreamsBuilder
 from topicflow.dsl.global_ktable import GlobalKTable
+from topicflow.dsl.join_windows import JoinWindows
 from topicflow.dsl.kgrouped import KGroupedStream, TimeWindowedKStream
 from topicflow.dsl.kstream import BranchedKStream, KStream
 from topicflow.dsl.ktable import KTable
@@ -18,6 +19,7 @@ from topicflow.dsl.options import (
 )
 from topicflow.dsl.session_windows import SessionWindowedKStream
 from topicflow.dsl.sliding_windows import SlidingWindowedKStream
+from topicflow.dsl.stream_joined import StreamJoined
 from topicflow.dsl.windows import (
     SessionWindow,
     SessionWindows,
@@ -33,6 +35,7 @@ __all__ = [
     "Consumed",
     "GlobalKTable",
     "Grouped",
+    "JoinWindows",
     "Joined",
     "KGroupedStream",
     "KStream",
@@ -46,6 +49,7 @@ __all__ = [
     "SessionWindows",
     "SlidingWindowedKStream",
     "SlidingWindows",
+    "StreamJoined",
     "StreamsBuilder",
     "Suppressed",
     "TimeWindow",

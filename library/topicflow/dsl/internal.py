@@ -22,7 +22,7 @@ from topicflow.dsl.joins import ValueCompute
 from topicflow.dsl.kgrouped import KGroupedStream, TimeWindowedKStream
 from topicflow.dsl.kstream import BranchedKStream, KStream
 from topicflow.dsl.ktable import KTable
-from topicflow.dsl.operations import drop_null_keys_node
+from topicflow.dsl.operations import drop_null_keys_node, pass_through_node
 from topicflow.dsl.options import Consumed, Grouped, Materialized, Named
 from topicflow.dsl.session_windows import SessionWindowedKStream
 from topicflow.dsl.sliding_windows import SlidingWindowedKStream
@@ -158,25 +158,33 @@ class InternalStreamsBuilder:
         partitions: int | None,
         partitioner: StreamPartitioner | None = None,
         drop_null_keys: bool = False,
+        keep_null_keys: bool = False,
+        node_names: tuple[str, str, str] | None = None,
     ) -> str:
         """Write `parent`'s records to the internal topic `{application_id}-{base}-repartition`
         and read them back; the name of the source that reads them.
 
         Records are then partitioned by their current key, so downstream tasks
-        see every record of a key in one partition.
+        see every record of a key in one partition. `keep_null_keys`: the filter
+        node is there but lets null keys through (Kafka Streams' repartition
+        before a left or outer stream-stream join). `node_names`: the filter's,
+        sink's and source's names, else `{topic}-filter` and so on.
         """
         topic = f"{base}-repartition"
+        filter_name, sink_name, source = node_names or (
+            f"{topic}-filter",
+            f"{topic}-sink",
+            f"{topic}-source",
+        )
         self.topology.add_internal_topic(InternalTopic(topic, "repartition", partitions))
         upstream = parent
         if drop_null_keys:
             # A null key has no partition: drop it before the topic (Kafka does too).
-            upstream = f"{topic}-filter"
-            self.add_processor(upstream, drop_null_keys_node(), parent)
-        sink = SinkNode(
-            f"{topic}-sink", [upstream], topic, None, key_serde, value_serde, partitioner
-        )
+            upstream = filter_name
+            node = pass_through_node() if keep_null_keys else drop_null_keys_node()
+            self.add_processor(upstream, node, parent)
+        sink = SinkNode(sink_name, [upstream], topic, None, key_serde, value_serde, partitioner)
         self.topology.add_node(sink)
-        source = f"{topic}-source"
         self.topology.add_source(source, topic, key_serde=key_serde, value_serde=value_serde)
         return source
 

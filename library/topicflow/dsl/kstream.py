@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 import topicflow.dsl.operations as ops
 from topicflow.dsl.global_table_join import global_table_join_node
+from topicflow.dsl.join_windows import JoinWindows
 from topicflow.dsl.joins import stream_table_join_node
 from topicflow.dsl.options import (
     Branched,
@@ -22,6 +23,8 @@ from topicflow.dsl.options import (
     Produced,
     Repartitioned,
 )
+from topicflow.dsl.stream_joined import StreamJoined
+from topicflow.dsl.stream_stream_join import join_streams
 from topicflow.errors import TopologyError
 from topicflow.processor.api import Processor
 from topicflow.topology.nodes import NodeFactory, SinkNode, TopicNameExtractor
@@ -238,7 +241,7 @@ class KStream(Generic[K, V]):
     @overload
     def join(
         self,
-        table: KTable,
+        other: KTable,
         joiner: Callable[..., VR],
         joined: Joined | None = None,
         *,
@@ -248,7 +251,18 @@ class KStream(Generic[K, V]):
     @overload
     def join(
         self,
-        table: GlobalKTable,
+        other: KStream[K, Any],
+        joiner: Callable[..., VR],
+        windows: JoinWindows,
+        stream_joined: StreamJoined | None = None,
+        *,
+        with_key: bool = False,
+    ) -> KStream[K, VR]: ...
+
+    @overload
+    def join(
+        self,
+        other: GlobalKTable,
         key_selector: Callable[[K, V], Any],
         joiner: Callable[..., VR],
         named: Named | str | None = None,
@@ -256,22 +270,24 @@ class KStream(Generic[K, V]):
         with_key: bool = False,
     ) -> KStream[K, VR]: ...
 
-    def join(self, table: Any, *args: Any, with_key: bool = False, **kwargs: Any) -> KStream[K, VR]:
-        """Join each record with the table's current value of its key: `joiner(value,
-        table_value)` (`joiner(key, value, table_value)` with `with_key`); records
-        whose key the table does not have are dropped.
+    def join(self, other: Any, *args: Any, with_key: bool = False, **kwargs: Any) -> KStream[K, VR]:
+        """Join with a table: each record with the table's current value of its key,
+        `joiner(value, table_value)` (`joiner(key, value, table_value)` with
+        `with_key`); records whose key the table does not have are dropped.
+
+        With a stream, within `windows` (JoinWindows): each pair of records of one
+        key close enough in time, `joiner(value, other_value)`, at the later of
+        their timestamps; `stream_joined` names the join and its stores.
 
         With a GlobalKTable: `join(global_table, key_selector, joiner, named=None)`,
         looking up `key_selector(key, value)` instead of the key (no repartition).
         """
-        if isinstance(table, self._graph.global_ktable_type):
-            return self._join_global_table(table, *args, with_key=with_key, left=False, **kwargs)
-        return self._join_table(table, *args, with_key=with_key, left=False, **kwargs)
+        return self._join(other, args, kwargs, with_key, left=False)
 
     @overload
     def left_join(
         self,
-        table: KTable,
+        other: KTable,
         joiner: Callable[..., VR],
         joined: Joined | None = None,
         *,
@@ -281,7 +297,18 @@ class KStream(Generic[K, V]):
     @overload
     def left_join(
         self,
-        table: GlobalKTable,
+        other: KStream[K, Any],
+        joiner: Callable[..., VR],
+        windows: JoinWindows,
+        stream_joined: StreamJoined | None = None,
+        *,
+        with_key: bool = False,
+    ) -> KStream[K, VR]: ...
+
+    @overload
+    def left_join(
+        self,
+        other: GlobalKTable,
         key_selector: Callable[[K, V], Any],
         joiner: Callable[..., VR],
         named: Named | str | None = None,
@@ -290,12 +317,62 @@ class KStream(Generic[K, V]):
     ) -> KStream[K, VR]: ...
 
     def left_join(
-        self, table: Any, *args: Any, with_key: bool = False, **kwargs: Any
+        self, other: Any, *args: Any, with_key: bool = False, **kwargs: Any
     ) -> KStream[K, VR]:
-        """As `join`, but every record joins: with None where the table has no value."""
-        if isinstance(table, self._graph.global_ktable_type):
-            return self._join_global_table(table, *args, with_key=with_key, left=True, **kwargs)
-        return self._join_table(table, *args, with_key=with_key, left=True, **kwargs)
+        """As `join`, but every record of this stream joins: with None where the table
+        has no value; with a stream, with None (once its window has closed) where
+        the other stream had no record in its window."""
+        return self._join(other, args, kwargs, with_key, left=True)
+
+    def outer_join(
+        self,
+        other: KStream[K, Any],
+        joiner: Callable[..., VR],
+        windows: JoinWindows,
+        stream_joined: StreamJoined | None = None,
+        *,
+        with_key: bool = False,
+    ) -> KStream[K, VR]:
+        """As a stream-stream `left_join`, both ways: a record of either stream that
+        met none of the other is joined with None, once its window has closed."""
+        return self._join_stream(
+            other,
+            joiner,
+            windows,
+            stream_joined,
+            with_key=with_key,
+            left_outer=True,
+            right_outer=True,
+        )
+
+    def _join(
+        self, other: Any, args: tuple[Any, ...], kwargs: dict[str, Any], with_key: bool, left: bool
+    ) -> KStream[K, VR]:
+        """`join` or `left_join`: with a stream, a GlobalKTable or a KTable."""
+        if isinstance(other, KStream):
+            return self._join_stream(other, *args, with_key=with_key, left_outer=left, **kwargs)
+        if isinstance(other, self._graph.global_ktable_type):
+            return self._join_global_table(other, *args, with_key=with_key, left=left, **kwargs)
+        return self._join_table(other, *args, with_key=with_key, left=left, **kwargs)
+
+    def _join_stream(
+        self,
+        other: KStream[Any, Any],
+        joiner: Callable[..., VR],
+        windows: JoinWindows | None = None,
+        stream_joined: StreamJoined | None = None,
+        *,
+        with_key: bool = False,
+        left_outer: bool = False,
+        right_outer: bool = False,
+    ) -> KStream[K, VR]:
+        if not isinstance(windows, JoinWindows):
+            raise TopologyError("a stream-stream join needs JoinWindows")
+        if other._graph is not self._graph:
+            raise TopologyError("join: both streams must come from the same StreamsBuilder")
+        return join_streams(
+            self, other, joiner, windows, stream_joined, with_key, left_outer, right_outer
+        )
 
     def _join_global_table(
         self,
@@ -326,6 +403,11 @@ class KStream(Generic[K, V]):
         with_key: bool,
         left: bool,
     ) -> KStream[K, VR]:
+        if joined is not None and not isinstance(joined, Joined):
+            raise TopologyError(
+                f"a stream-table join takes Joined, not {type(joined).__name__} "
+                "(JoinWindows are for joining two streams)"
+            )
         joined = joined or Joined()
         graph = self._graph
         parent = self._node

@@ -114,6 +114,10 @@ class StreamTask:
         return str(self.id)
 
     @property
+    def config(self) -> StreamsConfig:
+        return self._config
+
+    @property
     def sender(self) -> RecordSender:
         return self._sender
 

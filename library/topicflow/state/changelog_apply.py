@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from topicflow.config import StreamsConfig
+from topicflow.state.join_stores import SharedJoinStore, shared_store_serdes
 from topicflow.state.logged.cached_key_value import CachedKeyValueStore
 from topicflow.state.logged.cached_session import CachedSessionStore
 from topicflow.state.logged.cached_window import CachedWindowStore
@@ -72,6 +73,8 @@ def _applier(store: Store, config: StreamsConfig) -> Callable[[Any], None]:
     spec = store.spec
     key_serde = spec.key_serde or config.default_key_serde
     value_serde = spec.value_serde or config.default_value_serde
+    if isinstance(store, SharedJoinStore):
+        key_serde, value_serde = shared_store_serdes(spec, key_serde, config.default_value_serde)
     deserialize_key, deserialize_value = key_serde.deserialize, value_serde.deserialize
     if isinstance(store, CachedWindowStore):
         restore_window = store.restore
@@ -127,6 +130,8 @@ def set_replay_stamps(
     spec = store.spec
     deserialize_key = (spec.key_serde or config.default_key_serde).deserialize
     stamps: dict[Any, int] = {}
+    if isinstance(store, SharedJoinStore) or spec.retain_duplicates:
+        return  # a join's stores: replays stay at-least-once
     if isinstance(store, CachedWindowStore):
         for changelog_key, stamp in by_key.items():
             key_bytes, window_start = split_window_changelog_key(changelog_key)

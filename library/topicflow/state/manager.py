@@ -33,6 +33,12 @@ from topicflow.config import StreamsConfig
 from topicflow.errors import StreamsException
 from topicflow.serdes import Serde
 from topicflow.state.changelog_apply import Store, batch_applier, set_replay_stamps
+from topicflow.state.join_stores import (
+    InMemoryJoinWindowStore,
+    InMemorySortedKeyValueStore,
+    SharedJoinStore,
+    shared_store_serdes,
+)
 from topicflow.state.logged.cached_key_value import CachedKeyValueStore
 from topicflow.state.logged.cached_session import CachedSessionStore
 from topicflow.state.logged.cached_window import CachedWindowStore
@@ -103,6 +109,11 @@ class StateManager:
         for spec in specs:
             key_serde = spec.key_serde or config.default_key_serde
             value_serde = spec.value_serde or config.default_value_serde
+            shared_join_store = spec.kind == "key_value" and spec.retain_duplicates
+            if shared_join_store:
+                key_serde, value_serde = shared_store_serdes(
+                    spec, key_serde, config.default_value_serde
+                )
             changelog = None
             if spec.logging:
                 topic = spec.changelog_topic(config.application_id)
@@ -113,7 +124,11 @@ class StateManager:
             inner: Any = warm.inners.get(spec.name) if warm is not None else None
             if isinstance(inner, Path):
                 inner = None
-            if spec.kind == "key_value":
+            if shared_join_store:
+                if inner is None:
+                    inner = self._inner_key_value(spec, key_serde, value_serde)
+                store = SharedJoinStore(spec, inner, changelog, record_context, 0)
+            elif spec.kind == "key_value":
                 if inner is None:
                     inner = self._inner_key_value(spec, key_serde, value_serde)
                 store = CachedKeyValueStore(spec, inner, changelog, record_context, cache_entries)
@@ -174,18 +189,21 @@ class StateManager:
             store = RocksDBKeyValueStore(spec.name, path, key_serde, _on_disk(spec, value_serde))
             self._mark_format(spec, path)
             return store
+        if spec.retain_duplicates:
+            return InMemorySortedKeyValueStore(spec.name, key_serde)
         return InMemoryKeyValueStore(spec.name)
 
     def _inner_window(self, spec: StoreSpec, key_serde: Serde[Any], value_serde: Serde[Any]) -> Any:
         if spec.persistent:
-            from topicflow.state.rocksdb import RocksDBWindowStore
+            from topicflow.state.rocksdb import RocksDBJoinWindowStore, RocksDBWindowStore
 
             path = self._local_copy(spec)
-            store = RocksDBWindowStore(
-                spec.name, path, spec.retention_ms, key_serde, _on_disk(spec, value_serde)
-            )
+            kind = RocksDBJoinWindowStore if spec.retain_duplicates else RocksDBWindowStore
+            store = kind(spec.name, path, spec.retention_ms, key_serde, _on_disk(spec, value_serde))
             self._mark_format(spec, path)
             return store
+        if spec.retain_duplicates:
+            return InMemoryJoinWindowStore(spec.name, spec.retention_ms)
         return InMemoryWindowStore(spec.name, spec.retention_ms)
 
     # -- restore ----------------------------------------------------------------------

@@ -52,7 +52,7 @@ except ModuleNotFoundError as error:
 
 from topicflow.serdes import Serde
 
-__all__ = ["RocksDBKeyValueStore", "RocksDBWindowStore"]
+__all__ = ["RocksDBJoinWindowStore", "RocksDBKeyValueStore", "RocksDBWindowStore"]
 
 WRITE_BUFFER_BYTES = 32 * 1024 * 1024
 MAX_WRITE_BUFFERS = 2
@@ -248,6 +248,9 @@ class RocksDBWindowStore(_RocksDBStore):
     least, since the last deletion, as Kafka Streams drops whole segments.
     """
 
+    # Where the key ends in an entry's key (after the window start): at its end.
+    _key_end: int | None = None
+
     def __init__(
         self,
         name: str,
@@ -375,12 +378,13 @@ class RocksDBWindowStore(_RocksDBStore):
         )
         deserialize_key, deserialize_value = self._deserialize_key, self._deserialize_value
         unpack_start = _START.unpack_from
+        key_end = self._key_end
         start_bytes, start = b"", 0
         for entry_key, data in items:
             if entry_key[:_START_SIZE] != start_bytes:
                 start_bytes = entry_key[:_START_SIZE]
                 start = unpack_start(start_bytes)[0] - _SIGN
-            yield deserialize_key(entry_key[_START_SIZE:]), start, deserialize_value(data)
+            yield deserialize_key(entry_key[_START_SIZE:key_end]), start, deserialize_value(data)
 
     def window_count(self) -> int:
         return len(self._starts)
@@ -421,4 +425,129 @@ class RocksDBWindowStore(_RocksDBStore):
             self._starts.extend(new_starts)
             self._starts.sort()
         # Expire what the batch's time passed, as the same puts would have.
+        self.observe_stream_time(observed)
+
+
+_SEQUENCE = struct.Struct(">I")
+_SEQUENCE_MASK = 0xFFFFFFFF
+# In a join window store's folder: the last sequence number used.
+_SEQUENCE_FILE = "TOPICFLOW_SEQUENCE"
+
+
+class RocksDBJoinWindowStore(RocksDBWindowStore):
+    """A window store on disk that retains duplicates, for stream-stream joins; see
+    `topicflow.state.join_stores.InMemoryJoinWindowStore` for the semantics.
+
+    Each entry's key is the window start, the serialized key and a sequence
+    number (4 bytes, big-endian, wrapping), as Kafka Streams' RocksDB window
+    store keeps duplicates: records of one key and timestamp stay in put order.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        path: Path,
+        retention_ms: int,
+        key_serde: Serde[Any],
+        value_serde: Serde[Any],
+    ) -> None:
+        super().__init__(name, path, retention_ms, key_serde, value_serde)
+        # Where the sequence continues after a reopen: records put later must sort
+        # after the ones on disk (Kafka Streams restarts at 0, and may not).
+        self._sequence_file = path / _SEQUENCE_FILE
+        try:
+            self._sequence = int(self._sequence_file.read_text())
+        except (OSError, ValueError):
+            self._sequence = 0
+
+    # Entry keys end with the sequence number, which is not part of the key.
+    _key_end = -_SEQUENCE.size
+
+    def _next_suffix(self) -> bytes:
+        self._sequence = (self._sequence + 1) & _SEQUENCE_MASK
+        return _SEQUENCE.pack(self._sequence)
+
+    def flush(self) -> None:
+        super().flush()
+        if not self._closed:
+            self._sequence_file.write_text(str(self._sequence))
+
+    def close(self) -> None:
+        if not self._closed:
+            self._sequence_file.write_text(str(self._sequence))
+        super().close()
+
+    def fetch(self, key: Any, window_start: int) -> Any:
+        found = self.fetch_range(key, window_start, window_start)
+        return found[0][1] if found else None
+
+    def put(self, key: Any, value: Any, window_start: int) -> None:
+        if value is None:
+            return  # nothing to delete; the store's time does not move (as Kafka Streams)
+        key_bytes = self._serialize_key(key)
+        if key_bytes is None:
+            raise StreamsException(f"store {self.name!r}: a key cannot be null")
+        if window_start not in self._start_set:
+            if window_start > self._observed_time:
+                self.observe_stream_time(window_start)
+            if window_start <= self._horizon:
+                return  # already expired
+            self._start_set.add(window_start)
+            bisect.insort(self._starts, window_start)
+        self._db.put(
+            _start_bytes(window_start) + key_bytes + self._next_suffix(),
+            self._serialize_value(value),
+        )
+
+    def fetch_range(self, key: Any, time_from: int, time_to: int) -> list[tuple[int, Any]]:  # type: ignore[override]
+        """(window start, value) of every record of `key` in [time_from, time_to], in order."""
+        starts = self._starts
+        selected = starts[
+            bisect.bisect_left(starts, time_from) : bisect.bisect_right(starts, time_to)
+        ]
+        if not selected:
+            return []
+        key_bytes = self._serialize_key(key)
+        if key_bytes is None:
+            return []
+        deserialize_value = self._deserialize_value
+        entry_size = _START_SIZE + len(key_bytes) + _SEQUENCE.size
+        found = []
+        for start in selected:
+            prefix = _start_bytes(start) + key_bytes
+            read_options = ReadOptions()
+            read_options.set_iterate_upper_bound(prefix + b"\xff\xff\xff\xff\xff")
+            items = cast(
+                "Iterator[tuple[bytes, bytes]]",
+                self._db.items(from_key=prefix, read_opt=read_options),
+            )
+            for entry_key, data in items:
+                # A longer key that starts with this one's bytes is another key.
+                if len(entry_key) == entry_size and entry_key.startswith(prefix):
+                    found.append((start, deserialize_value(data)))
+        return found
+
+    def restore_batch(self, records: list[tuple[bytes, int, bytes | None]]) -> None:
+        """Apply join window changelog records in one write batch; tombstones change nothing."""
+        batch = WriteBatch(raw_mode=True)
+        put = batch.put
+        start_set = self._start_set
+        horizon, observed, retention = self._horizon, self._observed_time, self.retention_ms
+        new_starts = []
+        for key_bytes, window_start, value in records:
+            if value is None:
+                continue
+            if window_start not in start_set:
+                if window_start > observed:
+                    observed = window_start
+                    horizon = observed - retention
+                if window_start <= horizon:
+                    continue
+                start_set.add(window_start)
+                new_starts.append(window_start)
+            put(_start_bytes(window_start) + key_bytes + self._next_suffix(), value)
+        self._db.write(batch, self._write_options)
+        if new_starts:
+            self._starts.extend(new_starts)
+            self._starts.sort()
         self.observe_stream_time(observed)

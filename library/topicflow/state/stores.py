@@ -68,6 +68,10 @@ class StoreSpec:
     # (after its end for sessions), in stream time.
     retention_ms: int = 0
     window_size_ms: int = 0
+    # Stream-stream joins (see `topicflow/state/join_stores.py`): a window store
+    # whose every put adds a record, or the key-value store shared by both sides
+    # of a left or outer join, whose values are lists.
+    retain_duplicates: bool = False
     changelog_config: dict[str, str] = field(default_factory=dict)
 
     def changelog_topic(self, application_id: str) -> str:

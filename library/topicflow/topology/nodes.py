@@ -19,7 +19,7 @@ from topicflow.brokers.base import Headers
 from topicflow.serdes import Serde
 
 if TYPE_CHECKING:
-    from topicflow.config import TimestampExtractor
+    from topicflow.config import StreamsConfig, TimestampExtractor
     from topicflow.processor.api import Cancellable, PunctuationType, Punctuator
 
 # What every instantiated node is: called with one key and value.
@@ -110,6 +110,9 @@ class TaskContext(Protocol):
 
     @property
     def stream_time(self) -> int: ...
+
+    @property
+    def config(self) -> StreamsConfig: ...
 
     def wall_clock_ms(self) -> int: ...
 

@@ -16,6 +16,7 @@ import org.apache.kafka.streams.StreamsBuilder;
 import org.apache.kafka.streams.Topology;
 import org.apache.kafka.streams.kstream.Branched;
 import org.apache.kafka.streams.kstream.Grouped;
+import org.apache.kafka.streams.kstream.JoinWindows;
 import org.apache.kafka.streams.kstream.KStream;
 import org.apache.kafka.streams.kstream.KTable;
 import org.apache.kafka.streams.kstream.Materialized;
@@ -263,6 +264,34 @@ final class Topologies {
                 .leftJoin(b.<String, String>globalTable("gin"),
                         (k, v) -> k,
                         (k, v, gv) -> N(k) + ":" + N(v) + "+" + N(gv))
+
+        // -- stream-stream joins -------------------------------------------------------
+        define("stream_stream_join", b -> in(b)
+                .join(in2(b), (v, ov) -> N(v) + "+" + N(ov),
+                        JoinWindows.ofTimeDifferenceAndGrace(Duration.ofSeconds(5), Duration.ofSeconds(3)))
+                .to("out"));
+        define("stream_stream_left_join", b -> in(b)
+                .leftJoin(in2(b), (v, ov) -> N(v) + "+" + N(ov),
+                        JoinWindows.ofTimeDifferenceAndGrace(Duration.ofSeconds(5), Duration.ofSeconds(3)))
+                .to("out"));
+        define("stream_stream_outer_join", b -> in(b)
+                .outerJoin(in2(b), (k, v, ov) -> N(k) + ":" + N(v) + "+" + N(ov),
+                        JoinWindows.ofTimeDifferenceAndGrace(Duration.ofSeconds(5), Duration.ofSeconds(3)))
+                .to("out"));
+        define("stream_stream_outer_join_asymmetric", b -> in(b)
+                .outerJoin(in2(b), (v, ov) -> N(v) + "+" + N(ov),
+                        JoinWindows.ofTimeDifferenceAndGrace(Duration.ofSeconds(5), Duration.ofSeconds(3))
+                                .before(Duration.ofSeconds(2))
+                                .after(Duration.ofSeconds(6)))
+                .to("out"));
+        define("stream_stream_left_join_no_grace", b -> in(b)
+                .leftJoin(in2(b), (v, ov) -> N(v) + "+" + N(ov),
+                        JoinWindows.ofTimeDifferenceWithNoGrace(Duration.ofSeconds(5)))
+                .to("out"));
+        define("stream_stream_left_join_rekeyed", b -> in(b)
+                .selectKey((k, v) -> v == null || v.isEmpty() ? null : v.substring(0, 1))
+                .leftJoin(in2(b), (v, ov) -> N(v) + "+" + N(ov),
+                        JoinWindows.ofTimeDifferenceAndGrace(Duration.ofSeconds(5), Duration.ofSeconds(3)))
                 .to("out"));
     }
 }
