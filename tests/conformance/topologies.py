@@ -427,8 +427,6 @@ def t_global_table_left_join_rekeyed(b: StreamsBuilder) -> None:
     )
 
 
-Build = Callable[[StreamsBuilder], None]
-
 # -- stream-stream joins ---------------------------------------------------------------
 
 JOIN_WINDOWS = JoinWindows.of_time_difference_and_grace(timedelta(seconds=5), timedelta(seconds=3))
@@ -469,6 +467,8 @@ def t_stream_stream_left_join_rekeyed(b: StreamsBuilder) -> None:
         .to("out")
     )
 
+
+Build = Callable[[StreamsBuilder], None]
 
 # name -> (build, stateful, input topics). Stateful topologies run with caching
 # off and on; stateless ones have no store, so caching changes nothing.

@@ -264,6 +264,7 @@ final class Topologies {
                 .leftJoin(b.<String, String>globalTable("gin"),
                         (k, v) -> k,
                         (k, v, gv) -> N(k) + ":" + N(v) + "+" + N(gv))
+                .to("out"));
 
         // -- stream-stream joins -------------------------------------------------------
         define("stream_stream_join", b -> in(b)
