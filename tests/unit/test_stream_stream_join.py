@@ -180,6 +180,16 @@ def test_outer_join_named_by_stream_joined_as_kafka_streams() -> None:
     assert topics["sj-outer-shared-join-store-changelog"].config["cleanup.policy"] == "compact"
 
 
+def test_stream_joined_may_turn_the_changelogs_off() -> None:
+    builder = StreamsBuilder()
+    left, right = _both(builder)
+    joined = StreamJoined().with_store_name("sj").with_logging_disabled()
+    left.left_join(right, joiner, WINDOWS, joined).to("out")
+    topology = builder.build()
+    assert topology.internal_topics == {}
+    assert "(stores: [sj-left-shared-join-store, sj-this-join-store])" in str(topology.describe())
+
+
 def test_rekeyed_sides_repartition_first_as_kafka_streams() -> None:
     builder = StreamsBuilder()
     left, right = _both(builder)
