@@ -483,3 +483,19 @@ def test_rocksdb_join_window_store_keeps_duplicates_apart_from_longer_keys(tmp_p
     reopened.restore_batch([(b"a", 20_000, b"7"), (b"a", 20_000, None)])
     assert reopened.fetch_range("a", 0, 30_000) == [(20_000, "6"), (20_000, "7")]
     reopened.close()
+
+
+def test_rocksdb_join_window_store_deletes_whole_expired_segments(tmp_path: Path) -> None:
+    from topicflow.state.rocksdb import RocksDBJoinWindowStore
+
+    string = Serdes.String()
+    store = RocksDBJoinWindowStore("s", tmp_path / "s", 200_000, string, string)  # 100 s segments
+    for timestamp in (50_000, 150_000, 250_000):
+        store.put("a", str(timestamp), timestamp)
+    store.put("b", "x", 360_000)  # hides everything at or before 160 s, deletes segment 0
+    assert store.fetch_range("a", 0, 400_000) == [(250_000, "250000")]
+    assert len(list(store._db.keys())) == 3
+    store.put("b", "y", 500_000)  # deletes segments 1 and 2
+    assert len(list(store._db.keys())) == 2
+    assert [(k, t) for k, t, _v in store.all()] == [("b", 360_000), ("b", 500_000)]
+    store.close()
