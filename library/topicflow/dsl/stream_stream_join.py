@@ -327,9 +327,11 @@ def join_streams(
         ),
     }
     # Kafka Streams' describe() lists nodes of equal sub-tree size by name: both
-    # sides' nodes are added so, which prints them in that order.
+    # sides' nodes are added so, which prints them in that order. Not in a self-join:
+    # there the order is the source's order of children, this side first.
+    self_join = this_parent == other_parent
     for nodes in (windowed, joins):
-        for node in sorted(nodes):
+        for node in nodes if self_join else sorted(nodes):
             graph.add_processor(node, *nodes[node])
     graph.add_processor(merge, pass_through_node(), this_join, other_join)
 
