@@ -303,7 +303,15 @@ class KStream(Generic[K, V]):
         if other._graph is not self._graph:
             raise TopologyError("join: both streams must come from the same StreamsBuilder")
         return join_streams(
-            self, other, joiner, windows, stream_joined, with_key, left_outer, right_outer
+            self._graph,
+            (self._node, self._key_changed),
+            (other._node, other._key_changed),
+            joiner,
+            windows,
+            stream_joined,
+            with_key,
+            left_outer,
+            right_outer,
         )
 
     def _join_table(

@@ -245,8 +245,9 @@ def _side_joiner(joiner: Callable[..., Any], with_key: bool, is_left: bool) -> S
 
 
 def join_streams(
-    this: KStream[Any, Any],
-    other: KStream[Any, Any],
+    graph: InternalStreamsBuilder,
+    this: tuple[str, bool],
+    other: tuple[str, bool],
     joiner: Callable[..., Any],
     windows: JoinWindows,
     stream_joined: StreamJoined | None,
@@ -254,24 +255,32 @@ def join_streams(
     left_outer: bool,
     right_outer: bool,
 ) -> KStream[Any, Any]:
-    """Add a join of two streams (inner; left: `left_outer`; outer: both) to their
-    builder, named as Kafka Streams names it; the stream of its results."""
-    graph: InternalStreamsBuilder = this._graph
+    """Add a join of two streams, each given as (node, whether its key may have
+    changed), to their builder: inner; left with `left_outer`; outer with both.
+    Named as Kafka Streams names it; returns the stream of its results."""
     joined = stream_joined or StreamJoined()
     name = joined.name
     # Null keys cannot be partitioned; a left or outer join still joins them.
     keep_null_keys = left_outer or right_outer
-    this_parent, other_parent = this.node_name, other.node_name
-    if this._key_changed:
+    (this_parent, this_rekeyed), (other_parent, other_rekeyed) = this, other
+    if this_rekeyed:
         this_parent = _repartition(
-            graph, this_parent, f"{name}-left" if name else this_parent, joined.key_serde,
-            joined.value_serde, keep_null_keys,
-        )  # fmt: skip
-    if other._key_changed:
+            graph,
+            this_parent,
+            f"{name}-left" if name else this_parent,
+            joined.key_serde,
+            joined.value_serde,
+            keep_null_keys,
+        )
+    if other_rekeyed:
         other_parent = _repartition(
-            graph, other_parent, f"{name}-right" if name else other_parent, joined.key_serde,
-            joined.other_value_serde, keep_null_keys,
-        )  # fmt: skip
+            graph,
+            other_parent,
+            f"{name}-right" if name else other_parent,
+            joined.key_serde,
+            joined.other_value_serde,
+            keep_null_keys,
+        )
 
     this_suffix = "-outer-this-join" if right_outer else "-this-join"
     other_suffix = "-outer-other-join" if left_outer else "-other-join"
