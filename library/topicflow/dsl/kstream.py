@@ -23,7 +23,7 @@ from topicflow.dsl.options import (
     Repartitioned,
 )
 from topicflow.dsl.stream_joined import StreamJoined
-from topicflow.dsl.stream_stream_join import join_streams
+from topicflow.dsl.stream_stream_join_graph import join_streams
 from topicflow.errors import TopologyError
 from topicflow.processor.api import Processor
 from topicflow.topology.nodes import NodeFactory, SinkNode, TopicNameExtractor
