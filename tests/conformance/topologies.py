@@ -468,6 +468,11 @@ def t_stream_stream_left_join_rekeyed(b: StreamsBuilder) -> None:
     )
 
 
+def t_stream_stream_self_join(b: StreamsBuilder) -> None:
+    stream = b.stream("in")
+    stream.join(stream, joined_text, JOIN_WINDOWS).to("out")
+
+
 Build = Callable[[StreamsBuilder], None]
 
 # name -> (build, stateful, input topics). Stateful topologies run with caching
@@ -539,6 +544,7 @@ TOPOLOGIES: dict[str, tuple[Build, bool, tuple[str, ...]]] = {
     ),
     "stream_stream_left_join_no_grace": (t_stream_stream_left_join_no_grace, True, ("in", "in2")),
     "stream_stream_left_join_rekeyed": (t_stream_stream_left_join_rekeyed, True, ("in", "in2")),
+    "stream_stream_self_join": (t_stream_stream_self_join, True, ("in",)),
 }
 
 

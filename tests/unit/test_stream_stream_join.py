@@ -181,6 +181,16 @@ def test_outer_join_named_by_stream_joined_as_kafka_streams() -> None:
     assert topics["sj-outer-shared-join-store-changelog"].config["cleanup.policy"] == "compact"
 
 
+def test_stream_joined_may_turn_the_changelogs_off() -> None:
+    builder = StreamsBuilder()
+    left, right = _both(builder)
+    joined = StreamJoined().with_store_name("sj").with_logging_disabled()
+    left.left_join(right, joiner, WINDOWS, joined).to("out")
+    topology = builder.build()
+    assert topology.internal_topics == {}
+    assert "(stores: [sj-left-shared-join-store, sj-this-join-store])" in str(topology.describe())
+
+
 def test_rekeyed_sides_repartition_first_as_kafka_streams() -> None:
     builder = StreamsBuilder()
     left, right = _both(builder)
@@ -482,3 +492,19 @@ def test_a_table_join_refuses_join_windows() -> None:
     with pytest.raises(TopologyError, match="takes Joined, not JoinWindows"):
         windows = JoinWindows.of_time_difference_and_grace(timedelta(seconds=1), timedelta(0))
         left.join(builder.table("tin"), joiner, windows)  # type: ignore[call-overload]
+
+
+def test_rocksdb_join_window_store_deletes_whole_expired_segments(tmp_path: Path) -> None:
+    from topicflow.state.rocksdb import RocksDBJoinWindowStore
+
+    string = Serdes.String()
+    store = RocksDBJoinWindowStore("s", tmp_path / "s", 200_000, string, string)  # 100 s segments
+    for timestamp in (50_000, 150_000, 250_000):
+        store.put("a", str(timestamp), timestamp)
+    store.put("b", "x", 360_000)  # hides everything at or before 160 s, deletes segment 0
+    assert store.fetch_range("a", 0, 400_000) == [(250_000, "250000")]
+    assert len(list(store._db.keys())) == 3
+    store.put("b", "y", 500_000)  # deletes segments 1 and 2
+    assert len(list(store._db.keys())) == 2
+    assert [(k, t) for k, t, _v in store.all()] == [("b", 360_000), ("b", 500_000)]
+    store.close()

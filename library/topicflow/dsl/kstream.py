@@ -24,7 +24,7 @@ from topicflow.dsl.options import (
     Repartitioned,
 )
 from topicflow.dsl.stream_joined import StreamJoined
-from topicflow.dsl.stream_stream_join import join_streams
+from topicflow.dsl.stream_stream_join_graph import join_streams
 from topicflow.errors import TopologyError
 from topicflow.processor.api import Processor
 from topicflow.topology.nodes import NodeFactory, SinkNode, TopicNameExtractor
@@ -371,7 +371,15 @@ class KStream(Generic[K, V]):
         if other._graph is not self._graph:
             raise TopologyError("join: both streams must come from the same StreamsBuilder")
         return join_streams(
-            self, other, joiner, windows, stream_joined, with_key, left_outer, right_outer
+            self._graph,
+            (self._node, self._key_changed),
+            (other._node, other._key_changed),
+            joiner,
+            windows,
+            stream_joined,
+            with_key,
+            left_outer,
+            right_outer,
         )
 
     def _join_global_table(

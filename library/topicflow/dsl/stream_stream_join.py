@@ -26,26 +26,21 @@ conformance suite pins:
   it arrives (out of order) is forwarded at once, not stored;
 - records too late for a store's retention (window size plus grace) are not
   kept, and are no longer found.
+
+How a join enters the topology (names, stores, repartitioning) is in
+`topicflow.dsl.stream_stream_join_graph`.
 """
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from topicflow.dsl.join_windows import JoinWindows
-from topicflow.dsl.operations import pass_through_node
-from topicflow.dsl.stream_joined import StreamJoined
-from topicflow.state.join_stores import JoinSideSerdes
-from topicflow.state.stores import StoreSpec
 from topicflow.topology.nodes import Forward, NodeFactory, TaskContext, forward_to
 
-if TYPE_CHECKING:
-    from topicflow.dsl.internal import InternalStreamsBuilder
-    from topicflow.dsl.kstream import KStream
-
-__all__ = ["join_streams"]
+__all__ = ["SideJoiner", "TimeTrackers", "join_side_node", "join_window_node"]
 
 # Kafka Streams' default interval between scans of the shared store for records
 # whose window closed (StreamsConfig.outer_join_emit_interval_ms): a scan is a
@@ -53,8 +48,6 @@ __all__ = ["join_streams"]
 DEFAULT_EMIT_INTERVAL_MS = 1000
 
 _LONG_MAX = (1 << 63) - 1
-# Kafka Streams keeps a windowed changelog one day past the store's retention.
-_CHANGELOG_EXTRA_RETENTION_MS = 24 * 3600 * 1000
 
 # (key, this side's value, the other side's value) -> the result.
 SideJoiner = Callable[[Any, Any, Any], Any]
@@ -231,202 +224,3 @@ def join_side_node(
         return join_side
 
     return factory
-
-
-def _side_joiner(joiner: Callable[..., Any], with_key: bool, is_left: bool) -> SideJoiner:
-    """The user's joiner as (key, this side's value, other side's value) -> result."""
-    if is_left:
-        if with_key:
-            return joiner
-        return lambda key, this, other: joiner(this, other)
-    if with_key:
-        return lambda key, this, other: joiner(key, other, this)
-    return lambda key, this, other: joiner(other, this)
-
-
-def join_streams(
-    this: KStream[Any, Any],
-    other: KStream[Any, Any],
-    joiner: Callable[..., Any],
-    windows: JoinWindows,
-    stream_joined: StreamJoined | None,
-    with_key: bool,
-    left_outer: bool,
-    right_outer: bool,
-) -> KStream[Any, Any]:
-    """Add a join of two streams (inner; left: `left_outer`; outer: both) to their
-    builder, named as Kafka Streams names it; the stream of its results."""
-    graph: InternalStreamsBuilder = this._graph
-    joined = stream_joined or StreamJoined()
-    name = joined.name
-    # Null keys cannot be partitioned; a left or outer join still joins them.
-    keep_null_keys = left_outer or right_outer
-    this_parent, other_parent = this.node_name, other.node_name
-    if this._key_changed:
-        this_parent = _repartition(
-            graph, this_parent, f"{name}-left" if name else this_parent, joined.key_serde,
-            joined.value_serde, keep_null_keys,
-        )  # fmt: skip
-    if other._key_changed:
-        other_parent = _repartition(
-            graph, other_parent, f"{name}-right" if name else other_parent, joined.key_serde,
-            joined.other_value_serde, keep_null_keys,
-        )  # fmt: skip
-    # Records of one key must meet in one task: both sides' topics co-partitioned.
-    graph.copartition(this_parent, other_parent)
-
-    this_suffix = "-outer-this-join" if right_outer else "-this-join"
-    other_suffix = "-outer-other-join" if left_outer else "-other-join"
-    this_windowed = _named(graph, name, "-this-windowed", "WINDOWED")
-    other_windowed = _named(graph, name, "-other-windowed", "WINDOWED")
-    this_generated = graph.node_name("OUTERTHIS" if right_outer else "JOINTHIS", None)
-    other_generated = graph.node_name("OUTEROTHER" if left_outer else "JOINOTHER", None)
-    this_join = name + this_suffix if name else this_generated
-    other_join = name + other_suffix if name else other_generated
-    merge = _named(graph, name, "-merge", "MERGE")
-
-    base = joined.store_name
-    this_store = (base + this_suffix if base else this_generated) + "-store"
-    other_store = (base + other_suffix if base else other_generated) + "-store"
-    shared_store = None
-    if left_outer:
-        if base:
-            shared_store = base + ("-outer-shared-join" if right_outer else "-left-shared-join")
-        else:
-            index = this_generated.rsplit("-", 1)[1]
-            shared_store = f"KSTREAM-OUTERSHARED-{index}"
-        shared_store += "-store"
-
-    trackers = TimeTrackers()
-    windowed = {
-        this_windowed: (join_window_node(this_store), this_parent),
-        other_windowed: (join_window_node(other_store), other_parent),
-    }
-    joins = {
-        this_join: (
-            join_side_node(
-                other_store,
-                shared_store,
-                _side_joiner(joiner, with_key, is_left=True),
-                windows,
-                is_left=True,
-                outer=left_outer,
-                trackers=trackers,
-            ),
-            this_windowed,
-        ),
-        other_join: (
-            join_side_node(
-                this_store,
-                shared_store,
-                _side_joiner(joiner, with_key, is_left=False),
-                windows,
-                is_left=False,
-                outer=right_outer,
-                trackers=trackers,
-            ),
-            other_windowed,
-        ),
-    }
-    # Kafka Streams' describe() lists nodes of equal sub-tree size by name: both
-    # sides' nodes are added so, which prints them in that order.
-    for nodes in (windowed, joins):
-        for node in sorted(nodes):
-            graph.add_processor(node, *nodes[node])
-    graph.add_processor(merge, pass_through_node(), this_join, other_join)
-
-    topology = graph.topology
-    topology.add_state_store(_window_store(this_store, joined, joined.value_serde, windows))
-    topology.add_state_store(_window_store(other_store, joined, joined.other_value_serde, windows))
-    if shared_store is not None:
-        spec = StoreSpec(
-            shared_store,
-            "key_value",
-            joined.key_serde,
-            JoinSideSerdes(joined.value_serde, joined.other_value_serde),
-            persistent=joined.persistent,
-            logging=joined.logging,
-            caching=False,
-            retain_duplicates=True,
-            changelog_config={"cleanup.policy": "compact"},
-        )
-        topology.add_state_store(spec)
-    shared = [shared_store] if shared_store is not None else []
-    for node, stores in (
-        (this_windowed, [this_store]),
-        (other_windowed, [other_store]),
-        (this_join, [other_store, *shared]),
-        (other_join, [this_store, *shared]),
-    ):
-        topology.connect_processor_and_state_stores(node, stores=_java_set_order(stores))
-    return graph.new_stream(merge, key_changed=False)
-
-
-def _java_set_order(names: list[str]) -> list[str]:
-    """`names` in the order Kafka Streams' describe() lists a node's stores: a Java
-    HashSet's (of 16 buckets, by String.hashCode), for the node's two stores."""
-
-    def bucket(name: str) -> int:
-        h = 0
-        for unit in name.encode("utf-16-be").hex(" ", 2).split():
-            h = (31 * h + int(unit, 16)) & 0xFFFFFFFF
-        return (h ^ (h >> 16)) & 15
-
-    return sorted(names, key=bucket)
-
-
-def _named(graph: InternalStreamsBuilder, name: str | None, suffix: str, kind: str) -> str:
-    """`name` + `suffix`, or a generated name; Kafka Streams spends an index either way."""
-    generated = graph.node_name(kind, None)
-    return name + suffix if name else generated
-
-
-def _repartition(
-    graph: InternalStreamsBuilder,
-    parent: str,
-    base: str,
-    key_serde: Any,
-    value_serde: Any,
-    keep_null_keys: bool,
-) -> str:
-    """A re-keyed side through `{base}-repartition`, its nodes named as Kafka Streams'."""
-    # Kafka Streams spends three indexes (sink, filter, source) named or not, and
-    # keeps the generated names when the topic's name is generated too.
-    sink = graph.node_name("SINK", None)
-    null_key_filter = graph.node_name("FILTER", None)
-    source = graph.node_name("SOURCE", None)
-    generated = base.startswith("KSTREAM-") and base[-10:].isdigit()
-    node_names = (null_key_filter, sink, source) if generated else None
-    return graph.through_repartition_topic(
-        parent,
-        base,
-        key_serde,
-        value_serde,
-        None,
-        drop_null_keys=True,
-        keep_null_keys=keep_null_keys,
-        node_names=node_names,
-    )
-
-
-def _window_store(
-    name: str, joined: StreamJoined, value_serde: Any, windows: JoinWindows
-) -> StoreSpec:
-    retention = windows.retention_ms()
-    return StoreSpec(
-        name,
-        "window",
-        joined.key_serde,
-        value_serde,
-        persistent=joined.persistent,
-        logging=joined.logging,
-        caching=False,
-        retention_ms=retention,
-        window_size_ms=windows.size_ms(),
-        retain_duplicates=True,
-        # Duplicates are kept under distinct keys: the changelog is not compacted.
-        changelog_config={
-            "cleanup.policy": "delete",
-            "retention.ms": str(retention + _CHANGELOG_EXTRA_RETENTION_MS),
-        },
-    )

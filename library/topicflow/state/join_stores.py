@@ -37,10 +37,14 @@ _NO_RECORDS: list[tuple[int, Any]] = []
 
 
 class InMemoryJoinWindowStore:
-    """A window store that retains duplicates: per timestamp, key -> values in put order.
+    """A window store that retains duplicates, laid out for a join's lookups: per key,
+    its records' timestamps and values in time order (records of one timestamp in
+    put order), so a lookup costs a bisection, not a visit of every timestamp in
+    the window.
 
     Records at or before the store's time minus retention are gone, as in
-    `InMemoryWindowStore`; the store's time is the latest timestamp put.
+    `InMemoryWindowStore`; the store's time is the latest timestamp put. The keys
+    put at each timestamp are kept too, for expiry and scans by time.
     """
 
     persistent = False
@@ -48,8 +52,9 @@ class InMemoryJoinWindowStore:
     def __init__(self, name: str, retention_ms: int) -> None:
         self.name = name
         self.retention_ms = retention_ms
-        self._windows: dict[int, dict[Any, list[Any]]] = {}
-        self._starts: list[int] = []  # sorted timestamps, for range scans and expiry
+        self._by_key: dict[Any, tuple[list[int], list[Any]]] = {}
+        self._keys_at: dict[int, list[Any]] = {}  # timestamp -> keys put at it
+        self._starts: list[int] = []  # sorted timestamps, for scans and expiry
         self._observed_time = -1
 
     def put(self, key: Any, value: Any, window_start: int) -> None:
@@ -59,15 +64,24 @@ class InMemoryJoinWindowStore:
             self.observe_stream_time(window_start)
         elif window_start <= self._observed_time - self.retention_ms:
             return  # already expired
-        window = self._windows.get(window_start)
-        if window is None:
-            window = self._windows[window_start] = {}
-            bisect.insort(self._starts, window_start)
-        values = window.get(key)
-        if values is None:
-            window[key] = [value]
+        records = self._by_key.get(key)
+        if records is None:
+            self._by_key[key] = ([window_start], [value])
         else:
-            values.append(value)
+            times, values = records
+            if window_start >= times[-1]:
+                times.append(window_start)
+                values.append(value)
+            else:  # out of order: after the records of its timestamp put before it
+                at = bisect.bisect_right(times, window_start)
+                times.insert(at, window_start)
+                values.insert(at, value)
+        keys = self._keys_at.get(window_start)
+        if keys is None:
+            self._keys_at[window_start] = [key]
+            bisect.insort(self._starts, window_start)
+        else:
+            keys.append(key)
 
     def observe_stream_time(self, stream_time: int) -> None:
         if stream_time <= self._observed_time:
@@ -75,33 +89,38 @@ class InMemoryJoinWindowStore:
         self._observed_time = stream_time
         horizon = stream_time - self.retention_ms
         starts = self._starts
-        if starts and starts[0] <= horizon:
-            expired = bisect.bisect_right(starts, horizon)
-            for start in starts[:expired]:
-                del self._windows[start]
-            del starts[:expired]
+        if not starts or starts[0] > horizon:
+            return
+        expired = bisect.bisect_right(starts, horizon)
+        by_key = self._by_key
+        for start in starts[:expired]:
+            for key in self._keys_at.pop(start):
+                records = by_key.get(key)
+                if records is not None:
+                    times, values = records
+                    gone = bisect.bisect_right(times, horizon)
+                    if gone == len(times):
+                        del by_key[key]
+                    elif gone:
+                        del times[:gone], values[:gone]
+        del starts[:expired]
 
     def fetch(self, key: Any, window_start: int) -> Any:
         """The first value of `key` at `window_start` (a window store's point lookup)."""
-        window = self._windows.get(window_start)
-        values = None if window is None else window.get(key)
-        return None if values is None else values[0]
+        found = self.fetch_range(key, window_start, window_start)
+        return found[0][1] if found else None
 
     def fetch_range(self, key: Any, time_from: int, time_to: int) -> list[tuple[int, Any]]:
         """(timestamp, value) of every record of `key` in [time_from, time_to], oldest first."""
-        starts = self._starts
-        lo = bisect.bisect_left(starts, time_from)
-        hi = bisect.bisect_right(starts, time_to)
+        records = self._by_key.get(key)
+        if records is None:
+            return _NO_RECORDS
+        times, values = records
+        lo = bisect.bisect_left(times, time_from)
+        hi = bisect.bisect_right(times, time_to)
         if lo == hi:
             return _NO_RECORDS
-        found = []
-        windows = self._windows
-        for start in starts[lo:hi]:
-            values = windows[start].get(key)
-            if values is not None:
-                for value in values:
-                    found.append((start, value))
-        return found
+        return list(zip(times[lo:hi], values[lo:hi], strict=True))
 
     def fetch_all(self, time_from: int, time_to: int) -> Iterator[tuple[Any, int, Any]]:
         starts = self._starts
@@ -114,18 +133,19 @@ class InMemoryJoinWindowStore:
 
     def _records(self, starts: list[int]) -> Iterator[tuple[Any, int, Any]]:
         for start in starts:
-            for key, values in list(self._windows[start].items()):
-                for value in values:
+            for key in dict.fromkeys(self._keys_at.get(start, ())):
+                for _start, value in self.fetch_range(key, start, start):
                     yield key, start, value
 
     def approximate_num_entries(self) -> int:
-        return sum(len(v) for w in self._windows.values() for v in w.values())
+        return sum(len(times) for times, _values in self._by_key.values())
 
     def flush(self) -> None:
         """Nothing to make durable: the changelog is this store's only copy."""
 
     def close(self) -> None:
-        self._windows.clear()
+        self._by_key.clear()
+        self._keys_at.clear()
         self._starts.clear()
 
 
@@ -167,9 +187,15 @@ class InMemorySortedKeyValueStore:
         return existing
 
     def all(self) -> Iterator[tuple[Any, Any]]:
-        """Every (key, value) in key byte order, as of this call."""
-        data = self._data
-        return iter([data[key_bytes] for key_bytes in self._order])
+        """Every (key, value) in key byte order, lazily: a join's scan mostly stops
+        after a few keys, and deletes the keys it has passed as it goes."""
+        order, data = self._order, self._data
+        at = 0
+        while at < len(order):
+            key_bytes = order[at]
+            yield data[key_bytes]
+            # Where the next key is now, whatever was deleted meanwhile.
+            at = bisect.bisect_right(order, key_bytes)
 
     def approximate_num_entries(self) -> int:
         return len(self._data)

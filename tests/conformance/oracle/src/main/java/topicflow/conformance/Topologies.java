@@ -294,5 +294,11 @@ final class Topologies {
                 .leftJoin(in2(b), (v, ov) -> N(v) + "+" + N(ov),
                         JoinWindows.ofTimeDifferenceAndGrace(Duration.ofSeconds(5), Duration.ofSeconds(3)))
                 .to("out"));
+        define("stream_stream_self_join", b -> {
+            KStream<String, String> in = in(b);
+            in.join(in, (v, ov) -> N(v) + "+" + N(ov),
+                            JoinWindows.ofTimeDifferenceAndGrace(Duration.ofSeconds(5), Duration.ofSeconds(3)))
+                    .to("out");
+        });
     }
 }
