@@ -397,6 +397,45 @@ def t_stream_table_left_join_rekeyed(b: StreamsBuilder) -> None:
     )
 
 
+# -- KGroupedTable (KTable.group_by) and suppress(until_time_limit) --------------------
+
+
+def remove(aggregate: str, value: str) -> str:
+    """The README's REMOVE(a, v): `a` without the first occurrence of `v`."""
+    return aggregate.replace(value, "", 1)
+
+
+def t_table_group_by_count(b: StreamsBuilder) -> None:
+    table_out(b.table("tin").group_by(lambda k, v: (v[:1] or None, v)).count())
+
+
+def t_table_group_by_reduce(b: StreamsBuilder) -> None:
+    table_out(
+        b.table("tin")
+        .group_by(lambda k, v: (str(len(v)), k + v))
+        .reduce(lambda a, v: a + v, remove)
+    )
+
+
+def t_table_group_by_aggregate(b: StreamsBuilder) -> None:
+    table_out(
+        b.table("tin")
+        .group_by(lambda k, v: (v[-1:] or "empty", v))
+        .aggregate(
+            zero,
+            sum_lengths,
+            lambda k, v, agg: agg - length(v),
+            Materialized.with_(Serdes.String(), Serdes.Long()),
+        )
+    )
+
+
+def t_table_group_by_same_key(b: StreamsBuilder) -> None:
+    table_out(
+        b.table("tin").group_by(lambda k, v: (k, v or None)).reduce(lambda a, v: a + v, remove)
+    )
+
+
 Build = Callable[[StreamsBuilder], None]
 
 # name -> (build, stateful, input topics). Stateful topologies run with caching
@@ -455,6 +494,10 @@ TOPOLOGIES: dict[str, tuple[Build, bool, tuple[str, ...]]] = {
     "stream_table_left_join_derived": (t_stream_table_left_join_derived, True, ("in", "tin")),
     "stream_table_join_count": (t_stream_table_join_count, True, ("in", "in2")),
     "stream_table_left_join_rekeyed": (t_stream_table_left_join_rekeyed, True, ("in", "tin")),
+    "table_group_by_count": (t_table_group_by_count, True, ("tin",)),
+    "table_group_by_reduce": (t_table_group_by_reduce, True, ("tin",)),
+    "table_group_by_aggregate": (t_table_group_by_aggregate, True, ("tin",)),
+    "table_group_by_same_key": (t_table_group_by_same_key, True, ("tin",)),
 }
 
 

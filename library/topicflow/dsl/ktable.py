@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 from topicflow.dsl.changes import EmitStrategy, OldValues
 from topicflow.dsl.joins import ValueCompute
 from topicflow.dsl.operations import pass_through_node
-from topicflow.dsl.options import Named, Suppressed
+from topicflow.dsl.options import Grouped, Named, Suppressed
+from topicflow.dsl.table_aggregate import table_repartition_map_node
 from topicflow.dsl.table_operations import (
     TableSource,
     table_filter_node,
@@ -30,6 +31,7 @@ from topicflow.topology.nodes import NodeFactory
 
 if TYPE_CHECKING:
     from topicflow.dsl.internal import InternalStreamsBuilder
+    from topicflow.dsl.kgrouped_table import KGroupedTable
     from topicflow.dsl.kstream import KStream
 
 
@@ -64,12 +66,17 @@ class KTable:
         self._source = source
         self._compute = compute
 
-    def _enable_sending_old_values(self) -> bool:
-        """Kafka Streams' KTableImpl.enableSendingOldValues(false): ask this table's
-        node, and the tables above it, to send each update's old value; whether they can."""
+    def _enable_sending_old_values(self, force: bool = False) -> bool:
+        """Kafka Streams' KTableImpl.enableSendingOldValues(force): ask this table's
+        node, and the tables above it, to send each update's old value; whether they can.
+        With `force`, a `builder.table` that was not materialized is materialized
+        now, so that it can (`group_by` and `suppress` need the old values)."""
+        if self._old_values is None and force and self._source is not None:
+            self._graph.materialize_source(self._node, self._source)
+            self._old_values = self._source.old_values
         if self._old_values is None:
             return False
-        if self._parent is None or self._parent._enable_sending_old_values():
+        if self._parent is None or self._parent._enable_sending_old_values(force):
             self._old_values.sent = True
         return self._old_values.sent
 
@@ -174,6 +181,19 @@ class KTable:
             old_values,
             compute,
         )
+
+    def group_by(
+        self, selector: Callable[[Any, Any], Any], grouped: Grouped | None = None
+    ) -> KGroupedTable:
+        """Regroup the rows: `selector(key, value)` gives each row's (new key, new value),
+        and `count`, `reduce` or `aggregate` of the result follow the table, an update
+        leaving its old group and joining its new one (Kafka Streams' groupBy)."""
+        grouped = grouped or Grouped()
+        name = self._graph.node_name("KTABLE-SELECT", grouped.name)
+        self._graph.add_processor(name, table_repartition_map_node(selector), self._node)
+        # The select node needs each update's old value, to take it from its group.
+        self._enable_sending_old_values(force=True)
+        return self._graph.new_grouped_table(name, grouped)
 
     def to_stream(self, named: Named | str | None = None) -> KStream[Any, Any]:
         name = self._graph.node_name("KTABLE-TOSTREAM", named)

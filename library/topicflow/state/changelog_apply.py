@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from topicflow.config import StreamsConfig
+from topicflow.serdes import resolve_serde
 from topicflow.state.logged.cached_key_value import CachedKeyValueStore
 from topicflow.state.logged.cached_session import CachedSessionStore
 from topicflow.state.logged.cached_window import CachedWindowStore
@@ -71,7 +72,7 @@ def batch_applier(store: Store, config: StreamsConfig) -> Callable[[list[Any]], 
 def _applier(store: Store, config: StreamsConfig) -> Callable[[Any], None]:
     spec = store.spec
     key_serde = spec.key_serde or config.default_key_serde
-    value_serde = spec.value_serde or config.default_value_serde
+    value_serde = resolve_serde(spec.value_serde, config.default_value_serde)
     deserialize_key, deserialize_value = key_serde.deserialize, value_serde.deserialize
     if isinstance(store, CachedWindowStore):
         restore_window = store.restore

@@ -31,7 +31,7 @@ from confluent_kafka import TopicPartition
 from topicflow.brokers.base import OFFSET_BEGINNING, Consumer
 from topicflow.config import StreamsConfig
 from topicflow.errors import StreamsException
-from topicflow.serdes import Serde
+from topicflow.serdes import Serde, resolve_serde
 from topicflow.state.changelog_apply import Store, batch_applier, set_replay_stamps
 from topicflow.state.logged.cached_key_value import CachedKeyValueStore
 from topicflow.state.logged.cached_session import CachedSessionStore
@@ -102,7 +102,7 @@ class StateManager:
         cache_entries = config.statestore_cache_max_bytes // CACHE_ENTRY_BYTES
         for spec in specs:
             key_serde = spec.key_serde or config.default_key_serde
-            value_serde = spec.value_serde or config.default_value_serde
+            value_serde = resolve_serde(spec.value_serde, config.default_value_serde)
             changelog = None
             if spec.logging:
                 topic = spec.changelog_topic(config.application_id)
