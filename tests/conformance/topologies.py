@@ -14,7 +14,7 @@ from typing import Any
 from topicflow import Named, Processor, ProcessorContext, Record, StreamsBuilder, Topology
 from topicflow.dsl.kstream import KStream
 from topicflow.dsl.ktable import KTable
-from topicflow.dsl.options import Branched, Materialized, Suppressed
+from topicflow.dsl.options import Branched, BufferConfig, Materialized, Suppressed
 from topicflow.dsl.windows import SessionWindows, SlidingWindows, TimeWindows, Windowed
 from topicflow.processor import PunctuationType
 from topicflow.serdes import Serdes
@@ -436,6 +436,60 @@ def t_table_group_by_same_key(b: StreamsBuilder) -> None:
     )
 
 
+def t_suppress_time_limit_count(b: StreamsBuilder) -> None:
+    table_out(
+        b.stream("in")
+        .group_by_key()
+        .count()
+        .suppress(Suppressed.until_time_limit(5 * SECOND, BufferConfig.unbounded()))
+    )
+
+
+def t_suppress_time_limit_table(b: StreamsBuilder) -> None:
+    (
+        b.table("tin")
+        .suppress(Suppressed.until_time_limit(5 * SECOND, BufferConfig.unbounded()))
+        .to_stream()
+        .to("out")
+    )
+
+
+def t_suppress_time_limit_max_bytes(b: StreamsBuilder) -> None:
+    table_out(
+        b.stream("in")
+        .group_by_key()
+        .count()
+        .suppress(
+            Suppressed.until_time_limit(
+                5 * SECOND, BufferConfig.max_bytes(100).emit_early_when_full()
+            )
+        )
+    )
+
+
+def t_suppress_time_limit_table_filter(b: StreamsBuilder) -> None:
+    (
+        b.table("tin")
+        .suppress(Suppressed.until_time_limit(5 * SECOND, BufferConfig.unbounded()))
+        .filter(lambda k, v: len(v) % 2 == 1)
+        .to_stream()
+        .to("out")
+    )
+
+
+def t_suppress_time_limit_max_records(b: StreamsBuilder) -> None:
+    table_out(
+        b.stream("in")
+        .group_by_key()
+        .count()
+        .suppress(
+            Suppressed.until_time_limit(
+                5 * SECOND, BufferConfig.max_records(2).emit_early_when_full()
+            )
+        )
+    )
+
+
 Build = Callable[[StreamsBuilder], None]
 
 # name -> (build, stateful, input topics). Stateful topologies run with caching
@@ -498,6 +552,11 @@ TOPOLOGIES: dict[str, tuple[Build, bool, tuple[str, ...]]] = {
     "table_group_by_reduce": (t_table_group_by_reduce, True, ("tin",)),
     "table_group_by_aggregate": (t_table_group_by_aggregate, True, ("tin",)),
     "table_group_by_same_key": (t_table_group_by_same_key, True, ("tin",)),
+    "suppress_time_limit_count": (t_suppress_time_limit_count, True, ("in",)),
+    "suppress_time_limit_table": (t_suppress_time_limit_table, True, ("tin",)),
+    "suppress_time_limit_max_records": (t_suppress_time_limit_max_records, True, ("in",)),
+    "suppress_time_limit_table_filter": (t_suppress_time_limit_table_filter, True, ("tin",)),
+    "suppress_time_limit_max_bytes": (t_suppress_time_limit_max_bytes, True, ("in",)),
 }
 
 

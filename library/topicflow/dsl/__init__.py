@@ -2,10 +2,12 @@
 
 from topicflow.dsl.builder import StreamsBuilder
 from topicflow.dsl.kgrouped import KGroupedStream, TimeWindowedKStream
+from topicflow.dsl.kgrouped_table import KGroupedTable
 from topicflow.dsl.kstream import BranchedKStream, KStream
 from topicflow.dsl.ktable import KTable
 from topicflow.dsl.options import (
     Branched,
+    BufferConfig,
     Consumed,
     Grouped,
     Joined,
@@ -29,10 +31,12 @@ from topicflow.dsl.windows import (
 __all__ = [
     "Branched",
     "BranchedKStream",
+    "BufferConfig",
     "Consumed",
     "Grouped",
     "Joined",
     "KGroupedStream",
+    "KGroupedTable",
     "KStream",
     "KTable",
     "Materialized",

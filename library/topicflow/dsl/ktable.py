@@ -25,8 +25,14 @@ from topicflow.dsl.table_operations import (
     table_filter_node,
     table_map_values_node,
 )
+from topicflow.dsl.table_suppress import (
+    buffer_entry_serde_of,
+    source_topic_of,
+    suppress_time_limit_node,
+)
 from topicflow.dsl.windows import TimeWindows
 from topicflow.errors import TopologyError
+from topicflow.state.stores import StoreSpec
 from topicflow.topology.nodes import NodeFactory
 
 if TYPE_CHECKING:
@@ -201,11 +207,17 @@ class KTable:
         return self._graph.new_stream(name, key_changed=False)
 
     def suppress(self, suppressed: Suppressed) -> KTable:
-        """One final result per window, once stream time passes its end plus grace.
+        """`until_window_closes()`: one final result per window, once stream time passes
+        its end plus grace. Supported directly on a windowed aggregation's table (the
+        common use): the aggregation then emits on window close instead of on every
+        update.
 
-        Supported directly on a windowed aggregation's table (the common use): the
-        aggregation then emits on window close instead of on every update.
+        `until_time_limit(time_to_wait, buffer_config)`: on a table with plain keys,
+        each key's latest update, held until stream time reaches the time of its
+        first held update plus `time_to_wait` (`topicflow.dsl.table_suppress`).
         """
+        if suppressed.time_to_wait_ms is not None:
+            return self._suppress_time_limit(suppressed)
         if self._emit is None or self._emit.on_window_close:
             raise TopologyError(
                 "suppress(Suppressed.until_window_closes()) is supported directly on the "
@@ -213,3 +225,56 @@ class KTable:
             )
         self._emit.on_window_close = True
         return self
+
+    def _suppress_time_limit(self, suppressed: Suppressed) -> KTable:
+        if self._windows is not None or self._emit is not None:
+            raise TopologyError(
+                "suppress(Suppressed.until_time_limit(...)) is supported on tables with "
+                "plain keys; on a windowed aggregation use until_window_closes()"
+            )
+        graph = self._graph
+        # Kafka Streams' order: the processor's name, then the buffer store's.
+        name = graph.node_name("KTABLE-SUPPRESS", suppressed.name)
+        if suppressed.name is not None:
+            store = f"{suppressed.name}-store"
+        else:
+            store = graph.node_name("KTABLE-SUPPRESS-STATE-STORE", None)
+        # The buffer keeps each key's value before it was buffered: the table sends
+        # old values (a builder.table is materialized for them).
+        self._enable_sending_old_values(force=True)
+        key_serde, value_serde = self._serdes()
+        graph.add_processor(
+            name,
+            suppress_time_limit_node(
+                name,
+                store,
+                suppressed.time_to_wait_ms or 0,
+                suppressed.buffer_config,
+                source_topic_of(graph.topology, self._node),
+            ),
+            self._node,
+        )
+        spec = StoreSpec(
+            store,
+            "key_value",
+            key_serde,
+            buffer_entry_serde_of(value_serde),
+            caching=False,
+            changelog_config={"cleanup.policy": "compact"},
+        )
+        graph.topology.add_state_store(spec, name)
+        # Every update it emits carries its old value.
+        old_values = OldValues()
+        old_values.sent = True
+        return graph.new_table(name, old_values=old_values)
+
+    def _serdes(self) -> tuple[Any, Any]:
+        """This table's key and value serdes where it knows them (its store's, or its
+        source's), else (None, None): the defaults."""
+        if self._store_name is not None:
+            spec = self._graph.topology.state_stores.get(self._store_name)
+            if spec is not None:
+                return spec.key_serde, spec.value_serde
+        if self._source is not None:
+            return self._source.key_serde, self._source.value_serde
+        return None, None

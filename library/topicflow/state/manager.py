@@ -133,6 +133,7 @@ class StateManager:
             else:
                 raise StreamsException(f"store {spec.name!r}: {spec.kind} stores are not supported")
             store.serialize_key = key_serde.serialize
+            store.serialize_value = value_serde.serialize
             self.stores[spec.name] = store
             if changelog is not None:
                 self._changelogs[changelog.topic] = store

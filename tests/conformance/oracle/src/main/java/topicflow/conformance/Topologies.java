@@ -272,6 +272,14 @@ final class Topologies {
         define("suppress_time_limit_max_records", b -> T(in(b).groupByKey().count()
                 .suppress(Suppressed.untilTimeLimit(Duration.ofSeconds(5),
                         Suppressed.BufferConfig.maxRecords(2).emitEarlyWhenFull()))));
+        define("suppress_time_limit_max_bytes", b -> T(in(b).groupByKey().count()
+                .suppress(Suppressed.untilTimeLimit(Duration.ofSeconds(5),
+                        Suppressed.BufferConfig.maxBytes(100).emitEarlyWhenFull()))));
+        define("suppress_time_limit_table_filter", b -> b.<String, String>table("tin")
+                .suppress(Suppressed.untilTimeLimit(Duration.ofSeconds(5), Suppressed.BufferConfig.unbounded()))
+                .filter((k, v) -> v.length() % 2 == 1)
+                .toStream()
+                .to("out"));
     }
 
     /** The README's {@code REMOVE(a, v)}: {@code a} without the first occurrence of {@code v}. */
