@@ -195,7 +195,9 @@ class KTable:
         and `count`, `reduce` or `aggregate` of the result follow the table, an update
         leaving its old group and joining its new one (Kafka Streams' groupBy)."""
         grouped = grouped or Grouped()
-        name = self._graph.node_name("KTABLE-SELECT", grouped.name)
+        # Kafka Streams takes an index for the select node even when Grouped names it.
+        name = self._graph.node_name("KTABLE-SELECT", None)
+        name = grouped.name or name
         self._graph.add_processor(name, table_repartition_map_node(selector), self._node)
         # The select node needs each update's old value, to take it from its group.
         self._enable_sending_old_values(force=True)
