@@ -173,7 +173,7 @@ class WrappingSerde(Serde[T]):
     suppression buffer's entries. `wrap(inner)` is the serde itself, made once the
     default is known (`resolve_serde`); this one only names it and must not be called."""
 
-    wrap: Callable[[Serde[Any]], Serde[Any]] = _identity_bytes  # type: ignore[assignment]
+    wrap: Callable[[Serde[Any]], Serde[Any]]
 
 
 def resolve_serde(serde: Serde[Any] | None, default: Serde[Any]) -> Serde[Any]:

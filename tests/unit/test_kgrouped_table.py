@@ -353,3 +353,24 @@ def test_the_suppression_buffer_survives_a_restart(tmp_path: Path) -> None:
     # Emitted keys are deleted from the changelog.
     deleted = broker.read_all("sup-KTABLE-SUPPRESS-STATE-STORE-0000000004-changelog")[-2:]
     assert [(key, value) for _p, _o, key, value, _t, _h in deleted] == [(b"a", None), (b"b", None)]
+
+
+def test_a_filtered_count_is_buffered_with_the_counts_serde() -> None:
+    """A filter keeps its parent's serdes (as Kafka's KTableImpl): the buffer logs the
+    counts as Longs although the default value serde is String."""
+    builder = StreamsBuilder()
+    (
+        builder.stream("in")
+        .group_by_key()
+        .count()
+        .filter(lambda k, v: v > 0)
+        .suppress(Suppressed.until_time_limit(1000))
+        .to_stream()
+        .to("out", LONGS)
+    )
+    with TopologyTestDriver(builder.build(), _config()) as driver:
+        source = driver.create_input_topic("in", Serdes.String(), Serdes.String())
+        out = driver.create_output_topic("out", Serdes.String(), Serdes.Long())
+        source.pipe_input("a", "x", timestamp=1000)
+        source.pipe_input("b", "x", timestamp=2000)
+        assert out.read_key_values_to_list() == [("a", 1)]

@@ -71,6 +71,8 @@ class KTable:
         self._old_values = old_values
         self._source = source
         self._compute = compute
+        # A filter's values are its parent's: so are its serdes (Kafka's KTableImpl).
+        self._serdes_of_parent = False
 
     def _enable_sending_old_values(self, force: bool = False) -> bool:
         """Kafka Streams' KTableImpl.enableSendingOldValues(force): ask this table's
@@ -157,13 +159,15 @@ class KTable:
                 return None
             return value
 
-        return self._then(
+        filtered = self._then(
             "KTABLE-FILTER",
             table_filter_node(predicate, keep_if, old_values),
             named,
             old_values,
             compute,
         )
+        filtered._serdes_of_parent = True
+        return filtered
 
     def map_values(
         self,
@@ -279,4 +283,6 @@ class KTable:
                 return spec.key_serde, spec.value_serde
         if self._source is not None:
             return self._source.key_serde, self._source.value_serde
+        if self._parent is not None and self._serdes_of_parent:
+            return self._parent._serdes()
         return None, None
