@@ -436,6 +436,16 @@ def t_table_group_by_same_key(b: StreamsBuilder) -> None:
     )
 
 
+def t_table_filter_group_by_count_filter(b: StreamsBuilder) -> None:
+    table_out(
+        b.table("tin")
+        .filter(lambda k, v: len(v) > 0)
+        .group_by(lambda k, v: (v[:1], v))
+        .count()
+        .filter(lambda k, v: v % 2 == 0)
+    )
+
+
 def t_suppress_time_limit_count(b: StreamsBuilder) -> None:
     table_out(
         b.stream("in")
@@ -552,6 +562,7 @@ TOPOLOGIES: dict[str, tuple[Build, bool, tuple[str, ...]]] = {
     "table_group_by_reduce": (t_table_group_by_reduce, True, ("tin",)),
     "table_group_by_aggregate": (t_table_group_by_aggregate, True, ("tin",)),
     "table_group_by_same_key": (t_table_group_by_same_key, True, ("tin",)),
+    "table_filter_group_by_count_filter": (t_table_filter_group_by_count_filter, True, ("tin",)),
     "suppress_time_limit_count": (t_suppress_time_limit_count, True, ("in",)),
     "suppress_time_limit_table": (t_suppress_time_limit_table, True, ("tin",)),
     "suppress_time_limit_max_records": (t_suppress_time_limit_max_records, True, ("in",)),

@@ -263,6 +263,11 @@ final class Topologies {
         define("table_group_by_same_key", b -> T(b.<String, String>table("tin")
                 .groupBy((k, v) -> KeyValue.pair(k, v.isEmpty() ? null : v))
                 .reduce((a, v) -> a + v, (a, v) -> remove(a, v))));
+        define("table_filter_group_by_count_filter", b -> T(b.<String, String>table("tin")
+                .filter((k, v) -> v.length() > 0)
+                .groupBy((k, v) -> KeyValue.pair(v.substring(0, 1), v))
+                .count()
+                .filter((k, v) -> v % 2 == 0)));
         define("suppress_time_limit_count", b -> T(in(b).groupByKey().count()
                 .suppress(Suppressed.untilTimeLimit(Duration.ofSeconds(5), Suppressed.BufferConfig.unbounded()))));
         define("suppress_time_limit_table", b -> b.<String, String>table("tin")
