@@ -164,3 +164,32 @@ def bytes_decoder(serde: Serde[T]) -> Callable[[bytes], T] | None:
     if deserialize is _decode_json:
         return _json_decode
     return deserialize  # type: ignore[return-value]
+
+
+@dataclass(frozen=True, slots=True)
+class WrappingSerde(Serde[T]):
+    """A serde around another one that the topology leaves to the default serde (Kafka's
+    WrappingNullableSerde.setIfUnset): a table's changes on a repartition topic, a
+    suppression buffer's entries. `wrap(inner)` is the serde itself, made once the
+    default is known (`resolve_serde`); this one only names it and must not be called."""
+
+    wrap: Callable[[Serde[Any]], Serde[Any]]
+
+
+def resolve_serde(serde: Serde[Any] | None, default: Serde[Any]) -> Serde[Any]:
+    """The serde a node or store uses: its own, the default, or its own wrapped around
+    the default (`WrappingSerde`)."""
+    if serde is None:
+        return default
+    if isinstance(serde, WrappingSerde):
+        return serde.wrap(default)
+    return serde
+
+
+def wrapping_serde(name: str, wrap: Callable[[Serde[Any]], Serde[Any]]) -> Serde[Any]:
+    """A `WrappingSerde` named `name` whose serde is `wrap(default)`."""
+
+    def unresolved(_data: Any) -> Any:
+        raise SerializationError(f"serde {name} was used before its inner serde was set")
+
+    return WrappingSerde(name, unresolved, unresolved, wrap)

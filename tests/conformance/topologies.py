@@ -15,7 +15,7 @@ from topicflow import Named, Processor, ProcessorContext, Record, StreamsBuilder
 from topicflow.dsl.join_windows import JoinWindows
 from topicflow.dsl.kstream import KStream
 from topicflow.dsl.ktable import KTable
-from topicflow.dsl.options import Branched, Materialized, Suppressed
+from topicflow.dsl.options import Branched, BufferConfig, Materialized, Suppressed
 from topicflow.dsl.windows import SessionWindows, SlidingWindows, TimeWindows, Windowed
 from topicflow.processor import PunctuationType
 from topicflow.serdes import Serdes
@@ -473,6 +473,109 @@ def t_stream_stream_self_join(b: StreamsBuilder) -> None:
     stream.join(stream, joined_text, JOIN_WINDOWS).to("out")
 
 
+# -- KGroupedTable (KTable.group_by) and suppress(until_time_limit) --------------------
+
+
+def remove(aggregate: str, value: str) -> str:
+    """The README's REMOVE(a, v): `a` without the first occurrence of `v`."""
+    return aggregate.replace(value, "", 1)
+
+
+def t_table_group_by_count(b: StreamsBuilder) -> None:
+    table_out(b.table("tin").group_by(lambda k, v: (v[:1] or None, v)).count())
+
+
+def t_table_group_by_reduce(b: StreamsBuilder) -> None:
+    table_out(
+        b.table("tin")
+        .group_by(lambda k, v: (str(len(v)), k + v))
+        .reduce(lambda a, v: a + v, remove)
+    )
+
+
+def t_table_group_by_aggregate(b: StreamsBuilder) -> None:
+    table_out(
+        b.table("tin")
+        .group_by(lambda k, v: (v[-1:] or "empty", v))
+        .aggregate(
+            zero,
+            sum_lengths,
+            lambda k, v, agg: agg - length(v),
+            Materialized.with_(Serdes.String(), Serdes.Long()),
+        )
+    )
+
+
+def t_table_group_by_same_key(b: StreamsBuilder) -> None:
+    table_out(
+        b.table("tin").group_by(lambda k, v: (k, v or None)).reduce(lambda a, v: a + v, remove)
+    )
+
+
+def t_table_filter_group_by_count_filter(b: StreamsBuilder) -> None:
+    table_out(
+        b.table("tin")
+        .filter(lambda k, v: len(v) > 0)
+        .group_by(lambda k, v: (v[:1], v))
+        .count()
+        .filter(lambda k, v: v % 2 == 0)
+    )
+
+
+def t_suppress_time_limit_count(b: StreamsBuilder) -> None:
+    table_out(
+        b.stream("in")
+        .group_by_key()
+        .count()
+        .suppress(Suppressed.until_time_limit(5 * SECOND, BufferConfig.unbounded()))
+    )
+
+
+def t_suppress_time_limit_table(b: StreamsBuilder) -> None:
+    (
+        b.table("tin")
+        .suppress(Suppressed.until_time_limit(5 * SECOND, BufferConfig.unbounded()))
+        .to_stream()
+        .to("out")
+    )
+
+
+def t_suppress_time_limit_max_bytes(b: StreamsBuilder) -> None:
+    table_out(
+        b.stream("in")
+        .group_by_key()
+        .count()
+        .suppress(
+            Suppressed.until_time_limit(
+                5 * SECOND, BufferConfig.max_bytes(100).emit_early_when_full()
+            )
+        )
+    )
+
+
+def t_suppress_time_limit_table_filter(b: StreamsBuilder) -> None:
+    (
+        b.table("tin")
+        .suppress(Suppressed.until_time_limit(5 * SECOND, BufferConfig.unbounded()))
+        .filter(lambda k, v: len(v) % 2 == 1)
+        .to_stream()
+        .to("out")
+    )
+
+
+def t_suppress_time_limit_max_records(b: StreamsBuilder) -> None:
+    table_out(
+        b.stream("in")
+        .group_by_key()
+        .count()
+        .suppress(
+            Suppressed.until_time_limit(
+                5 * SECOND, BufferConfig.max_records(2).emit_early_when_full()
+            )
+        )
+    )
+
+
 Build = Callable[[StreamsBuilder], None]
 
 # name -> (build, stateful, input topics). Stateful topologies run with caching
@@ -545,6 +648,16 @@ TOPOLOGIES: dict[str, tuple[Build, bool, tuple[str, ...]]] = {
     "stream_stream_left_join_no_grace": (t_stream_stream_left_join_no_grace, True, ("in", "in2")),
     "stream_stream_left_join_rekeyed": (t_stream_stream_left_join_rekeyed, True, ("in", "in2")),
     "stream_stream_self_join": (t_stream_stream_self_join, True, ("in",)),
+    "table_group_by_count": (t_table_group_by_count, True, ("tin",)),
+    "table_group_by_reduce": (t_table_group_by_reduce, True, ("tin",)),
+    "table_group_by_aggregate": (t_table_group_by_aggregate, True, ("tin",)),
+    "table_group_by_same_key": (t_table_group_by_same_key, True, ("tin",)),
+    "table_filter_group_by_count_filter": (t_table_filter_group_by_count_filter, True, ("tin",)),
+    "suppress_time_limit_count": (t_suppress_time_limit_count, True, ("in",)),
+    "suppress_time_limit_table": (t_suppress_time_limit_table, True, ("tin",)),
+    "suppress_time_limit_max_records": (t_suppress_time_limit_max_records, True, ("in",)),
+    "suppress_time_limit_table_filter": (t_suppress_time_limit_table_filter, True, ("tin",)),
+    "suppress_time_limit_max_bytes": (t_suppress_time_limit_max_bytes, True, ("in",)),
 }
 
 

@@ -4,10 +4,12 @@ from topicflow.dsl.builder import StreamsBuilder
 from topicflow.dsl.global_ktable import GlobalKTable
 from topicflow.dsl.join_windows import JoinWindows
 from topicflow.dsl.kgrouped import KGroupedStream, TimeWindowedKStream
+from topicflow.dsl.kgrouped_table import KGroupedTable
 from topicflow.dsl.kstream import BranchedKStream, KStream
 from topicflow.dsl.ktable import KTable
 from topicflow.dsl.options import (
     Branched,
+    BufferConfig,
     Consumed,
     Grouped,
     Joined,
@@ -32,12 +34,14 @@ from topicflow.dsl.windows import (
 __all__ = [
     "Branched",
     "BranchedKStream",
+    "BufferConfig",
     "Consumed",
     "GlobalKTable",
     "Grouped",
     "JoinWindows",
     "Joined",
     "KGroupedStream",
+    "KGroupedTable",
     "KStream",
     "KTable",
     "Materialized",

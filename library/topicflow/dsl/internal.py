@@ -20,6 +20,7 @@ from topicflow.dsl.changes import EmitStrategy, OldValues
 from topicflow.dsl.global_ktable import GlobalKTable
 from topicflow.dsl.joins import ValueCompute
 from topicflow.dsl.kgrouped import KGroupedStream, TimeWindowedKStream
+from topicflow.dsl.kgrouped_table import KGroupedTable
 from topicflow.dsl.kstream import BranchedKStream, KStream
 from topicflow.dsl.ktable import KTable
 from topicflow.dsl.operations import drop_null_keys_node, pass_through_node
@@ -116,8 +117,9 @@ class InternalStreamsBuilder:
         """A KTableSource node `name` below `parent`; its store if `materialized`
         (named, or the `generated` name), else none until a join asks for one."""
         store = None if materialized is None else (materialized.store_name or generated)
-        # Only a materialized table knows a key's old value, to send it below.
-        old_values = OldValues() if store is not None else None
+        # Only a materialized table knows a key's old value, to send it below (one
+        # materialized later, as `group_by` forces, takes the cell then).
+        old_values = OldValues()
         source_store = SourceStore(store)
         self.add_processor(name, table_source_node(source_store, old_values), parent)
         if materialized is not None and store is not None:
@@ -126,8 +128,8 @@ class InternalStreamsBuilder:
         return self.new_table(
             name,
             store_name=store,
-            old_values=old_values,
-            source=TableSource(generated, source_store, key_serde, value_serde),
+            old_values=old_values if store is not None else None,
+            source=TableSource(generated, source_store, key_serde, value_serde, old_values),
         )
 
     def materialize_source(self, table_node: str, source: TableSource) -> str:
@@ -264,6 +266,9 @@ class InternalStreamsBuilder:
         return KTable(
             self, node_name, store_name, windows, old_values, emit, parent, source, compute
         )
+
+    def new_grouped_table(self, node_name: str, grouped: Grouped) -> KGroupedTable:
+        return KGroupedTable(self, node_name, grouped)
 
     def new_grouped_stream(
         self, node_name: str, key_changed: bool, grouped: Grouped

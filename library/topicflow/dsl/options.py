@@ -10,9 +10,11 @@ import dataclasses
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic
 
 from topicflow.config import TimestampExtractor
+from topicflow.dsl.windows import to_ms
 from topicflow.serdes import Serde
 from topicflow.topology.nodes import StreamPartitioner
 
@@ -271,15 +273,72 @@ class Materialized:
 
 
 @dataclass(frozen=True, slots=True)
+class BufferConfig:
+    """How much a time-limit `Suppressed` may hold, and what happens when it is full
+    (Kafka Streams' Suppressed.BufferConfig).
+
+    `unbounded()` never fills. `max_records(n)` and `max_bytes(n)` emit the oldest
+    updates early when full, as Kafka's; `shut_down_when_full()` stops the task
+    with an error instead. `max_bytes` counts as Kafka Streams' in-memory buffer
+    does: per key, its serialized key, values and record metadata."""
+
+    record_limit: int | None = None
+    byte_limit: int | None = None
+    emit_when_full: bool = False
+
+    @staticmethod
+    def unbounded() -> BufferConfig:
+        return BufferConfig()
+
+    @staticmethod
+    def max_records(limit: int) -> BufferConfig:
+        return BufferConfig(record_limit=limit, emit_when_full=True)
+
+    @staticmethod
+    def max_bytes(limit: int) -> BufferConfig:
+        return BufferConfig(byte_limit=limit, emit_when_full=True)
+
+    def with_max_records(self, limit: int) -> BufferConfig:
+        return dataclasses.replace(self, record_limit=limit)
+
+    def with_max_bytes(self, limit: int) -> BufferConfig:
+        return dataclasses.replace(self, byte_limit=limit)
+
+    def with_no_bound(self) -> BufferConfig:
+        return BufferConfig()
+
+    def emit_early_when_full(self) -> BufferConfig:
+        return dataclasses.replace(self, emit_when_full=True)
+
+    def shut_down_when_full(self) -> BufferConfig:
+        return dataclasses.replace(self, emit_when_full=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Suppressed:
-    """What `KTable.suppress` holds back. Only `until_window_closes` is supported:
-    one final result per window, once stream time passes the window end plus grace."""
+    """What `KTable.suppress` holds back.
+
+    `until_window_closes()`: one final result per window, once stream time passes
+    the window end plus grace (on a windowed aggregation's table).
+    `until_time_limit(time_to_wait, buffer_config)`: on any table, each key's
+    latest update, once stream time reaches its first held update's time plus
+    `time_to_wait`."""
 
     name: str | None = None
+    # until_time_limit's wait in ms; None for until_window_closes.
+    time_to_wait_ms: int | None = None
+    buffer_config: BufferConfig = BufferConfig()
 
     @staticmethod
     def until_window_closes(name: str | None = None) -> Suppressed:
         return Suppressed(name)
+
+    @staticmethod
+    def until_time_limit(
+        time_to_wait: timedelta | int, buffer_config: BufferConfig | None = None
+    ) -> Suppressed:
+        """`time_to_wait`: a timedelta or ms; `buffer_config`: unbounded unless given."""
+        return Suppressed(None, to_ms(time_to_wait), buffer_config or BufferConfig())
 
     def with_name(self, name: str) -> Suppressed:
         return dataclasses.replace(self, name=name)

@@ -108,15 +108,22 @@ class TableSource:
     """A table read from records (`builder.table`, `KStream.to_table`): the store name
     generated for it, its store cell, and the serdes of its records."""
 
-    __slots__ = ("generated_store", "key_serde", "store", "value_serde")
+    __slots__ = ("generated_store", "key_serde", "old_values", "store", "value_serde")
 
     def __init__(
-        self, generated_store: str, store: SourceStore, key_serde: Any, value_serde: Any
+        self,
+        generated_store: str,
+        store: SourceStore,
+        key_serde: Any,
+        value_serde: Any,
+        old_values: OldValues,
     ) -> None:
         self.generated_store = generated_store
         self.store = store
         self.key_serde = key_serde
         self.value_serde = value_serde
+        # The source node's sendOldValues, which counts once the table is materialized.
+        self.old_values = old_values
 
 
 def table_source_node(source_store: SourceStore, old_values: OldValues | None) -> NodeFactory:

@@ -24,7 +24,7 @@ from topicflow.runtime.replay import (
     SEQUENCE_BITS,
     output_position,
 )
-from topicflow.serdes import encode_str
+from topicflow.serdes import encode_str, resolve_serde
 from topicflow.topology.nodes import Forward, RecordContext, RecordSender, SinkNode
 
 
@@ -50,7 +50,7 @@ def build_sink(
     produce, on_delivery, send = collector.produce, collector.on_delivery, collector.send
     raw = isinstance(sender, RecordCollector)
     key_serde = node.key_serde or config.default_key_serde
-    value_serde = node.value_serde or config.default_value_serde
+    value_serde = resolve_serde(node.value_serde, config.default_value_serde)
     serialize_key = None if raw and key_serde.serialize is encode_str else key_serde.serialize
     serialize_value = None if raw and value_serde.serialize is encode_str else value_serde.serialize
     partitioner = node.partitioner

@@ -23,7 +23,7 @@ from topicflow.runtime.punctuation import PunctuationQueue
 from topicflow.runtime.replay import OriginFilter, origin_id
 from topicflow.runtime.sink_nodes import build_sink
 from topicflow.runtime.source_route import SourceRoute, TaskId
-from topicflow.serdes import Serde, bytes_decoder
+from topicflow.serdes import Serde, bytes_decoder, resolve_serde
 from topicflow.state.manager import StateManager, WarmState
 from topicflow.state.stores import StoreSpec
 from topicflow.topology.nodes import (
@@ -219,7 +219,7 @@ class StreamTask:
         except KeyError:
             raise StreamsException(f"task {self.id} does not read topic {topic!r}") from None
         key_serde: Serde[Any] = node.key_serde or self._config.default_key_serde
-        value_serde: Serde[Any] = node.value_serde or self._config.default_value_serde
+        value_serde: Serde[Any] = resolve_serde(node.value_serde, self._config.default_value_serde)
         extractor = node.timestamp_extractor or self._config.default_timestamp_extractor
         route = SourceRoute(
             self,

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from topicflow.config import StreamsConfig
+from topicflow.serdes import resolve_serde
 from topicflow.state.join_stores import SharedJoinStore, shared_store_serdes
 from topicflow.state.logged.cached_key_value import CachedKeyValueStore
 from topicflow.state.logged.cached_session import CachedSessionStore
@@ -72,7 +73,7 @@ def batch_applier(store: Store, config: StreamsConfig) -> Callable[[list[Any]], 
 def _applier(store: Store, config: StreamsConfig) -> Callable[[Any], None]:
     spec = store.spec
     key_serde = spec.key_serde or config.default_key_serde
-    value_serde = spec.value_serde or config.default_value_serde
+    value_serde = resolve_serde(spec.value_serde, config.default_value_serde)
     if isinstance(store, SharedJoinStore):
         key_serde, value_serde = shared_store_serdes(spec, key_serde, config.default_value_serde)
     deserialize_key, deserialize_value = key_serde.deserialize, value_serde.deserialize

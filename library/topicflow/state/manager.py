@@ -31,7 +31,7 @@ from confluent_kafka import TopicPartition
 from topicflow.brokers.base import OFFSET_BEGINNING, Consumer
 from topicflow.config import StreamsConfig
 from topicflow.errors import StreamsException
-from topicflow.serdes import Serde
+from topicflow.serdes import Serde, resolve_serde
 from topicflow.state.changelog_apply import Store, batch_applier, set_replay_stamps
 from topicflow.state.join_stores import (
     InMemoryJoinWindowStore,
@@ -108,7 +108,7 @@ class StateManager:
         cache_entries = config.statestore_cache_max_bytes // CACHE_ENTRY_BYTES
         for spec in specs:
             key_serde = spec.key_serde or config.default_key_serde
-            value_serde = spec.value_serde or config.default_value_serde
+            value_serde = resolve_serde(spec.value_serde, config.default_value_serde)
             shared_join_store = spec.kind == "key_value" and spec.retain_duplicates
             if shared_join_store:
                 key_serde, value_serde = shared_store_serdes(
@@ -148,6 +148,7 @@ class StateManager:
             else:
                 raise StreamsException(f"store {spec.name!r}: {spec.kind} stores are not supported")
             store.serialize_key = key_serde.serialize
+            store.serialize_value = value_serde.serialize
             self.stores[spec.name] = store
             if changelog is not None:
                 self._changelogs[changelog.topic] = store

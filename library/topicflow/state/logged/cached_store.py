@@ -52,6 +52,8 @@ class CachedStore:
         # The store's key serializer (set by the state manager): where Kafka Streams
         # orders by serialized key, so do we.
         self.serialize_key: Callable[[Any], bytes | None] = _no_serializer
+        # Its value serializer (set likewise): what a suppression buffer counts bytes by.
+        self.serialize_value: Callable[[Any], bytes | None] = _no_serializer
         # Idempotent state (else None): the task's input position, which stamps
         # changelog records; and after a restore, the stamps of the keys a replay
         # may find already applied, until the replay passes `_replay_until`.

@@ -300,5 +300,48 @@ final class Topologies {
                             JoinWindows.ofTimeDifferenceAndGrace(Duration.ofSeconds(5), Duration.ofSeconds(3)))
                     .to("out");
         });
+
+        // KGroupedTable (KTable.groupBy) and suppress(untilTimeLimit).
+        define("table_group_by_count", b -> T(b.<String, String>table("tin")
+                .groupBy((k, v) -> KeyValue.pair(v.isEmpty() ? null : v.substring(0, 1), v))
+                .count()));
+        define("table_group_by_reduce", b -> T(b.<String, String>table("tin")
+                .groupBy((k, v) -> KeyValue.pair(String.valueOf(v.length()), k + v))
+                .reduce((a, v) -> a + v, (a, v) -> remove(a, v))));
+        define("table_group_by_aggregate", b -> T(b.<String, String>table("tin")
+                .groupBy((k, v) -> KeyValue.pair(v.isEmpty() ? "empty" : v.substring(v.length() - 1), v))
+                .aggregate(() -> 0L, (k, v, agg) -> agg + len(v), (k, v, agg) -> agg - len(v),
+                        Materialized.with(Serdes.String(), Serdes.Long()))));
+        define("table_group_by_same_key", b -> T(b.<String, String>table("tin")
+                .groupBy((k, v) -> KeyValue.pair(k, v.isEmpty() ? null : v))
+                .reduce((a, v) -> a + v, (a, v) -> remove(a, v))));
+        define("table_filter_group_by_count_filter", b -> T(b.<String, String>table("tin")
+                .filter((k, v) -> v.length() > 0)
+                .groupBy((k, v) -> KeyValue.pair(v.substring(0, 1), v))
+                .count()
+                .filter((k, v) -> v % 2 == 0)));
+        define("suppress_time_limit_count", b -> T(in(b).groupByKey().count()
+                .suppress(Suppressed.untilTimeLimit(Duration.ofSeconds(5), Suppressed.BufferConfig.unbounded()))));
+        define("suppress_time_limit_table", b -> b.<String, String>table("tin")
+                .suppress(Suppressed.untilTimeLimit(Duration.ofSeconds(5), Suppressed.BufferConfig.unbounded()))
+                .toStream()
+                .to("out"));
+        define("suppress_time_limit_max_records", b -> T(in(b).groupByKey().count()
+                .suppress(Suppressed.untilTimeLimit(Duration.ofSeconds(5),
+                        Suppressed.BufferConfig.maxRecords(2).emitEarlyWhenFull()))));
+        define("suppress_time_limit_max_bytes", b -> T(in(b).groupByKey().count()
+                .suppress(Suppressed.untilTimeLimit(Duration.ofSeconds(5),
+                        Suppressed.BufferConfig.maxBytes(100).emitEarlyWhenFull()))));
+        define("suppress_time_limit_table_filter", b -> b.<String, String>table("tin")
+                .suppress(Suppressed.untilTimeLimit(Duration.ofSeconds(5), Suppressed.BufferConfig.unbounded()))
+                .filter((k, v) -> v.length() % 2 == 1)
+                .toStream()
+                .to("out"));
+    }
+
+    /** The README's {@code REMOVE(a, v)}: {@code a} without the first occurrence of {@code v}. */
+    static String remove(String a, String v) {
+        int i = a.indexOf(v);
+        return i < 0 ? a : a.substring(0, i) + a.substring(i + v.length());
     }
 }
