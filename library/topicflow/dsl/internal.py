@@ -14,6 +14,7 @@ annotations; at run time they reach each other through the instance they hold.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from topicflow.dsl.changes import EmitStrategy, OldValues
@@ -31,6 +32,9 @@ from topicflow.serdes import Serde
 from topicflow.state.stores import StoreSpec
 from topicflow.topology.nodes import NodeFactory, ProcessorNode, SinkNode, StreamPartitioner
 from topicflow.topology.topology import InternalTopic, Topology
+
+# A name Kafka Streams generated: its repartition nodes keep generated names too.
+_GENERATED_NAME = re.compile(r"KSTREAM.*-[0-9]{10}")
 
 
 class InternalStreamsBuilder:
@@ -162,17 +166,29 @@ class InternalStreamsBuilder:
         see every record of a key in one partition.
         """
         topic = f"{base}-repartition"
+        # Kafka Streams' createRepartitionedSource: it generates the sink's, the
+        # filter's and the source's names (three indices) and keeps them when the
+        # topic's name is itself generated (`KSTREAM-...-<10 digits>`); otherwise
+        # the names follow the topic's, the generated ones discarded.
+        if _GENERATED_NAME.fullmatch(base):
+            sink_name, filter_name, source_name = (
+                f"KSTREAM-{kind}-{self._index + i:010d}"
+                for i, kind in enumerate(("SINK", "FILTER", "SOURCE"))
+            )
+        else:
+            sink_name, filter_name, source_name = (
+                f"{topic}-{s}" for s in ("sink", "filter", "source")
+            )
+        self._index += 3
         self.topology.add_internal_topic(InternalTopic(topic, "repartition", partitions))
         upstream = parent
         if drop_null_keys:
             # A null key has no partition: drop it before the topic (Kafka does too).
-            upstream = f"{topic}-filter"
+            upstream = filter_name
             self.add_processor(upstream, drop_null_keys_node(), parent)
-        sink = SinkNode(
-            f"{topic}-sink", [upstream], topic, None, key_serde, value_serde, partitioner
-        )
+        sink = SinkNode(sink_name, [upstream], topic, None, key_serde, value_serde, partitioner)
         self.topology.add_node(sink)
-        source = f"{topic}-source"
+        source = source_name
         self.topology.add_source(source, topic, key_serde=key_serde, value_serde=value_serde)
         return source
 

@@ -68,8 +68,9 @@ class KGroupedStream(agg.Aggregations):
     ) -> KTable:
         graph = self._graph
         store = materialized.store_name or graph.node_name(f"{kind}-STATE-STORE", None)
-        parent = self.source_for_aggregation(store)
+        # Named before the repartition topic, as in Kafka Streams.
         name = graph.node_name(kind, named)
+        parent = self.source_for_aggregation(store)
         spec = _store_spec(store, "key_value", materialized, self._grouped)
         old_values = OldValues()
         graph.add_processor(
@@ -117,8 +118,9 @@ class TimeWindowedKStream(agg.Aggregations):
     ) -> KTable:
         graph = self._graph
         store = materialized.store_name or graph.node_name(f"{kind}-STATE-STORE", None)
-        parent = self._grouped.source_for_aggregation(store)
+        # Named before the repartition topic, as in Kafka Streams.
         name = graph.node_name(kind, named)
+        parent = self._grouped.source_for_aggregation(store)
         windows = self._windows
         retention = materialized.retention_ms or windows.retention_ms()
         if retention < windows.size_ms + windows.grace_ms:

@@ -102,8 +102,9 @@ class SessionWindowedKStream:
                 f"store {store!r}: persistent session stores are not supported yet; "
                 "use Materialized.in_memory_store()"
             )
-        parent = grouped.source_for_aggregation(store)
+        # Named before the repartition topic, as in Kafka Streams.
         name = graph.node_name(kind, named)
+        parent = grouped.source_for_aggregation(store)
         spec = StoreSpec(
             name=store,
             kind="session",

@@ -57,8 +57,9 @@ class SlidingWindowedKStream(Aggregations):
                 f"store {store!r}: retention ({retention} ms) must be at least twice the time "
                 f"difference plus grace ({minimum} ms)"
             )
-        parent = grouped.source_for_aggregation(store)
+        # Named before the repartition topic, as in Kafka Streams.
         name = graph.node_name(kind, named)
+        parent = grouped.source_for_aggregation(store)
         key_serde = materialized.key_serde or grouped.grouped.key_serde
         # Kafka Streams keeps a windowed changelog one day past the store's retention.
         changelog_config = {
