@@ -1,6 +1,11 @@
 """The DSL: what users write."""
 
 from topicflow.dsl.builder import StreamsBuilder
+from topicflow.dsl.cogrouped import (
+    CogroupedKStream,
+    SessionWindowedCogroupedKStream,
+    TimeWindowedCogroupedKStream,
+)
 from topicflow.dsl.kgrouped import KGroupedStream, TimeWindowedKStream
 from topicflow.dsl.kstream import BranchedKStream, KStream
 from topicflow.dsl.ktable import KTable
@@ -29,6 +34,7 @@ from topicflow.dsl.windows import (
 __all__ = [
     "Branched",
     "BranchedKStream",
+    "CogroupedKStream",
     "Consumed",
     "Grouped",
     "Joined",
@@ -40,6 +46,7 @@ __all__ = [
     "Produced",
     "Repartitioned",
     "SessionWindow",
+    "SessionWindowedCogroupedKStream",
     "SessionWindowedKStream",
     "SessionWindows",
     "SlidingWindowedKStream",
@@ -47,6 +54,7 @@ __all__ = [
     "StreamsBuilder",
     "Suppressed",
     "TimeWindow",
+    "TimeWindowedCogroupedKStream",
     "TimeWindowedKStream",
     "TimeWindows",
     "Windowed",

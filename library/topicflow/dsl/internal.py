@@ -17,7 +17,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from topicflow.dsl.aggregations import Aggregator
 from topicflow.dsl.changes import EmitStrategy, OldValues
+from topicflow.dsl.cogrouped import CogroupedKStream
 from topicflow.dsl.joins import ValueCompute
 from topicflow.dsl.kgrouped import KGroupedStream, TimeWindowedKStream
 from topicflow.dsl.kstream import BranchedKStream, KStream
@@ -54,7 +56,7 @@ class InternalStreamsBuilder:
         """The given name, or Kafka Streams' generated `KSTREAM-<KIND>-<10-digit index>`."""
         if named is not None:
             return named.name if isinstance(named, Named) else named
-        prefix = "" if kind.startswith("KTABLE-") else "KSTREAM-"
+        prefix = "" if kind.startswith(("KTABLE-", "COGROUPKSTREAM-")) else "KSTREAM-"
         name = f"{prefix}{kind}-{self._index:010d}"
         self._index += 1
         return name
@@ -237,6 +239,11 @@ class InternalStreamsBuilder:
         self, grouped: KGroupedStream, windows: SessionWindows
     ) -> SessionWindowedKStream:
         return SessionWindowedKStream(self, grouped, windows)
+
+    def new_cogrouped_stream(
+        self, grouped: KGroupedStream, aggregator: Aggregator
+    ) -> CogroupedKStream:
+        return CogroupedKStream(self, grouped, aggregator)
 
 
 def _table_store(

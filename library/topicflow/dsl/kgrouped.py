@@ -18,9 +18,11 @@ from topicflow.dsl.changes import EmitStrategy, OldValues
 from topicflow.dsl.options import Grouped, Materialized, Named
 from topicflow.dsl.windows import SessionWindows, SlidingWindows, TimeWindows
 from topicflow.errors import TopologyError
+from topicflow.serdes import Serde
 from topicflow.state.stores import StoreSpec
 
 if TYPE_CHECKING:
+    from topicflow.dsl.cogrouped import CogroupedKStream
     from topicflow.dsl.internal import InternalStreamsBuilder
     from topicflow.dsl.ktable import KTable
     from topicflow.dsl.session_windows import SessionWindowedKStream
@@ -71,7 +73,9 @@ class KGroupedStream(agg.Aggregations):
         # Named before the repartition topic, as in Kafka Streams.
         name = graph.node_name(kind, named)
         parent = self.source_for_aggregation(store)
-        spec = _store_spec(store, "key_value", materialized, self._grouped)
+        spec = store_spec(
+            store, "key_value", materialized, self._grouped.key_serde, self._grouped.value_serde
+        )
         old_values = OldValues()
         graph.add_processor(
             name, agg.aggregate_node(store, initializer, aggregator, old_values), parent
@@ -96,6 +100,11 @@ class KGroupedStream(agg.Aggregations):
     @property
     def grouped(self) -> Grouped:
         return self._grouped
+
+    def cogroup(self, aggregator: Callable[[Any, Any, Any], Any]) -> CogroupedKStream:
+        """Aggregate this stream with others into one table (Kafka Streams' KIP-150): this
+        one by `aggregator(key, value, aggregate)`; add others with `.cogroup(...)`."""
+        return self._graph.new_cogrouped_stream(self, aggregator)
 
 
 class TimeWindowedKStream(agg.Aggregations):
@@ -122,13 +131,10 @@ class TimeWindowedKStream(agg.Aggregations):
         name = graph.node_name(kind, named)
         parent = self._grouped.source_for_aggregation(store)
         windows = self._windows
-        retention = materialized.retention_ms or windows.retention_ms()
-        if retention < windows.size_ms + windows.grace_ms:
-            raise TopologyError(
-                f"store {store!r}: retention ({retention} ms) must be at least window size "
-                f"plus grace ({windows.size_ms + windows.grace_ms} ms)"
-            )
-        spec = _store_spec(store, "window", materialized, self._grouped.grouped, retention, windows)
+        grouped = self._grouped.grouped
+        spec = time_window_store_spec(
+            store, windows, materialized, grouped.key_serde, grouped.value_serde
+        )
         old_values = OldValues()
         emit = EmitStrategy()
         factory = agg.window_aggregate_node(
@@ -141,14 +147,33 @@ class TimeWindowedKStream(agg.Aggregations):
         )
 
 
-def _store_spec(
+def time_window_store_spec(
+    name: str,
+    windows: TimeWindows,
+    materialized: Materialized,
+    key_serde: Serde[Any] | None,
+    value_serde: Serde[Any] | None,
+) -> StoreSpec:
+    """The window store of a tumbling or hopping aggregation; its retention checked."""
+    retention = materialized.retention_ms or windows.retention_ms()
+    if retention < windows.size_ms + windows.grace_ms:
+        raise TopologyError(
+            f"store {name!r}: retention ({retention} ms) must be at least window size "
+            f"plus grace ({windows.size_ms + windows.grace_ms} ms)"
+        )
+    return store_spec(name, "window", materialized, key_serde, value_serde, retention, windows)
+
+
+def store_spec(
     name: str,
     kind: Any,
     materialized: Materialized,
-    grouped: Grouped,
+    key_serde: Serde[Any] | None,
+    value_serde: Serde[Any] | None,
     retention_ms: int = 0,
     windows: TimeWindows | None = None,
 ) -> StoreSpec:
+    """An aggregation's store: `materialized`'s serdes, else the given ones."""
     changelog_config = {"cleanup.policy": "compact"}
     if kind == "window":
         # Kafka Streams keeps a windowed changelog one day past the store's retention.
@@ -159,8 +184,8 @@ def _store_spec(
     return StoreSpec(
         name=name,
         kind=kind,
-        key_serde=materialized.key_serde or grouped.key_serde,
-        value_serde=materialized.value_serde or grouped.value_serde,
+        key_serde=materialized.key_serde or key_serde,
+        value_serde=materialized.value_serde or value_serde,
         persistent=materialized.persistent,
         logging=materialized.logging,
         caching=materialized.caching,
