@@ -161,7 +161,9 @@ def time_window_store_spec(
             f"store {name!r}: retention ({retention} ms) must be at least window size "
             f"plus grace ({windows.size_ms + windows.grace_ms} ms)"
         )
-    return store_spec(name, "window", materialized, key_serde, value_serde, retention, windows)
+    return store_spec(
+        name, "window", materialized, key_serde, value_serde, retention, windows.size_ms
+    )
 
 
 def store_spec(
@@ -171,9 +173,9 @@ def store_spec(
     key_serde: Serde[Any] | None,
     value_serde: Serde[Any] | None,
     retention_ms: int = 0,
-    windows: TimeWindows | None = None,
+    window_size_ms: int = 0,
 ) -> StoreSpec:
-    """An aggregation's store: `materialized`'s serdes, else the given ones."""
+    """An aggregation's timestamped store: `materialized`'s serdes, else the given ones."""
     changelog_config = {"cleanup.policy": "compact"}
     if kind == "window":
         # Kafka Streams keeps a windowed changelog one day past the store's retention.
@@ -191,6 +193,6 @@ def store_spec(
         caching=materialized.caching,
         timestamped=True,
         retention_ms=retention_ms,
-        window_size_ms=windows.size_ms if windows else 0,
+        window_size_ms=window_size_ms,
         changelog_config=changelog_config,
     )

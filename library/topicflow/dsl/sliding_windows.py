@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from topicflow.dsl.aggregations import Aggregations, Aggregator, Initializer
 from topicflow.dsl.changes import EmitStrategy, OldValues
+from topicflow.dsl.kgrouped import store_spec
 from topicflow.dsl.options import Materialized, Named
 from topicflow.dsl.sliding_aggregate import sliding_aggregate_node
 from topicflow.dsl.windows import SlidingWindows
@@ -23,8 +24,6 @@ if TYPE_CHECKING:
     from topicflow.dsl.internal import InternalStreamsBuilder
     from topicflow.dsl.kgrouped import KGroupedStream
     from topicflow.dsl.ktable import KTable
-
-_DAY_MS = 24 * 3600 * 1000
 
 
 class SlidingWindowedKStream(Aggregations):
@@ -80,22 +79,6 @@ def sliding_store_spec(
             f"store {name!r}: retention ({retention} ms) must be at least twice the time "
             f"difference plus grace ({minimum} ms)"
         )
-    return StoreSpec(
-        name=name,
-        kind="window",
-        key_serde=materialized.key_serde or key_serde,
-        value_serde=materialized.value_serde or value_serde,
-        persistent=materialized.persistent,
-        logging=materialized.logging,
-        caching=materialized.caching,
-        retention_ms=retention,
-        window_size_ms=difference,
-        # Kafka Streams keeps a windowed changelog one day past the store's retention.
-        changelog_config={
-            "cleanup.policy": "compact,delete",
-            "retention.ms": str(retention + _DAY_MS),
-        },
-        # Kafka's TimestampedWindowStore: the algorithm reads each window's
-        # largest record timestamp.
-        timestamped=True,
-    )
+    # Kafka's TimestampedWindowStore: the algorithm reads each window's largest
+    # record timestamp.
+    return store_spec(name, "window", materialized, key_serde, value_serde, retention, difference)
