@@ -12,7 +12,9 @@ from datetime import timedelta
 from typing import Any
 
 from topicflow import Named, Processor, ProcessorContext, Record, StreamsBuilder, Topology
+from topicflow.dsl.cogrouped import CogroupedKStream
 from topicflow.dsl.join_windows import JoinWindows
+from topicflow.dsl.kgrouped import KGroupedStream
 from topicflow.dsl.kstream import KStream
 from topicflow.dsl.ktable import KTable
 from topicflow.dsl.options import Branched, BufferConfig, Materialized, Suppressed
@@ -576,6 +578,53 @@ def t_suppress_time_limit_max_records(b: StreamsBuilder) -> None:
     )
 
 
+# -- cogroup (KIP-150) ---------------------------------------------------------------
+
+
+def cog(g1: KGroupedStream, g2: KGroupedStream) -> CogroupedKStream:
+    """The README's `COG(g1, g2)`: g1 adds len(v), g2 adds 10 * len(v)."""
+    return g1.cogroup(sum_lengths).cogroup(g2, lambda k, v, agg: agg + 10 * length(v))
+
+
+def t_cogroup_aggregate(b: StreamsBuilder) -> None:
+    cogrouped = cog(b.stream("in").group_by_key(), b.stream("in2").group_by_key())
+    table_out(cogrouped.aggregate(zero, materialized=longs()))
+
+
+def t_cogroup_aggregate_filter(b: StreamsBuilder) -> None:
+    cogrouped = cog(b.stream("in").group_by_key(), b.stream("in2").group_by_key())
+    table_out(cogrouped.aggregate(zero, materialized=longs()).filter(lambda k, v: v % 2 == 0))
+
+
+def t_cogroup_rekeyed(b: StreamsBuilder) -> None:
+    cogrouped = cog(b.stream("in").group_by_key(), b.stream("in2").group_by(first_char))
+    table_out(cogrouped.aggregate(zero, materialized=longs()))
+
+
+def t_cogroup_tumbling(b: StreamsBuilder) -> None:
+    cogrouped = cog(b.stream("in").group_by_key(), b.stream("in2").group_by_key())
+    windowed_out(cogrouped.windowed_by(TUMBLING).aggregate(zero, materialized=longs()))
+
+
+def t_cogroup_hopping(b: StreamsBuilder) -> None:
+    cogrouped = cog(b.stream("in").group_by_key(), b.stream("in2").group_by_key())
+    windowed_out(cogrouped.windowed_by(HOPPING).aggregate(zero, materialized=longs()))
+
+
+def t_cogroup_sliding(b: StreamsBuilder) -> None:
+    cogrouped = cog(b.stream("in").group_by_key(), b.stream("in2").group_by_key())
+    windowed_out(cogrouped.windowed_by(SLIDING).aggregate(zero, materialized=longs()))
+
+
+def t_cogroup_session(b: StreamsBuilder) -> None:
+    cogrouped = cog(b.stream("in").group_by_key(), b.stream("in2").group_by_key())
+    windowed_out(
+        cogrouped.windowed_by(SESSION).aggregate(
+            zero, lambda k, a, b_: a + b_, materialized=longs()
+        )
+    )
+
+
 Build = Callable[[StreamsBuilder], None]
 
 # name -> (build, stateful, input topics). Stateful topologies run with caching
@@ -658,6 +707,13 @@ TOPOLOGIES: dict[str, tuple[Build, bool, tuple[str, ...]]] = {
     "suppress_time_limit_max_records": (t_suppress_time_limit_max_records, True, ("in",)),
     "suppress_time_limit_table_filter": (t_suppress_time_limit_table_filter, True, ("tin",)),
     "suppress_time_limit_max_bytes": (t_suppress_time_limit_max_bytes, True, ("in",)),
+    "cogroup_aggregate": (t_cogroup_aggregate, True, ("in", "in2")),
+    "cogroup_aggregate_filter": (t_cogroup_aggregate_filter, True, ("in", "in2")),
+    "cogroup_rekeyed": (t_cogroup_rekeyed, True, ("in", "in2")),
+    "cogroup_tumbling": (t_cogroup_tumbling, True, ("in", "in2")),
+    "cogroup_hopping": (t_cogroup_hopping, True, ("in", "in2")),
+    "cogroup_sliding": (t_cogroup_sliding, True, ("in", "in2")),
+    "cogroup_session": (t_cogroup_session, True, ("in", "in2")),
 }
 
 

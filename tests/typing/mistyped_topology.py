@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from topicflow import Consumed, KStream, Serdes, StreamsBuilder
+from topicflow import Consumed, Grouped, KStream, KTable, Produced, Serdes, StreamsBuilder
 
 
 def build() -> None:
@@ -14,4 +14,8 @@ def build() -> None:
     wrong_arity = lines.map_values(lambda key, line: line, with_key=False)  # error
     longs = Consumed.with_(Serdes.String(), Serdes.Long())
     wrong_serde: KStream[str, str] = StreamsBuilder().stream("counts", longs)  # error
+    lines.to("out", Produced.with_(Serdes.String(), Serdes.Long()))  # error
+    lines.group_by_key(Grouped.with_(Serdes.Long(), Serdes.String()))  # error
+    table: KTable[str, str] = StreamsBuilder().table("names")
+    table.filter(lambda _key, name: name + 1 > 0)  # error
     del wrong_value, wrong_key, wrong_pair, wrong_arity, wrong_serde

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from topicflow import (
     Consumed,
+    Grouped,
     KStream,
+    KTable,
     Processor,
     ProcessorContext,
+    Produced,
     Record,
     Serdes,
     StreamsBuilder,
@@ -51,4 +54,10 @@ def build() -> Topology:
     rates = builder.stream(["rates"], Consumed.with_(None, Serdes.Double()).with_name("rates"))
     scaled: KStream[int, float] = rates.select_key(lambda _key, rate: round(rate))
     scaled.to("scaled")
+    counts.to("counts-copy", Produced.with_(Serdes.String(), Serdes.Long()))
+    lines.group_by_key(Grouped.with_(Serdes.String(), Serdes.String())).count()
+    lines.group_by(lambda _key, line: len(line), Grouped.with_(Serdes.Integer(), None)).count()
+    table: KTable[str, str] = builder.table("names")
+    short: KStream[str, str] = table.filter(lambda _key, name: len(name) < 5).to_stream()
+    short.to("short-names")
     return builder.build()

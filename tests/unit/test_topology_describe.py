@@ -97,7 +97,8 @@ def test_repartition_describe_shows_both_subtopologies() -> None:
     assert "    Source: KSTREAM-SOURCE-0000000000 (topics: [in])" in lines
     assert "    Sink: r-repartition-sink (topic: r-repartition)" in lines
     assert "    Source: r-repartition-source (topics: [r-repartition])" in lines
-    assert "    Sink: KSTREAM-SINK-0000000003 (topic: out)" in lines
+    # Kafka Streams spends three indices on the repartition topic's nodes (2 to 4).
+    assert "    Sink: KSTREAM-SINK-0000000006 (topic: out)" in lines
     sub1 = next(i for i, line in enumerate(lines) if line.strip() == "Sub-topology: 1")
     assert lines.index("    Sink: r-repartition-sink (topic: r-repartition)") < sub1
     assert lines.index("    Source: r-repartition-source (topics: [r-repartition])") > sub1
@@ -227,3 +228,21 @@ def test_build_without_a_source_is_refused() -> None:
         Topology().describe()
     with pytest.raises(TopologyError, match="source"):
         TopologyTestDriver(Topology())
+
+
+def test_grouping_repartition_nodes_take_kafka_streams_generated_names() -> None:
+    # Kafka Streams 4.1's describe(): the aggregation is named first (3), then the
+    # repartition topic's sink, filter and source (4 to 6), named as generated because
+    # the topic's name (the store's) is itself a generated one.
+    builder = StreamsBuilder()
+    builder.stream("in").group_by(lambda k, v: v).count().to_stream().to("out")
+    lines = str(builder.build().describe()).splitlines()
+    topic = "KSTREAM-AGGREGATE-STATE-STORE-0000000002-repartition"
+    assert "    Processor: KSTREAM-FILTER-0000000005 (stores: [])" in lines
+    assert f"    Sink: KSTREAM-SINK-0000000004 (topic: {topic})" in lines
+    assert f"    Source: KSTREAM-SOURCE-0000000006 (topics: [{topic}])" in lines
+    assert (
+        "    Processor: KSTREAM-AGGREGATE-0000000003 "
+        "(stores: [KSTREAM-AGGREGATE-STATE-STORE-0000000002])"
+    ) in lines
+    assert "    Sink: KSTREAM-SINK-0000000008 (topic: out)" in lines

@@ -30,5 +30,5 @@ def test_a_mistyped_topology_is_refused_where_it_is_wrong() -> None:
         for number, line in enumerate(path.read_text().splitlines(), start=1)
         if line.endswith("# error")
     ]
-    assert len(marked) == 5
+    assert len(marked) == 8
     assert mypy_errors(path) == marked

@@ -1,6 +1,11 @@
 """The DSL: what users write."""
 
 from topicflow.dsl.builder import StreamsBuilder
+from topicflow.dsl.cogrouped import (
+    CogroupedKStream,
+    SessionWindowedCogroupedKStream,
+    TimeWindowedCogroupedKStream,
+)
 from topicflow.dsl.global_ktable import GlobalKTable
 from topicflow.dsl.join_windows import JoinWindows
 from topicflow.dsl.kgrouped import KGroupedStream, TimeWindowedKStream
@@ -35,6 +40,7 @@ __all__ = [
     "Branched",
     "BranchedKStream",
     "BufferConfig",
+    "CogroupedKStream",
     "Consumed",
     "GlobalKTable",
     "Grouped",
@@ -49,6 +55,7 @@ __all__ = [
     "Produced",
     "Repartitioned",
     "SessionWindow",
+    "SessionWindowedCogroupedKStream",
     "SessionWindowedKStream",
     "SessionWindows",
     "SlidingWindowedKStream",
@@ -57,6 +64,7 @@ __all__ = [
     "StreamsBuilder",
     "Suppressed",
     "TimeWindow",
+    "TimeWindowedCogroupedKStream",
     "TimeWindowedKStream",
     "TimeWindows",
     "Windowed",

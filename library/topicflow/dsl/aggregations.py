@@ -276,7 +276,9 @@ def window_aggregate_node(
             # grace a window expires the moment it closes.
             if emit_on_window_close and close_time >= emitted.next_close:
                 emit_closed(close_time)
-            if moved:
+            if moved and emit_on_window_close:
+                # Emitting on update, the store's time is the latest window start
+                # written (each put moves it), as Kafka's window stores keep it.
                 observe(timestamp)
             # Idempotent state, replaying after a crash: the input offset, to skip
             # windows whose aggregate already holds this record.

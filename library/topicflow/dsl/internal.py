@@ -14,9 +14,12 @@ annotations; at run time they reach each other through the instance they hold.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from topicflow.dsl.aggregations import Aggregator
 from topicflow.dsl.changes import EmitStrategy, OldValues
+from topicflow.dsl.cogrouped import CogroupedKStream
 from topicflow.dsl.global_ktable import GlobalKTable
 from topicflow.dsl.joins import ValueCompute
 from topicflow.dsl.kgrouped import KGroupedStream, TimeWindowedKStream
@@ -33,6 +36,9 @@ from topicflow.serdes import Serde
 from topicflow.state.stores import StoreSpec
 from topicflow.topology.nodes import NodeFactory, ProcessorNode, SinkNode, StreamPartitioner
 from topicflow.topology.topology import InternalTopic, Topology
+
+# A name Kafka Streams generated: its repartition nodes keep generated names too.
+_GENERATED_NAME = re.compile(r"KSTREAM.*-[0-9]{10}")
 
 
 class InternalStreamsBuilder:
@@ -55,7 +61,7 @@ class InternalStreamsBuilder:
         """The given name, or Kafka Streams' generated `KSTREAM-<KIND>-<10-digit index>`."""
         if named is not None:
             return named.name if isinstance(named, Named) else named
-        prefix = "" if kind.startswith("KTABLE-") else "KSTREAM-"
+        prefix = "" if kind.startswith(("KTABLE-", "COGROUPKSTREAM-")) else "KSTREAM-"
         name = f"{prefix}{kind}-{self._index:010d}"
         self._index += 1
         return name
@@ -161,7 +167,6 @@ class InternalStreamsBuilder:
         partitioner: StreamPartitioner | None = None,
         drop_null_keys: bool = False,
         keep_null_keys: bool = False,
-        node_names: tuple[str, str, str] | None = None,
     ) -> str:
         """Write `parent`'s records to the internal topic `{application_id}-{base}-repartition`
         and read them back; the name of the source that reads them.
@@ -169,15 +174,21 @@ class InternalStreamsBuilder:
         Records are then partitioned by their current key, so downstream tasks
         see every record of a key in one partition. `keep_null_keys`: the filter
         node is there but lets null keys through (Kafka Streams' repartition
-        before a left or outer stream-stream join). `node_names`: the filter's,
-        sink's and source's names, else `{topic}-filter` and so on.
+        before a left or outer stream-stream join).
         """
         topic = f"{base}-repartition"
-        filter_name, sink_name, source = node_names or (
-            f"{topic}-filter",
-            f"{topic}-sink",
-            f"{topic}-source",
-        )
+        # Kafka Streams' createRepartitionedSource: it generates the sink's, the
+        # filter's and the source's names (three indices) and keeps them when the
+        # topic's name is itself generated (`KSTREAM-...-<10 digits>`); otherwise
+        # the names follow the topic's, the generated ones discarded.
+        if _GENERATED_NAME.fullmatch(base):
+            sink_name, filter_name, source = (
+                f"KSTREAM-{kind}-{self._index + i:010d}"
+                for i, kind in enumerate(("SINK", "FILTER", "SOURCE"))
+            )
+        else:
+            sink_name, filter_name, source = (f"{topic}-{s}" for s in ("sink", "filter", "source"))
+        self._index += 3
         self.topology.add_internal_topic(InternalTopic(topic, "repartition", partitions))
         upstream = parent
         if drop_null_keys:
@@ -289,6 +300,11 @@ class InternalStreamsBuilder:
         self, grouped: KGroupedStream, windows: SessionWindows
     ) -> SessionWindowedKStream:
         return SessionWindowedKStream(self, grouped, windows)
+
+    def new_cogrouped_stream(
+        self, grouped: KGroupedStream, aggregator: Aggregator
+    ) -> CogroupedKStream:
+        return CogroupedKStream(self, grouped, aggregator)
 
 
 def _table_store(

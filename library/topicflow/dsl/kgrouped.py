@@ -18,9 +18,11 @@ from topicflow.dsl.changes import EmitStrategy, OldValues
 from topicflow.dsl.options import Grouped, Materialized, Named
 from topicflow.dsl.windows import SessionWindows, SlidingWindows, TimeWindows
 from topicflow.errors import TopologyError
+from topicflow.serdes import Serde
 from topicflow.state.stores import StoreSpec
 
 if TYPE_CHECKING:
+    from topicflow.dsl.cogrouped import CogroupedKStream
     from topicflow.dsl.internal import InternalStreamsBuilder
     from topicflow.dsl.ktable import KTable
     from topicflow.dsl.session_windows import SessionWindowedKStream
@@ -68,9 +70,12 @@ class KGroupedStream(agg.Aggregations):
     ) -> KTable:
         graph = self._graph
         store = materialized.store_name or graph.node_name(f"{kind}-STATE-STORE", None)
-        parent = self.source_for_aggregation(store)
+        # Named before the repartition topic, as in Kafka Streams.
         name = graph.node_name(kind, named)
-        spec = _store_spec(store, "key_value", materialized, self._grouped)
+        parent = self.source_for_aggregation(store)
+        spec = store_spec(
+            store, "key_value", materialized, self._grouped.key_serde, self._grouped.value_serde
+        )
         old_values = OldValues()
         graph.add_processor(
             name, agg.aggregate_node(store, initializer, aggregator, old_values), parent
@@ -96,6 +101,11 @@ class KGroupedStream(agg.Aggregations):
     def grouped(self) -> Grouped:
         return self._grouped
 
+    def cogroup(self, aggregator: Callable[[Any, Any, Any], Any]) -> CogroupedKStream:
+        """Aggregate this stream with others into one table (Kafka Streams' KIP-150): this
+        one by `aggregator(key, value, aggregate)`; add others with `.cogroup(...)`."""
+        return self._graph.new_cogrouped_stream(self, aggregator)
+
 
 class TimeWindowedKStream(agg.Aggregations):
     """A grouped stream cut into fixed-size windows, tumbling or hopping."""
@@ -117,16 +127,14 @@ class TimeWindowedKStream(agg.Aggregations):
     ) -> KTable:
         graph = self._graph
         store = materialized.store_name or graph.node_name(f"{kind}-STATE-STORE", None)
-        parent = self._grouped.source_for_aggregation(store)
+        # Named before the repartition topic, as in Kafka Streams.
         name = graph.node_name(kind, named)
+        parent = self._grouped.source_for_aggregation(store)
         windows = self._windows
-        retention = materialized.retention_ms or windows.retention_ms()
-        if retention < windows.size_ms + windows.grace_ms:
-            raise TopologyError(
-                f"store {store!r}: retention ({retention} ms) must be at least window size "
-                f"plus grace ({windows.size_ms + windows.grace_ms} ms)"
-            )
-        spec = _store_spec(store, "window", materialized, self._grouped.grouped, retention, windows)
+        grouped = self._grouped.grouped
+        spec = time_window_store_spec(
+            store, windows, materialized, grouped.key_serde, grouped.value_serde
+        )
         old_values = OldValues()
         emit = EmitStrategy()
         factory = agg.window_aggregate_node(
@@ -139,14 +147,35 @@ class TimeWindowedKStream(agg.Aggregations):
         )
 
 
-def _store_spec(
+def time_window_store_spec(
+    name: str,
+    windows: TimeWindows,
+    materialized: Materialized,
+    key_serde: Serde[Any] | None,
+    value_serde: Serde[Any] | None,
+) -> StoreSpec:
+    """The window store of a tumbling or hopping aggregation; its retention checked."""
+    retention = materialized.retention_ms or windows.retention_ms()
+    if retention < windows.size_ms + windows.grace_ms:
+        raise TopologyError(
+            f"store {name!r}: retention ({retention} ms) must be at least window size "
+            f"plus grace ({windows.size_ms + windows.grace_ms} ms)"
+        )
+    return store_spec(
+        name, "window", materialized, key_serde, value_serde, retention, windows.size_ms
+    )
+
+
+def store_spec(
     name: str,
     kind: Any,
     materialized: Materialized,
-    grouped: Grouped,
+    key_serde: Serde[Any] | None,
+    value_serde: Serde[Any] | None,
     retention_ms: int = 0,
-    windows: TimeWindows | None = None,
+    window_size_ms: int = 0,
 ) -> StoreSpec:
+    """An aggregation's timestamped store: `materialized`'s serdes, else the given ones."""
     changelog_config = {"cleanup.policy": "compact"}
     if kind == "window":
         # Kafka Streams keeps a windowed changelog one day past the store's retention.
@@ -157,13 +186,13 @@ def _store_spec(
     return StoreSpec(
         name=name,
         kind=kind,
-        key_serde=materialized.key_serde or grouped.key_serde,
-        value_serde=materialized.value_serde or grouped.value_serde,
+        key_serde=materialized.key_serde or key_serde,
+        value_serde=materialized.value_serde or value_serde,
         persistent=materialized.persistent,
         logging=materialized.logging,
         caching=materialized.caching,
         timestamped=True,
         retention_ms=retention_ms,
-        window_size_ms=windows.size_ms if windows else 0,
+        window_size_ms=window_size_ms,
         changelog_config=changelog_config,
     )

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from topicflow.dsl.changes import OldValues
-from topicflow.dsl.kgrouped import _store_spec
+from topicflow.dsl.kgrouped import store_spec
 from topicflow.dsl.options import Grouped, Materialized, Named
 from topicflow.dsl.table_aggregate import (
     TableAggregator,
@@ -130,6 +130,6 @@ class KGroupedTable:
             table_aggregate_node(store, initializer, adder, subtractor, old_values),
             source,
         )
-        spec = _store_spec(store, "key_value", materialized, Grouped(key_serde=grouped.key_serde))
+        spec = store_spec(store, "key_value", materialized, grouped.key_serde, None)
         graph.topology.add_state_store(spec, aggregate)
         return graph.new_table(aggregate, store_name=store, old_values=old_values)

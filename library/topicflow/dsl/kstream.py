@@ -178,7 +178,7 @@ class KStream(Generic[K, V]):
 
     # -- leaving the stream ------------------------------------------------------------
 
-    def to(self, topic: str | TopicNameExtractor, produced: Produced | None = None) -> None:
+    def to(self, topic: str | TopicNameExtractor, produced: Produced[K, V] | None = None) -> None:
         """Write to a topic, or to the topic `topic(key, value, record_context)` names."""
         produced = produced or Produced()
         name = produced.name or self._graph.node_name("SINK", None)
@@ -217,12 +217,12 @@ class KStream(Generic[K, V]):
 
     # -- grouping ----------------------------------------------------------------------
 
-    def group_by_key(self, grouped: Grouped | None = None) -> KGroupedStream:
+    def group_by_key(self, grouped: Grouped[K, V] | None = None) -> KGroupedStream:
         """Group by the current key; repartitions first if the key may have changed."""
         return self._graph.new_grouped_stream(self._node, self._key_changed, grouped or Grouped())
 
     def group_by(
-        self, selector: Callable[[K, V], Any], grouped: Grouped | None = None
+        self, selector: Callable[[K, V], KR], grouped: Grouped[KR, V] | None = None
     ) -> KGroupedStream:
         """Group by `selector(key, value)`: always through a repartition topic."""
         name = self._graph.node_name("KEY-SELECT", None)

@@ -13,12 +13,12 @@ an update that fails the predicate before and after. The nodes themselves are in
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic
 
 from topicflow.dsl.changes import EmitStrategy, OldValues
 from topicflow.dsl.joins import ValueCompute
 from topicflow.dsl.operations import pass_through_node
-from topicflow.dsl.options import Grouped, Named, Suppressed
+from topicflow.dsl.options import Grouped, K, Named, Suppressed, V
 from topicflow.dsl.table_aggregate import table_repartition_map_node
 from topicflow.dsl.table_operations import (
     TableSource,
@@ -41,7 +41,9 @@ if TYPE_CHECKING:
     from topicflow.dsl.kstream import KStream
 
 
-class KTable:
+class KTable(Generic[K, V]):
+    """A table of `K` keys and `V` values; a bare `KTable` is `KTable[Any, Any]`."""
+
     def __init__(
         self,
         graph: InternalStreamsBuilder,
@@ -136,13 +138,13 @@ class KTable:
         raise TopologyError(f"the values of table {self._node} cannot be looked up")
 
     def filter(
-        self, predicate: Callable[[Any, Any], bool], named: Named | str | None = None
-    ) -> KTable:
+        self, predicate: Callable[[K, V], bool], named: Named | str | None = None
+    ) -> KTable[K, V]:
         return self._filter(predicate, True, named)
 
     def filter_not(
-        self, predicate: Callable[[Any, Any], bool], named: Named | str | None = None
-    ) -> KTable:
+        self, predicate: Callable[[K, V], bool], named: Named | str | None = None
+    ) -> KTable[K, V]:
         return self._filter(predicate, False, named)
 
     def _filter(
@@ -207,7 +209,7 @@ class KTable:
         self._enable_sending_old_values(force=True)
         return self._graph.new_grouped_table(name, grouped)
 
-    def to_stream(self, named: Named | str | None = None) -> KStream[Any, Any]:
+    def to_stream(self, named: Named | str | None = None) -> KStream[K, V]:
         name = self._graph.node_name("KTABLE-TOSTREAM", named)
         self._graph.add_processor(name, pass_through_node(), self._node)
         return self._graph.new_stream(name, key_changed=False)

@@ -69,30 +69,32 @@ class Consumed(Generic[K, V]):
 
 
 @dataclass(frozen=True, slots=True)
-class Produced:
-    key_serde: Serde[Any] | None = None
-    value_serde: Serde[Any] | None = None
+class Produced(Generic[K, V]):
+    """How a sink writes its topic; `Produced[K, V]` for serdes of `K` keys and `V` values."""
+
+    key_serde: Serde[K] | None = None
+    value_serde: Serde[V] | None = None
     partitioner: StreamPartitioner | None = None
     name: str | None = None
 
     @staticmethod
-    def with_(key_serde: Serde[Any] | None, value_serde: Serde[Any] | None) -> Produced:
+    def with_(key_serde: Serde[KS] | None, value_serde: Serde[VS] | None) -> Produced[KS, VS]:
         return Produced(key_serde, value_serde)
 
     @staticmethod
-    def as_(name: str) -> Produced:
+    def as_(name: str) -> Produced[Any, Any]:
         return Produced(name=name)
 
-    def with_key_serde(self, serde: Serde[Any]) -> Produced:
-        return dataclasses.replace(self, key_serde=serde)
+    def with_key_serde(self, serde: Serde[KS]) -> Produced[KS, V]:
+        return Produced(serde, self.value_serde, self.partitioner, self.name)
 
-    def with_value_serde(self, serde: Serde[Any]) -> Produced:
-        return dataclasses.replace(self, value_serde=serde)
+    def with_value_serde(self, serde: Serde[VS]) -> Produced[K, VS]:
+        return Produced(self.key_serde, serde, self.partitioner, self.name)
 
-    def with_stream_partitioner(self, partitioner: StreamPartitioner) -> Produced:
+    def with_stream_partitioner(self, partitioner: StreamPartitioner) -> Produced[K, V]:
         return dataclasses.replace(self, partitioner=partitioner)
 
-    def with_name(self, name: str) -> Produced:
+    def with_name(self, name: str) -> Produced[K, V]:
         return dataclasses.replace(self, name=name)
 
 
@@ -165,28 +167,29 @@ class Branched:
 
 
 @dataclass(frozen=True, slots=True)
-class Grouped:
-    """Serdes and name of a grouping; the name also names its repartition topic."""
+class Grouped(Generic[K, V]):
+    """Serdes and name of a grouping; the name also names its repartition topic.
+    `Grouped[K, V]` for serdes of `K` keys and `V` values."""
 
-    key_serde: Serde[Any] | None = None
-    value_serde: Serde[Any] | None = None
+    key_serde: Serde[K] | None = None
+    value_serde: Serde[V] | None = None
     name: str | None = None
 
     @staticmethod
-    def with_(key_serde: Serde[Any] | None, value_serde: Serde[Any] | None) -> Grouped:
+    def with_(key_serde: Serde[KS] | None, value_serde: Serde[VS] | None) -> Grouped[KS, VS]:
         return Grouped(key_serde, value_serde)
 
     @staticmethod
-    def as_(name: str) -> Grouped:
+    def as_(name: str) -> Grouped[Any, Any]:
         return Grouped(name=name)
 
-    def with_key_serde(self, serde: Serde[Any]) -> Grouped:
-        return dataclasses.replace(self, key_serde=serde)
+    def with_key_serde(self, serde: Serde[KS]) -> Grouped[KS, V]:
+        return Grouped(serde, self.value_serde, self.name)
 
-    def with_value_serde(self, serde: Serde[Any]) -> Grouped:
-        return dataclasses.replace(self, value_serde=serde)
+    def with_value_serde(self, serde: Serde[VS]) -> Grouped[K, VS]:
+        return Grouped(self.key_serde, serde, self.name)
 
-    def with_name(self, name: str) -> Grouped:
+    def with_name(self, name: str) -> Grouped[K, V]:
         return dataclasses.replace(self, name=name)
 
 
@@ -221,54 +224,71 @@ class Joined:
 
 
 @dataclass(frozen=True, slots=True)
-class Materialized:
-    """How an aggregation's store is named and built.
+class Materialized(Generic[K, V]):
+    """How an aggregation's store is named and built; `Materialized[K, V]` for serdes
+    of `K` keys and `V` values.
 
     The store name also names its changelog `{application_id}-{name}-changelog`
     and, when the aggregation needs one, the repartition topic before it.
     """
 
     store_name: str | None = None
-    key_serde: Serde[Any] | None = None
-    value_serde: Serde[Any] | None = None
+    key_serde: Serde[K] | None = None
+    value_serde: Serde[V] | None = None
     persistent: bool = False
     logging: bool = True
     caching: bool = True
     retention_ms: int | None = None
 
     @staticmethod
-    def as_(store_name: str) -> Materialized:
+    def as_(store_name: str) -> Materialized[Any, Any]:
         return Materialized(store_name)
 
     @staticmethod
-    def with_(key_serde: Serde[Any] | None, value_serde: Serde[Any] | None) -> Materialized:
+    def with_(key_serde: Serde[KS] | None, value_serde: Serde[VS] | None) -> Materialized[KS, VS]:
         return Materialized(None, key_serde, value_serde)
 
-    def with_key_serde(self, serde: Serde[Any]) -> Materialized:
-        return dataclasses.replace(self, key_serde=serde)
+    def with_key_serde(self, serde: Serde[KS]) -> Materialized[KS, V]:
+        return Materialized(
+            self.store_name,
+            serde,
+            self.value_serde,
+            self.persistent,
+            self.logging,
+            self.caching,
+            self.retention_ms,
+        )
 
-    def with_value_serde(self, serde: Serde[Any]) -> Materialized:
-        return dataclasses.replace(self, value_serde=serde)
+    def with_value_serde(self, serde: Serde[VS]) -> Materialized[K, VS]:
+        return Materialized(
+            self.store_name,
+            self.key_serde,
+            serde,
+            self.persistent,
+            self.logging,
+            self.caching,
+            self.retention_ms,
+        )
 
-    def with_retention(self, retention: Any) -> Materialized:
+    def with_retention(self, retention: Any) -> Materialized[K, V]:
         from topicflow.dsl.windows import to_ms
 
         return dataclasses.replace(self, retention_ms=to_ms(retention))
 
-    def with_logging_disabled(self) -> Materialized:
+    def with_logging_disabled(self) -> Materialized[K, V]:
         return dataclasses.replace(self, logging=False)
 
-    def with_caching_disabled(self) -> Materialized:
+    def with_caching_disabled(self) -> Materialized[K, V]:
         return dataclasses.replace(self, caching=False)
 
-    def with_caching_enabled(self) -> Materialized:
+    def with_caching_enabled(self) -> Materialized[K, V]:
         return dataclasses.replace(self, caching=True)
 
-    def persistent_store(self) -> Materialized:
+    def persistent_store(self) -> Materialized[K, V]:
         """Keep the store in RocksDB under `state_dir` instead of memory."""
         return dataclasses.replace(self, persistent=True)
 
-    def in_memory_store(self) -> Materialized:
+    def in_memory_store(self) -> Materialized[K, V]:
         return dataclasses.replace(self, persistent=False)
 
 

@@ -21,7 +21,7 @@ from topicflow.dsl.options import Materialized, Named
 from topicflow.dsl.session_aggregate import Merger, session_aggregate_node
 from topicflow.dsl.windows import SessionWindows
 from topicflow.errors import TopologyError
-from topicflow.serdes import Serdes
+from topicflow.serdes import Serde, Serdes
 from topicflow.state.stores import StoreSpec
 
 if TYPE_CHECKING:
@@ -88,37 +88,12 @@ class SessionWindowedKStream:
         graph = self._graph
         store = materialized.store_name or graph.node_name(f"{kind}-STATE-STORE", None)
         windows = self._windows
-        minimum = windows.gap_ms + windows.grace_ms
-        # Kafka Streams' default session store retention is gap + grace, no more
-        # (SessionWindowedKStreamImpl): it decides which old sessions a record can merge.
-        retention = materialized.retention_ms or minimum
-        if retention < minimum:
-            raise TopologyError(
-                f"store {store!r}: retention ({retention} ms) must be at least the inactivity "
-                f"gap plus grace ({minimum} ms)"
-            )
-        if materialized.persistent:
-            raise TopologyError(
-                f"store {store!r}: persistent session stores are not supported yet; "
-                "use Materialized.in_memory_store()"
-            )
-        parent = grouped.source_for_aggregation(store)
-        name = graph.node_name(kind, named)
-        spec = StoreSpec(
-            name=store,
-            kind="session",
-            key_serde=materialized.key_serde or grouped.grouped.key_serde,
-            value_serde=materialized.value_serde or grouped.grouped.value_serde,
-            persistent=False,
-            logging=materialized.logging,
-            caching=materialized.caching,
-            retention_ms=retention,
-            # Kafka Streams keeps a windowed changelog one day past the store's retention.
-            changelog_config={
-                "cleanup.policy": "compact,delete",
-                "retention.ms": str(retention + _DAY_MS),
-            },
+        spec = session_store_spec(
+            store, windows, materialized, grouped.grouped.key_serde, grouped.grouped.value_serde
         )
+        # Named before the repartition topic, as in Kafka Streams.
+        name = graph.node_name(kind, named)
+        parent = grouped.source_for_aggregation(store)
         old_values = OldValues()
         emit = EmitStrategy()
         factory = session_aggregate_node(
@@ -127,6 +102,45 @@ class SessionWindowedKStream:
         graph.add_processor(name, factory, parent)
         graph.topology.add_state_store(spec, name)
         return graph.new_table(name, store_name=store, old_values=old_values, emit=emit)
+
+
+def session_store_spec(
+    name: str,
+    windows: SessionWindows,
+    materialized: Materialized,
+    key_serde: Serde[Any] | None,
+    value_serde: Serde[Any] | None,
+) -> StoreSpec:
+    """The session store of a session aggregation; its retention checked."""
+    minimum = windows.gap_ms + windows.grace_ms
+    # Kafka Streams' default session store retention is gap + grace, no more
+    # (SessionWindowedKStreamImpl): it decides which old sessions a record can merge.
+    retention = materialized.retention_ms or minimum
+    if retention < minimum:
+        raise TopologyError(
+            f"store {name!r}: retention ({retention} ms) must be at least the inactivity "
+            f"gap plus grace ({minimum} ms)"
+        )
+    if materialized.persistent:
+        raise TopologyError(
+            f"store {name!r}: persistent session stores are not supported yet; "
+            "use Materialized.in_memory_store()"
+        )
+    return StoreSpec(
+        name=name,
+        kind="session",
+        key_serde=materialized.key_serde or key_serde,
+        value_serde=materialized.value_serde or value_serde,
+        persistent=False,
+        logging=materialized.logging,
+        caching=materialized.caching,
+        retention_ms=retention,
+        # Kafka Streams keeps a windowed changelog one day past the store's retention.
+        changelog_config={
+            "cleanup.policy": "compact,delete",
+            "retention.ms": str(retention + _DAY_MS),
+        },
+    )
 
 
 def _sum_merger(_key: Any, aggregate1: Any, aggregate2: Any) -> Any:

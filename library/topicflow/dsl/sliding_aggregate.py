@@ -36,6 +36,7 @@ see `topicflow.dsl.suppress`.
 from __future__ import annotations
 
 import bisect
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -101,11 +102,30 @@ class _WindowStarts:
         is the largest window start written, as Kafka's window stores)."""
         horizon = self._latest - self._retention
         assert self._by_key is not None
+        fetch = self._store.fetch_with_timestamp
         for key, starts in list(self._by_key.items()):
-            del starts[: bisect.bisect_right(starts, horizon)]
+            expired = bisect.bisect_right(starts, horizon)
+            if expired:
+                # The store's cache may still hold a window its inner store expired
+                # (and Kafka Streams reads it there): keep the starts it still returns.
+                starts[:expired] = [s for s in starts[:expired] if fetch(key, s) is not None]
             if not starts:
                 del self._by_key[key]
         self._next_sweep = self._latest + max(1, self._retention // 2)
+
+
+def shared_window_starts() -> Callable[[Any], _WindowStarts]:
+    """One index of window starts per store, for the aggregation nodes that write to one
+    store (a cogroup's): each must see the windows the others made."""
+    by_store: weakref.WeakKeyDictionary[Any, _WindowStarts] = weakref.WeakKeyDictionary()
+
+    def window_starts(store: Any) -> _WindowStarts:
+        index = by_store.get(store)
+        if index is None:
+            index = by_store[store] = _WindowStarts(store)
+        return index
+
+    return window_starts
 
 
 def _suppression_buffer(
@@ -149,14 +169,18 @@ def sliding_aggregate_node(
     aggregator: Aggregator,
     emit: EmitStrategy,
     old_values: OldValues,
+    window_starts: Callable[[Any], _WindowStarts] = _WindowStarts,
 ) -> NodeFactory:
-    """Kafka Streams' KStreamSlidingWindowAggregate (and KTableSuppressProcessor on it)."""
+    """Kafka Streams' KStreamSlidingWindowAggregate (and KTableSuppressProcessor on it).
+
+    `window_starts` gives the store's index of window starts: the node's own, unless
+    nodes share the store (`shared_window_starts`)."""
     difference, grace = windows.time_difference_ms, windows.grace_ms
 
     def factory(task: TaskContext, children: dict[str, Forward]) -> Forward:
         emit_on_window_close = emit.on_window_close  # set by suppress() or not
         store = task.get_state_store(store_name)
-        index = _WindowStarts(store)
+        index = window_starts(store)
         metrics = task.metrics
         fetch, put = store.fetch_with_timestamp, store.put
         # Kafka's updateWindowAndForward sends the aggregate a record was added to

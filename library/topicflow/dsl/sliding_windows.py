@@ -8,22 +8,22 @@ Kafka's rule for rule, is `topicflow.dsl.sliding_aggregate`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from topicflow.dsl.aggregations import Aggregations, Aggregator, Initializer
 from topicflow.dsl.changes import EmitStrategy, OldValues
+from topicflow.dsl.kgrouped import store_spec
 from topicflow.dsl.options import Materialized, Named
 from topicflow.dsl.sliding_aggregate import sliding_aggregate_node
 from topicflow.dsl.windows import SlidingWindows
 from topicflow.errors import TopologyError
+from topicflow.serdes import Serde
 from topicflow.state.stores import StoreSpec
 
 if TYPE_CHECKING:
     from topicflow.dsl.internal import InternalStreamsBuilder
     from topicflow.dsl.kgrouped import KGroupedStream
     from topicflow.dsl.ktable import KTable
-
-_DAY_MS = 24 * 3600 * 1000
 
 
 class SlidingWindowedKStream(Aggregations):
@@ -49,40 +49,36 @@ class SlidingWindowedKStream(Aggregations):
         graph = self._graph
         store = materialized.store_name or graph.node_name(f"{kind}-STATE-STORE", None)
         windows = self._windows
-        difference = windows.time_difference_ms
-        minimum = 2 * difference + windows.grace_ms
-        retention = materialized.retention_ms or windows.retention_ms()
-        if retention < minimum:
-            raise TopologyError(
-                f"store {store!r}: retention ({retention} ms) must be at least twice the time "
-                f"difference plus grace ({minimum} ms)"
-            )
-        parent = grouped.source_for_aggregation(store)
-        name = graph.node_name(kind, named)
-        key_serde = materialized.key_serde or grouped.grouped.key_serde
-        # Kafka Streams keeps a windowed changelog one day past the store's retention.
-        changelog_config = {
-            "cleanup.policy": "compact,delete",
-            "retention.ms": str(retention + _DAY_MS),
-        }
-        spec = StoreSpec(
-            name=store,
-            kind="window",
-            key_serde=key_serde,
-            value_serde=materialized.value_serde or grouped.grouped.value_serde,
-            persistent=materialized.persistent,
-            logging=materialized.logging,
-            caching=materialized.caching,
-            retention_ms=retention,
-            window_size_ms=difference,
-            changelog_config=changelog_config,
-            # Kafka's TimestampedWindowStore: the algorithm reads each window's
-            # largest record timestamp.
-            timestamped=True,
+        spec = sliding_store_spec(
+            store, windows, materialized, grouped.grouped.key_serde, grouped.grouped.value_serde
         )
+        # Named before the repartition topic, as in Kafka Streams.
+        name = graph.node_name(kind, named)
+        parent = grouped.source_for_aggregation(store)
         old_values = OldValues()
         emit = EmitStrategy()
         factory = sliding_aggregate_node(store, windows, initializer, aggregator, emit, old_values)
         graph.add_processor(name, factory, parent)
         graph.topology.add_state_store(spec, name)
         return graph.new_table(name, store_name=store, old_values=old_values, emit=emit)
+
+
+def sliding_store_spec(
+    name: str,
+    windows: SlidingWindows,
+    materialized: Materialized,
+    key_serde: Serde[Any] | None,
+    value_serde: Serde[Any] | None,
+) -> StoreSpec:
+    """The window store of a sliding aggregation; its retention checked."""
+    difference = windows.time_difference_ms
+    minimum = 2 * difference + windows.grace_ms
+    retention = materialized.retention_ms or windows.retention_ms()
+    if retention < minimum:
+        raise TopologyError(
+            f"store {name!r}: retention ({retention} ms) must be at least twice the time "
+            f"difference plus grace ({minimum} ms)"
+        )
+    # Kafka's TimestampedWindowStore: the algorithm reads each window's largest
+    # record timestamp.
+    return store_spec(name, "window", materialized, key_serde, value_serde, retention, difference)

@@ -203,13 +203,6 @@ def _repartition(
     keep_null_keys: bool,
 ) -> str:
     """A re-keyed side through `{base}-repartition`, its nodes named as Kafka Streams'."""
-    # Kafka Streams spends three indexes (sink, filter, source) named or not, and
-    # keeps the generated names when the topic's name is generated too.
-    sink = graph.node_name("SINK", None)
-    null_key_filter = graph.node_name("FILTER", None)
-    source = graph.node_name("SOURCE", None)
-    generated = base.startswith("KSTREAM-") and base[-10:].isdigit()
-    node_names = (null_key_filter, sink, source) if generated else None
     return graph.through_repartition_topic(
         parent,
         base,
@@ -218,7 +211,6 @@ def _repartition(
         None,
         drop_null_keys=True,
         keep_null_keys=keep_null_keys,
-        node_names=node_names,
     )
 
 

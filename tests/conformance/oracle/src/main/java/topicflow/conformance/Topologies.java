@@ -15,8 +15,10 @@ import org.apache.kafka.streams.KeyValue;
 import org.apache.kafka.streams.StreamsBuilder;
 import org.apache.kafka.streams.Topology;
 import org.apache.kafka.streams.kstream.Branched;
+import org.apache.kafka.streams.kstream.CogroupedKStream;
 import org.apache.kafka.streams.kstream.Grouped;
 import org.apache.kafka.streams.kstream.JoinWindows;
+import org.apache.kafka.streams.kstream.KGroupedStream;
 import org.apache.kafka.streams.kstream.KStream;
 import org.apache.kafka.streams.kstream.KTable;
 import org.apache.kafka.streams.kstream.Materialized;
@@ -343,5 +345,35 @@ final class Topologies {
     static String remove(String a, String v) {
         int i = a.indexOf(v);
         return i < 0 ? a : a.substring(0, i) + a.substring(i + v.length());
+    }
+
+    // -- cogroup (KIP-150) -----------------------------------------------------------
+
+    /** The README's {@code COG(g1, g2)}: g1 adds len(v), g2 adds 10 * len(v). */
+    static CogroupedKStream<String, Long> COG(KGroupedStream<String, String> g1, KGroupedStream<String, String> g2) {
+        return g1.<Long>cogroup((k, v, agg) -> agg + len(v)).cogroup(g2, (k, v, agg) -> agg + 10L * len(v));
+    }
+
+    static {
+        define("cogroup_aggregate", b -> T(COG(in(b).groupByKey(), in2(b).groupByKey())
+                .aggregate(() -> 0L, Materialized.with(Serdes.String(), Serdes.Long()))));
+        define("cogroup_aggregate_filter", b -> T(COG(in(b).groupByKey(), in2(b).groupByKey())
+                .aggregate(() -> 0L, Materialized.with(Serdes.String(), Serdes.Long()))
+                .filter((k, v) -> v % 2 == 0)));
+        define("cogroup_rekeyed", b -> T(COG(in(b).groupByKey(),
+                        in2(b).groupBy((k, v) -> v == null || v.isEmpty() ? null : v.substring(0, 1)))
+                .aggregate(() -> 0L, Materialized.with(Serdes.String(), Serdes.Long()))));
+        define("cogroup_tumbling", b -> WT(COG(in(b).groupByKey(), in2(b).groupByKey())
+                .windowedBy(TUMBLING)
+                .aggregate(() -> 0L, Materialized.with(Serdes.String(), Serdes.Long()))));
+        define("cogroup_hopping", b -> WT(COG(in(b).groupByKey(), in2(b).groupByKey())
+                .windowedBy(HOPPING)
+                .aggregate(() -> 0L, Materialized.with(Serdes.String(), Serdes.Long()))));
+        define("cogroup_sliding", b -> WT(COG(in(b).groupByKey(), in2(b).groupByKey())
+                .windowedBy(SLIDING)
+                .aggregate(() -> 0L, Materialized.with(Serdes.String(), Serdes.Long()))));
+        define("cogroup_session", b -> WT(COG(in(b).groupByKey(), in2(b).groupByKey())
+                .windowedBy(SESSION)
+                .aggregate(() -> 0L, (k, x, y) -> x + y, Materialized.with(Serdes.String(), Serdes.Long()))));
     }
 }
