@@ -397,6 +397,50 @@ def t_stream_table_left_join_rekeyed(b: StreamsBuilder) -> None:
     )
 
 
+# -- table-table joins: the tables "tin" and "tin2" -----------------------------------
+
+
+def t_table_table_join(b: StreamsBuilder) -> None:
+    b.table("tin").join(b.table("tin2"), joined_text).to_stream().to("out")
+
+
+def t_table_table_left_join(b: StreamsBuilder) -> None:
+    b.table("tin").left_join(b.table("tin2"), joined_text).to_stream().to("out")
+
+
+def t_table_table_outer_join(b: StreamsBuilder) -> None:
+    b.table("tin").outer_join(b.table("tin2"), joined_text).to_stream().to("out")
+
+
+def t_table_table_outer_join_materialized(b: StreamsBuilder) -> None:
+    joined = b.table("tin").outer_join(
+        b.table("tin2"), joined_text, materialized=Materialized.as_("joined")
+    )
+    joined.to_stream().to("out")
+
+
+def t_table_table_join_derived(b: StreamsBuilder) -> None:
+    (
+        b.table("tin")
+        .filter(lambda k, v: len(v) % 2 == 1)
+        .left_join(b.table("tin2").map_values(lambda v: v.upper()), joined_text)
+        .filter(lambda k, v: len(v) % 2 == 0)
+        .to_stream()
+        .to("out")
+    )
+
+
+def t_table_table_join_chained(b: StreamsBuilder) -> None:
+    other = b.table("tin2")
+    (
+        b.table("tin")
+        .outer_join(other, joined_text)
+        .join(other.map_values(lambda v: v + "!"), lambda v, o: f"{null_text(v)}/{null_text(o)}")
+        .to_stream()
+        .to("out")
+    )
+
+
 Build = Callable[[StreamsBuilder], None]
 
 # name -> (build, stateful, input topics). Stateful topologies run with caching
@@ -455,6 +499,16 @@ TOPOLOGIES: dict[str, tuple[Build, bool, tuple[str, ...]]] = {
     "stream_table_left_join_derived": (t_stream_table_left_join_derived, True, ("in", "tin")),
     "stream_table_join_count": (t_stream_table_join_count, True, ("in", "in2")),
     "stream_table_left_join_rekeyed": (t_stream_table_left_join_rekeyed, True, ("in", "tin")),
+    "table_table_join": (t_table_table_join, True, ("tin", "tin2")),
+    "table_table_left_join": (t_table_table_left_join, True, ("tin", "tin2")),
+    "table_table_outer_join": (t_table_table_outer_join, True, ("tin", "tin2")),
+    "table_table_outer_join_materialized": (
+        t_table_table_outer_join_materialized,
+        True,
+        ("tin", "tin2"),
+    ),
+    "table_table_join_derived": (t_table_table_join_derived, True, ("tin", "tin2")),
+    "table_table_join_chained": (t_table_table_join_chained, True, ("tin", "tin2")),
 }
 
 

@@ -112,8 +112,9 @@ class InternalStreamsBuilder:
         """A KTableSource node `name` below `parent`; its store if `materialized`
         (named, or the `generated` name), else none until a join asks for one."""
         store = None if materialized is None else (materialized.store_name or generated)
-        # Only a materialized table knows a key's old value, to send it below.
-        old_values = OldValues() if store is not None else None
+        # Only a materialized table knows a key's old value, to send it below: a
+        # table-table join materializes one that was not when it asks for them.
+        old_values = OldValues()
         source_store = SourceStore(store)
         self.add_processor(name, table_source_node(source_store, old_values), parent)
         if materialized is not None and store is not None:
@@ -221,6 +222,14 @@ class InternalStreamsBuilder:
         self, grouped: KGroupedStream, windows: SessionWindows
     ) -> SessionWindowedKStream:
         return SessionWindowedKStream(self, grouped, windows)
+
+    # -- table-table joins ---------------------------------------------------------------
+
+    def add_table_store(self, name: str, node: str, materialized: Materialized) -> None:
+        """The store of a materialized join table, as a table read from records keeps
+        its own (Kafka Streams' KeyValueStoreMaterializer)."""
+        spec = _table_store(name, materialized.key_serde, materialized.value_serde, materialized)
+        self.topology.add_state_store(spec, node)
 
 
 def _table_store(

@@ -18,7 +18,16 @@ from typing import TYPE_CHECKING, Any
 from topicflow.dsl.changes import EmitStrategy, OldValues
 from topicflow.dsl.joins import ValueCompute
 from topicflow.dsl.operations import pass_through_node
-from topicflow.dsl.options import Named, Suppressed
+from topicflow.dsl.options import Materialized, Named, Suppressed
+from topicflow.dsl.table_joins import (
+    JoinKind,
+    ValueGetter,
+    derived_value_getter,
+    join_value_getter,
+    store_value_getter,
+    table_join_merge_node,
+    table_join_node,
+)
 from topicflow.dsl.table_operations import (
     TableSource,
     table_filter_node,
@@ -64,12 +73,26 @@ class KTable:
         self._source = source
         self._compute = compute
 
-    def _enable_sending_old_values(self) -> bool:
-        """Kafka Streams' KTableImpl.enableSendingOldValues(false): ask this table's
-        node, and the tables above it, to send each update's old value; whether they can."""
+    def _enable_sending_old_values(self, force: bool = False) -> bool:
+        """Kafka Streams' KTableImpl.enableSendingOldValues: ask this table's node, and
+        the tables above it, to send each update's old value; whether they can.
+
+        `force` (a table-table join's request) materializes a `builder.table` that
+        was not, so that it knows its old values; without it such a table cannot.
+        """
         if self._old_values is None:
             return False
-        if self._parent is None or self._parent._enable_sending_old_values():
+        if self._join_sides is not None:
+            # KTableKTableJoinMerger: the sides' tables send theirs, whatever it takes.
+            for side in self._join_sides:
+                side._enable_sending_old_values(True)
+            self._old_values.sent = True
+            return True
+        if self._source is not None and self._source.store.name is None:
+            if not force:
+                return False
+            self._graph.materialize_source(self._node, self._source)
+        if self._parent is None or self._parent._enable_sending_old_values(force):
             self._old_values.sent = True
         return self._old_values.sent
 
@@ -193,3 +216,107 @@ class KTable:
             )
         self._emit.on_window_close = True
         return self
+
+    # -- table-table joins (Kafka Streams' KTableImpl.doJoin) ---------------------------
+
+    # A join table's two sides, `this` first (None: not a join table), and how its
+    # values are looked up when it is not materialized.
+    _join_sides: tuple[KTable, KTable] | None = None
+    _join_view: ValueGetter | None = None
+
+    def join(
+        self,
+        other: KTable,
+        joiner: Callable[[Any, Any], Any],
+        named: Named | str | None = None,
+        materialized: Materialized | None = None,
+    ) -> KTable:
+        """The table of `joiner(value, other_value)` for the keys both tables have,
+        updated when either table is (Kafka Streams' KTable-KTable inner join)."""
+        return self._join_table(other, joiner, named, materialized, "inner")
+
+    def left_join(
+        self,
+        other: KTable,
+        joiner: Callable[[Any, Any], Any],
+        named: Named | str | None = None,
+        materialized: Materialized | None = None,
+    ) -> KTable:
+        """As `join`, for every key of this table: `joiner(value, None)` where the
+        other table has no value."""
+        return self._join_table(other, joiner, named, materialized, "left")
+
+    def outer_join(
+        self,
+        other: KTable,
+        joiner: Callable[[Any, Any], Any],
+        named: Named | str | None = None,
+        materialized: Materialized | None = None,
+    ) -> KTable:
+        """As `join`, for every key of either table, with None for the missing value."""
+        return self._join_table(other, joiner, named, materialized, "outer")
+
+    def _join_table(
+        self,
+        other: KTable,
+        joiner: Callable[[Any, Any], Any],
+        named: Named | str | None,
+        materialized: Materialized | None,
+        kind: JoinKind,
+    ) -> KTable:
+        if other._graph is not self._graph:
+            raise TopologyError("join: both tables must come from the same StreamsBuilder")
+        graph = self._graph
+        # Kafka Streams' order of generated names: the store, the merge node, the sides.
+        store = None
+        if materialized is not None:
+            store = materialized.store_name or graph.node_name("KTABLE-MERGE-STATE-STORE", None)
+        base = named.name if isinstance(named, Named) else named
+        merge = graph.node_name("KTABLE-MERGE", base)
+        if kind != "inner":
+            self._enable_sending_old_values(True)
+        if kind == "outer":
+            other._enable_sending_old_values(True)
+        this_view, other_view = self._value_getter_supplier(), other._value_getter_supplier()
+        this_name = graph.node_name("KTABLE-JOINTHIS", base and f"{base}-join-this")
+        other_name = graph.node_name("KTABLE-JOINOTHER", base and f"{base}-join-other")
+
+        def reversed_joiner(other_value: Any, value: Any) -> Any:
+            return joiner(value, other_value)
+
+        old_values = OldValues()
+        other_kind: JoinKind = "right" if kind == "left" else kind
+        graph.add_processor(
+            this_name, table_join_node(kind, other_view, joiner, old_values), self._node
+        )
+        graph.add_processor(
+            other_name,
+            table_join_node(other_kind, this_view, reversed_joiner, old_values),
+            other._node,
+        )
+        graph.add_processor(merge, table_join_merge_node(store, old_values), this_name, other_name)
+        graph.topology.connect_processor_and_state_stores(this_name, stores=other_view.stores)
+        graph.topology.connect_processor_and_state_stores(other_name, stores=this_view.stores)
+        if store is not None:
+            assert materialized is not None
+            graph.add_table_store(store, merge, materialized)
+        table = graph.new_table(merge, store_name=store, old_values=old_values)
+        table._set_join(self, other, join_value_getter(kind, this_view, other_view, joiner))
+        return table
+
+    def _set_join(self, this: KTable, other: KTable, view: ValueGetter) -> None:
+        self._join_sides = (this, other)
+        self._join_view = view
+
+    def _value_getter_supplier(self) -> ValueGetter:
+        """Kafka Streams' valueGetterSupplier: the stores this table's values are read
+        from, and how a task reads a key's value and timestamp there. Unlike
+        `value_getter`, it reads a join table that is not materialized (from both
+        of its tables' stores)."""
+        if self._store_name is None and self._windows is None and self._emit is None:
+            if self._join_view is not None:
+                return self._join_view
+            if self._source is None and self._parent is not None and self._compute is not None:
+                return derived_value_getter(self._parent._value_getter_supplier(), self._compute)
+        store, compute = self.value_getter()
+        return store_value_getter(store, compute)

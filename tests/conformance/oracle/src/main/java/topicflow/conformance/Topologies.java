@@ -248,5 +248,33 @@ final class Topologies {
                 .selectKey((k, v) -> v == null || v.isEmpty() ? null : v.substring(0, 1))
                 .leftJoin(b.<String, String>table("tin"), (v, tv) -> N(v) + "+" + N(tv))
                 .to("out"));
+
+        // Table-table joins: the tables "tin" and "tin2".
+        define("table_table_join", b -> b.<String, String>table("tin")
+                .join(b.<String, String>table("tin2"), (v, ov) -> N(v) + "+" + N(ov))
+                .toStream().to("out"));
+        define("table_table_left_join", b -> b.<String, String>table("tin")
+                .leftJoin(b.<String, String>table("tin2"), (v, ov) -> N(v) + "+" + N(ov))
+                .toStream().to("out"));
+        define("table_table_outer_join", b -> b.<String, String>table("tin")
+                .outerJoin(b.<String, String>table("tin2"), (v, ov) -> N(v) + "+" + N(ov))
+                .toStream().to("out"));
+        define("table_table_outer_join_materialized", b -> b.<String, String>table("tin")
+                .outerJoin(b.<String, String>table("tin2"), (v, ov) -> N(v) + "+" + N(ov),
+                        Materialized.<String, String, KeyValueStore<Bytes, byte[]>>as("joined"))
+                .toStream().to("out"));
+        define("table_table_join_derived", b -> b.<String, String>table("tin")
+                .filter((k, v) -> v.length() % 2 == 1)
+                .leftJoin(b.<String, String>table("tin2").mapValues(v -> upper(v)),
+                        (v, ov) -> N(v) + "+" + N(ov))
+                .filter((k, v) -> v.length() % 2 == 0)
+                .toStream().to("out"));
+        define("table_table_join_chained", b -> {
+            KTable<String, String> other = b.table("tin2");
+            b.<String, String>table("tin")
+                    .outerJoin(other, (v, ov) -> N(v) + "+" + N(ov))
+                    .join(other.mapValues(v -> v + "!"), (v, ov) -> N(v) + "/" + N(ov))
+                    .toStream().to("out");
+        });
     }
 }
