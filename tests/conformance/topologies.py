@@ -441,6 +441,37 @@ def t_table_table_join_chained(b: StreamsBuilder) -> None:
     )
 
 
+# -- foreign-key joins: a value's first character is the key of "tin2" it joins --------
+
+
+def first_character(value: str) -> str | None:
+    return value[0] if value else None
+
+
+def t_fk_join(b: StreamsBuilder) -> None:
+    joined = b.table("tin").join(
+        b.table("tin2"), joined_text, foreign_key_extractor=first_character
+    )
+    joined.to_stream().to("out")
+
+
+def t_fk_left_join(b: StreamsBuilder) -> None:
+    joined = b.table("tin").left_join(
+        b.table("tin2"), joined_text, foreign_key_extractor=first_character
+    )
+    joined.to_stream().to("out")
+
+
+def t_fk_left_join_materialized(b: StreamsBuilder) -> None:
+    joined = b.table("tin").left_join(
+        b.table("tin2"),
+        joined_text,
+        materialized=Materialized.as_("fk-joined"),
+        foreign_key_extractor=first_character,
+    )
+    joined.to_stream().to("out")
+
+
 Build = Callable[[StreamsBuilder], None]
 
 # name -> (build, stateful, input topics). Stateful topologies run with caching
@@ -509,6 +540,9 @@ TOPOLOGIES: dict[str, tuple[Build, bool, tuple[str, ...]]] = {
     ),
     "table_table_join_derived": (t_table_table_join_derived, True, ("tin", "tin2")),
     "table_table_join_chained": (t_table_table_join_chained, True, ("tin", "tin2")),
+    "fk_join": (t_fk_join, True, ("tin", "tin2")),
+    "fk_left_join": (t_fk_left_join, True, ("tin", "tin2")),
+    "fk_left_join_materialized": (t_fk_left_join_materialized, True, ("tin", "tin2")),
 }
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import topicflow.dsl.foreign_key_join as fk
 from topicflow.dsl.changes import EmitStrategy, OldValues
 from topicflow.dsl.joins import ValueCompute
 from topicflow.dsl.operations import pass_through_node
@@ -35,6 +36,7 @@ from topicflow.dsl.table_operations import (
 )
 from topicflow.dsl.windows import TimeWindows
 from topicflow.errors import TopologyError
+from topicflow.serdes import Serdes
 from topicflow.topology.nodes import NodeFactory
 
 if TYPE_CHECKING:
@@ -230,9 +232,23 @@ class KTable:
         joiner: Callable[[Any, Any], Any],
         named: Named | str | None = None,
         materialized: Materialized | None = None,
+        *,
+        foreign_key_extractor: Callable[..., Any] | None = None,
+        extractor_with_key: bool = False,
     ) -> KTable:
         """The table of `joiner(value, other_value)` for the keys both tables have,
-        updated when either table is (Kafka Streams' KTable-KTable inner join)."""
+        updated when either table is (Kafka Streams' KTable-KTable inner join).
+
+        With `foreign_key_extractor`, a foreign-key join (KIP-213): each row joins the
+        row of `other` whose key is `foreign_key_extractor(value)` (`(key, value)` with
+        `extractor_with_key`), through two internal topics; the result is keyed as
+        this table. `named` then names the join's nodes, topics and store as
+        Kafka's `TableJoined.as(name)`; `materialized` needs a store name to
+        materialize the result."""
+        if foreign_key_extractor is not None:
+            return self._join_on_foreign_key(
+                other, foreign_key_extractor, extractor_with_key, joiner, named, materialized, False
+            )
         return self._join_table(other, joiner, named, materialized, "inner")
 
     def left_join(
@@ -241,9 +257,17 @@ class KTable:
         joiner: Callable[[Any, Any], Any],
         named: Named | str | None = None,
         materialized: Materialized | None = None,
+        *,
+        foreign_key_extractor: Callable[..., Any] | None = None,
+        extractor_with_key: bool = False,
     ) -> KTable:
         """As `join`, for every key of this table: `joiner(value, None)` where the
-        other table has no value."""
+        other table has no value (or, joining on a foreign key, where the value has
+        none: `joiner(value, None)`)."""
+        if foreign_key_extractor is not None:
+            return self._join_on_foreign_key(
+                other, foreign_key_extractor, extractor_with_key, joiner, named, materialized, True
+            )
         return self._join_table(other, joiner, named, materialized, "left")
 
     def outer_join(
@@ -320,3 +344,98 @@ class KTable:
                 return derived_value_getter(self._parent._value_getter_supplier(), self._compute)
         store, compute = self.value_getter()
         return store_value_getter(store, compute)
+
+    # -- foreign-key joins (Kafka Streams' KTableImpl.doJoinOnForeignKey) ----------------
+
+    def _join_on_foreign_key(
+        self,
+        other: KTable,
+        extractor: Callable[..., Any],
+        with_key: bool,
+        joiner: Callable[[Any, Any], Any],
+        named: Named | str | None,
+        materialized: Materialized | None,
+        left: bool,
+    ) -> KTable:
+        if other._graph is not self._graph:
+            raise TopologyError("join: both tables must come from the same StreamsBuilder")
+        graph = self._graph
+        base = named.name if isinstance(named, Named) else named
+
+        def name(kind: str, suffix: str) -> str:
+            return graph.node_name(kind, base and f"{base}-{suffix}")
+
+        def extract(key: Any, value: Any) -> Any:
+            return extractor(key, value) if with_key else extractor(value)
+
+        # Old values tell which foreign key a row leaves; Kafka forces both tables.
+        other._enable_sending_old_values(True)
+        self._enable_sending_old_values(True)
+        key_serde, value_serde = self._serdes()
+        fk_serde, foreign_value_serde = other._serdes()
+        registration = name(fk.REGISTRATION, "subscription-registration") + "-topic"
+        send = name(fk.REGISTRATION, "subscription-registration-processor")
+        graph.add_processor(
+            send,
+            fk.subscription_send_node(extract, left, fk_serde, key_serde, value_serde),
+            self._node,
+        )
+        receive_source = graph.through_internal_topic(
+            [send],
+            registration,
+            name("KTABLE-SINK", "subscription-registration-sink"),
+            name("KTABLE-SOURCE", "subscription-registration-source"),
+            fk_serde,
+            fk_serde,
+        )
+        store = name(fk.STORE, "subscription-store")
+        receive = name(fk.PROCESSOR, "subscription-receive")
+        graph.add_processor(receive, fk.subscription_receive_node(store, fk_serde), receive_source)
+        graph.add_subscription_store(store, receive)
+        foreign_values = other._value_getter_supplier()
+        join_foreign = name(fk.PROCESSOR, "subscription-join-foreign")
+        graph.add_processor(
+            join_foreign, fk.subscription_join_node(foreign_values, foreign_value_serde), receive
+        )
+        graph.topology.connect_processor_and_state_stores(
+            join_foreign, stores=foreign_values.stores
+        )
+        foreign_join = name(fk.PROCESSOR, "foreign-join-subscription")
+        graph.add_processor(
+            foreign_join,
+            fk.foreign_table_join_node(store, fk_serde, foreign_value_serde),
+            other._node,
+        )
+        graph.topology.connect_processor_and_state_stores(foreign_join, stores=[store])
+        response = name(fk.RESPONSE, "subscription-response") + "-topic"
+        response_source = graph.through_internal_topic(
+            [join_foreign, foreign_join],
+            response,
+            name("KTABLE-SINK", "subscription-response-sink"),
+            name("KTABLE-SOURCE", "subscription-response-source"),
+            Serdes.Bytes(),  # the primary keys travel serialized already
+            key_serde,
+            fk.response_partitioner,
+        )
+        left_values = self._value_getter_supplier()
+        resolver = name(fk.RESOLVER, "subscription-response-resolver")
+        graph.add_processor(
+            resolver,
+            fk.response_join_node(left_values, joiner, left, value_serde, foreign_value_serde),
+            response_source,
+        )
+        graph.topology.connect_processor_and_state_stores(resolver, stores=left_values.stores)
+        result = name(fk.OUTPUT, "result")
+        if materialized is not None and materialized.store_name is not None:
+            return graph.foreign_key_join_result(
+                result, resolver, materialized.store_name, materialized
+            )
+        generated = graph.node_name(f"{fk.OUTPUT}-STATE-STORE", None)
+        return graph.foreign_key_join_result(result, resolver, generated, None)
+
+    def _serdes(self) -> tuple[Any, Any]:
+        """The key and value serdes this table's records are known to have (None: the
+        configured defaults): a `builder.table`'s, else none."""
+        if self._source is not None:
+            return self._source.key_serde, self._source.value_serde
+        return None, None

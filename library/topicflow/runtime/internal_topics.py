@@ -165,6 +165,17 @@ def internal_topic_specs(
     while changed:
         changed = False
         for sub in subtopologies:
+            # Co-partitioned topics take the width of the tables their reader meets.
+            others = [
+                counts.get(t) or partitions.get(t)
+                for t in sub.source_topics
+                if t not in internal or not internal[t].co_partitioned
+            ]
+            if others and all(w is not None for w in others):
+                for t in sub.source_topics:
+                    if t in internal and internal[t].co_partitioned and t not in partitions:
+                        partitions[t] = max(w for w in others if w is not None)
+                        changed = True
             widths = [counts.get(t) or partitions.get(t) for t in sub.source_topics]
             if not widths or any(w is None for w in widths):
                 continue
@@ -174,7 +185,11 @@ def internal_topic_specs(
                 f"{store}-changelog" for node in sub.nodes for store in getattr(node, "stores", ())
             ]
             for topic_name in [*sub.sink_topics, *changelogs]:
-                if topic_name in internal and topic_name not in partitions:
+                if (
+                    topic_name in internal
+                    and topic_name not in partitions
+                    and not internal[topic_name].co_partitioned
+                ):
                     partitions[topic_name] = width
                     changed = True
     specs = []

@@ -39,6 +39,10 @@ class InternalTopic:
     kind: str  # "repartition" or "changelog"
     partitions: int | None = None  # None: as many as the upstream source topics
     config: dict[str, str] = field(default_factory=dict)
+    # A foreign-key join's topics: as many partitions as the other source topics of
+    # the sub-topology that reads them, the tables they meet (Kafka Streams'
+    # copartitionSources), not as the one that writes them.
+    co_partitioned: bool = False
 
     def full_name(self, application_id: str) -> str:
         return f"{application_id}-{self.name}"

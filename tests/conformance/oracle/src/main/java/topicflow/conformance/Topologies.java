@@ -276,5 +276,20 @@ final class Topologies {
                     .join(other.mapValues(v -> v + "!"), (v, ov) -> N(v) + "/" + N(ov))
                     .toStream().to("out");
         });
+
+        // Foreign-key joins: a value's first character is the key of "tin2" it joins.
+        define("fk_join", b -> b.<String, String>table("tin")
+                .join(b.<String, String>table("tin2"), v -> v.isEmpty() ? null : v.substring(0, 1),
+                        (v, ov) -> N(v) + "+" + N(ov))
+                .toStream().to("out"));
+        define("fk_left_join", b -> b.<String, String>table("tin")
+                .leftJoin(b.<String, String>table("tin2"), v -> v.isEmpty() ? null : v.substring(0, 1),
+                        (v, ov) -> N(v) + "+" + N(ov))
+                .toStream().to("out"));
+        define("fk_left_join_materialized", b -> b.<String, String>table("tin")
+                .leftJoin(b.<String, String>table("tin2"), v -> v.isEmpty() ? null : v.substring(0, 1),
+                        (v, ov) -> N(v) + "+" + N(ov),
+                        Materialized.<String, String, KeyValueStore<Bytes, byte[]>>as("fk-joined"))
+                .toStream().to("out"));
     }
 }
