@@ -441,6 +441,17 @@ def t_table_table_join_chained(b: StreamsBuilder) -> None:
     )
 
 
+def t_stream_join_of_table_table_join(b: StreamsBuilder) -> None:
+    (
+        b.stream("in")
+        .left_join(
+            b.table("tin").left_join(b.table("tin2"), joined_text),
+            lambda v, t: f"{null_text(v)}/{null_text(t)}",
+        )
+        .to("out")
+    )
+
+
 # -- foreign-key joins: a value's first character is the key of "tin2" it joins --------
 
 
@@ -540,6 +551,11 @@ TOPOLOGIES: dict[str, tuple[Build, bool, tuple[str, ...]]] = {
     ),
     "table_table_join_derived": (t_table_table_join_derived, True, ("tin", "tin2")),
     "table_table_join_chained": (t_table_table_join_chained, True, ("tin", "tin2")),
+    "stream_join_of_table_table_join": (
+        t_stream_join_of_table_table_join,
+        True,
+        ("in", "tin", "tin2"),
+    ),
     "fk_join": (t_fk_join, True, ("tin", "tin2")),
     "fk_left_join": (t_fk_left_join, True, ("tin", "tin2")),
     "fk_left_join_materialized": (t_fk_left_join_materialized, True, ("tin", "tin2")),

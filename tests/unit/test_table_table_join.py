@@ -247,3 +247,24 @@ def test_the_join_tables_restore_from_their_changelogs(tmp_path: Path) -> None:
     run(6)
     out = [(k.decode(), v.decode()) for _p, _o, k, v, _t, _h in broker.read_all("out")]
     assert out == [("a", "q=x+y"), ("b", "r=u+v")]
+
+
+def test_a_stream_joins_a_join_table_through_both_tables_stores() -> None:
+    builder = StreamsBuilder()
+    t1, t2 = builder.table("tin"), builder.table("tin2")
+    stream = builder.stream("in")
+    stream.join(t1.join(t2, _joined), lambda v, j: f"{v}/{j}").to("out")
+    topology = builder.build()
+    # As Kafka Streams' describe() of the same topology.
+    assert (
+        "Processor: KSTREAM-JOIN-0000000010 (stores: [tin-STATE-STORE-0000000000, "
+        "tin2-STATE-STORE-0000000003])" in str(topology.describe())
+    )
+    with TopologyTestDriver(topology, _config()) as driver:
+        driver.create_input_topic("tin").pipe_input("a", "x", timestamp=1)
+        driver.create_input_topic("tin2").pipe_input("a", "y", timestamp=2)
+        clicks = driver.create_input_topic("in")
+        clicks.pipe_input("a", "q", timestamp=3)
+        clicks.pipe_input("b", "r", timestamp=4)
+        out = driver.create_output_topic("out").read_records_to_list()
+    assert [(r.key, r.value, r.timestamp) for r in out] == [("a", "q/x+y", 3)]

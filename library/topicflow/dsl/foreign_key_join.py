@@ -206,42 +206,41 @@ def subscription_send_node(
         serialize_key = (key_serde or task.default_key_serde).serialize
         serialize_value = (value_serde or task.default_value_serde).serialize
 
-        def send(key: Any, value: Any) -> None:
-            old = rc.old_value
+        def subscribe(key: Any, value: Any, foreign_key: Any, instruction: int) -> None:
             message = rc.message
             partition = None if message is None else message.partition()
-            primary = serialize_key(key) or b""
             hash_ = None if value is None else value_hash(serialize_value(value))
+            primary = serialize_key(key) or b""
+            forward(foreign_key, subscription_bytes(instruction, hash_, partition, primary))
 
-            def subscribe(foreign_key: Any, instruction: int) -> None:
-                forward(foreign_key, subscription_bytes(instruction, hash_, partition, primary))
-
+        def send(key: Any, value: Any) -> None:
+            old = rc.old_value
             if old is not None:
                 old_fk = extract(key, old)
                 new_fk = None if value is None else extract(key, value)
                 if left:
                     if old_fk is not None and _bytes(serialize_fk, new_fk) != serialize_fk(old_fk):
-                        subscribe(old_fk, DELETE_KEY_NO_PROPAGATE)
-                    subscribe(new_fk, PROPAGATE_NULL_IF_NO_FK_VAL_AVAILABLE)
+                        subscribe(key, value, old_fk, DELETE_KEY_NO_PROPAGATE)
+                    subscribe(key, value, new_fk, PROPAGATE_NULL_IF_NO_FK_VAL_AVAILABLE)
                 elif old_fk is None and new_fk is None:
                     metrics.dropped_records += 1
                 elif old_fk is None:
-                    subscribe(new_fk, PROPAGATE_ONLY_IF_FK_VAL_AVAILABLE)
+                    subscribe(key, value, new_fk, PROPAGATE_ONLY_IF_FK_VAL_AVAILABLE)
                 elif new_fk is None:
-                    subscribe(old_fk, DELETE_KEY_AND_PROPAGATE)
+                    subscribe(key, value, old_fk, DELETE_KEY_AND_PROPAGATE)
                 elif serialize_fk(new_fk) != serialize_fk(old_fk):
-                    subscribe(old_fk, DELETE_KEY_NO_PROPAGATE)
-                    subscribe(new_fk, PROPAGATE_NULL_IF_NO_FK_VAL_AVAILABLE)
+                    subscribe(key, value, old_fk, DELETE_KEY_NO_PROPAGATE)
+                    subscribe(key, value, new_fk, PROPAGATE_NULL_IF_NO_FK_VAL_AVAILABLE)
                 else:
-                    subscribe(new_fk, PROPAGATE_ONLY_IF_FK_VAL_AVAILABLE)
+                    subscribe(key, value, new_fk, PROPAGATE_ONLY_IF_FK_VAL_AVAILABLE)
             elif value is not None:
                 new_fk = extract(key, value)
                 if left:
-                    subscribe(new_fk, PROPAGATE_NULL_IF_NO_FK_VAL_AVAILABLE)
+                    subscribe(key, value, new_fk, PROPAGATE_NULL_IF_NO_FK_VAL_AVAILABLE)
                 elif new_fk is None:
                     metrics.dropped_records += 1
                 else:
-                    subscribe(new_fk, PROPAGATE_ONLY_IF_FK_VAL_AVAILABLE)
+                    subscribe(key, value, new_fk, PROPAGATE_ONLY_IF_FK_VAL_AVAILABLE)
 
         return send
 

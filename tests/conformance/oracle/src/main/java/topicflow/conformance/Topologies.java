@@ -276,6 +276,11 @@ final class Topologies {
                     .join(other.mapValues(v -> v + "!"), (v, ov) -> N(v) + "/" + N(ov))
                     .toStream().to("out");
         });
+        define("stream_join_of_table_table_join", b -> in(b)
+                .leftJoin(b.<String, String>table("tin")
+                                .leftJoin(b.<String, String>table("tin2"), (v, ov) -> N(v) + "+" + N(ov)),
+                        (v, tv) -> N(v) + "/" + N(tv))
+                .to("out"));
 
         // Foreign-key joins: a value's first character is the key of "tin2" it joins.
         define("fk_join", b -> b.<String, String>table("tin")
