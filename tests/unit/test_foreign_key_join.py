@@ -246,3 +246,21 @@ def test_subscriptions_restore_from_their_changelog(tmp_path: Path) -> None:
     run(6)
     out = [(k.decode(), v.decode()) for _p, _o, k, v, _t, _h in broker.read_all("out")]
     assert out == [("o1", "a1+Ann"), ("o1", "a1+Anna")]
+
+
+def test_the_foreign_table_may_be_an_aggregation_with_its_own_serdes() -> None:
+    """A count's values are Longs: they travel in responses with the count's serde,
+    not the default String one."""
+    builder = StreamsBuilder()
+    counts = builder.stream("clicks").group_by_key().count()
+    builder.table("tin").left_join(
+        counts, lambda v, c: f"{v}#{c}", foreign_key_extractor=_first
+    ).to_stream().to("out")
+    with TopologyTestDriver(builder.build(), _config()) as driver:
+        clicks = driver.create_input_topic("clicks")
+        clicks.pipe_input("a", "x", timestamp=1)
+        clicks.pipe_input("a", "y", timestamp=2)
+        driver.create_input_topic("tin").pipe_input("o1", "a1", timestamp=3)
+        clicks.pipe_input("a", "z", timestamp=4)
+        out = driver.create_output_topic("out").read_records_to_list()
+    assert [(r.key, r.value, r.timestamp) for r in out] == [("o1", "a1#2", 3), ("o1", "a1#3", 4)]

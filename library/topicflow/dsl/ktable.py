@@ -435,7 +435,11 @@ class KTable:
 
     def _serdes(self) -> tuple[Any, Any]:
         """The key and value serdes this table's records are known to have (None: the
-        configured defaults): a `builder.table`'s, else none."""
+        configured defaults): a `builder.table`'s, its store's (an aggregation's: a
+        count's values are Longs), else none (a table derived by map_values)."""
         if self._source is not None:
             return self._source.key_serde, self._source.value_serde
+        spec = self._graph.topology.state_stores.get(self._store_name or "")
+        if spec is not None:
+            return spec.key_serde, spec.value_serde
         return None, None
