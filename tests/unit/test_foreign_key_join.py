@@ -264,3 +264,39 @@ def test_the_foreign_table_may_be_an_aggregation_with_its_own_serdes() -> None:
         clicks.pipe_input("a", "z", timestamp=4)
         out = driver.create_output_topic("out").read_records_to_list()
     assert [(r.key, r.value, r.timestamp) for r in out] == [("o1", "a1#2", 3), ("o1", "a1#3", 4)]
+
+
+def test_a_join_across_tables_of_different_partition_counts(tmp_path: Path) -> None:
+    """Subscriptions reach the customers' partition of their foreign key, responses come
+    back to the partition of their order: every order finds its customer."""
+    broker = EmbeddedBroker()
+    broker.create_topics([TopicSpec("orders", 3), TopicSpec("customers", 2), TopicSpec("out", 3)])
+    producer = broker.producer({})
+    customers = {f"c{i}": f"name{i}" for i in range(7)}
+    for key, name in customers.items():
+        producer.produce("customers", name.encode(), key.encode())
+    orders = {f"o{i}": f"c{i % 9}" for i in range(40)}  # c7, c8: no such customer
+    for i, (key, customer) in enumerate(orders.items()):
+        # Partitions chosen by the producer, not by key: a response must come back to
+        # the order's partition, not to its key's.
+        producer.produce("orders", customer.encode(), key.encode(), i % 3)
+    producer.flush(1)
+    builder = StreamsBuilder()
+    builder.table("orders").left_join(
+        builder.table("customers"), _joined, foreign_key_extractor=lambda v: v
+    ).to_stream().to("out")
+    streams = KafkaStreams(builder.build(), _config("fk-partitions", tmp_path), broker=broker)
+    expected = {k: f"{c}+{customers.get(c)}" for k, c in orders.items()}
+    streams.start()
+    try:
+        deadline = time.monotonic() + 15
+        latest: dict[str, str] = {}
+        while latest != expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+            for _p, _o, k, v, _t, _h in sorted(broker.read_all("out"), key=lambda r: (r[0], r[1])):
+                assert k is not None and v is not None
+                latest[k.decode()] = v.decode()
+    finally:
+        assert streams.close(10)
+    assert streams.error is None
+    assert latest == expected

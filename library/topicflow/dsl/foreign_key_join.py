@@ -206,9 +206,11 @@ def subscription_send_node(
         serialize_key = (key_serde or task.default_key_serde).serialize
         serialize_value = (value_serde or task.default_value_serde).serialize
 
+        # The left record's partition, where the response must come back: the task's
+        # (all its input partitions have its number), also when a cache flush sends.
+        partition = int(task.task_id.rsplit("_", 1)[1])
+
         def subscribe(key: Any, value: Any, foreign_key: Any, instruction: int) -> None:
-            message = rc.message
-            partition = None if message is None else message.partition()
             hash_ = None if value is None else value_hash(serialize_value(value))
             primary = serialize_key(key) or b""
             forward(foreign_key, subscription_bytes(instruction, hash_, partition, primary))
