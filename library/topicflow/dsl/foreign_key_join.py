@@ -171,15 +171,22 @@ class _Subscriptions:
         return iter(sorted(keys)) if keys else iter(())
 
 
-# One index per store instance (one per task), shared by the two nodes that use it.
-_INDEXES: WeakKeyDictionary[Any, _Subscriptions] = WeakKeyDictionary()
+# One index per task instance and store, shared by the two nodes that use the store.
+# Per task, not per store: a store kept warm (a standby's) is written by restore,
+# which the index does not see; the task that takes it over builds its own.
+_INDEXES: WeakKeyDictionary[Any, dict[str, _Subscriptions]] = WeakKeyDictionary()
 
 
-def _subscriptions(store: Any) -> Callable[[], _Subscriptions]:
+def _subscriptions(task: TaskContext, store_name: str) -> Callable[[], _Subscriptions]:
+    store = task.get_state_store(store_name)
+
     def index() -> _Subscriptions:
-        found = _INDEXES.get(store)
+        of_task = _INDEXES.get(task)
+        if of_task is None:
+            of_task = _INDEXES[task] = {}
+        found = of_task.get(store_name)
         if found is None:
-            found = _INDEXES[store] = _Subscriptions(store)
+            found = of_task[store_name] = _Subscriptions(store)
         return found
 
     return index
@@ -300,7 +307,7 @@ def subscription_receive_node(store_name: str, foreign_key_serde: Serde[Any] | N
         metrics = task.metrics
         rc = task.record_context
         store = task.get_state_store(store_name)
-        index = _subscriptions(store)
+        index = _subscriptions(task, store_name)
         serialize_fk = (foreign_key_serde or task.default_key_serde).serialize
 
         def receive(foreign_key: Any, subscription: bytes) -> None:
@@ -377,7 +384,7 @@ def foreign_table_join_node(
         metrics = task.metrics
         store = task.get_state_store(store_name)
         get = store.get_with_timestamp
-        index = _subscriptions(store)
+        index = _subscriptions(task, store_name)
         serialize_fk = (foreign_key_serde or task.default_key_serde).serialize
         serialize_foreign = (foreign_value_serde or task.default_value_serde).serialize
 
