@@ -483,6 +483,32 @@ def t_fk_left_join_materialized(b: StreamsBuilder) -> None:
     joined.to_stream().to("out")
 
 
+def t_fk_left_join_derived(b: StreamsBuilder) -> None:
+    (
+        b.table("tin")
+        .filter(lambda k, v: len(v) != 2)
+        .left_join(
+            b.table("tin2").map_values(lambda v: v + "!"),
+            joined_text,
+            foreign_key_extractor=first_character,
+        )
+        .map_values(lambda v: v.upper())
+        .to_stream()
+        .to("out")
+    )
+
+
+def t_fk_join_then_table_join(b: StreamsBuilder) -> None:
+    other = b.table("tin2")
+    (
+        b.table("tin")
+        .join(other, joined_text, foreign_key_extractor=first_character)
+        .left_join(other, lambda v, o: f"{null_text(v)}/{null_text(o)}")
+        .to_stream()
+        .to("out")
+    )
+
+
 Build = Callable[[StreamsBuilder], None]
 
 # name -> (build, stateful, input topics). Stateful topologies run with caching
@@ -559,6 +585,8 @@ TOPOLOGIES: dict[str, tuple[Build, bool, tuple[str, ...]]] = {
     "fk_join": (t_fk_join, True, ("tin", "tin2")),
     "fk_left_join": (t_fk_left_join, True, ("tin", "tin2")),
     "fk_left_join_materialized": (t_fk_left_join_materialized, True, ("tin", "tin2")),
+    "fk_left_join_derived": (t_fk_left_join_derived, True, ("tin", "tin2")),
+    "fk_join_then_table_join": (t_fk_join_then_table_join, True, ("tin", "tin2")),
 }
 
 

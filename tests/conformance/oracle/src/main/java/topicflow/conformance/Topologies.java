@@ -296,5 +296,18 @@ final class Topologies {
                         (v, ov) -> N(v) + "+" + N(ov),
                         Materialized.<String, String, KeyValueStore<Bytes, byte[]>>as("fk-joined"))
                 .toStream().to("out"));
+        define("fk_left_join_derived", b -> b.<String, String>table("tin")
+                .filter((k, v) -> v.length() != 2)
+                .leftJoin(b.<String, String>table("tin2").mapValues(v -> v + "!"),
+                        v -> v.isEmpty() ? null : v.substring(0, 1), (v, ov) -> N(v) + "+" + N(ov))
+                .mapValues(v -> upper(v))
+                .toStream().to("out"));
+        define("fk_join_then_table_join", b -> {
+            KTable<String, String> other = b.table("tin2");
+            b.<String, String>table("tin")
+                    .join(other, v -> v.isEmpty() ? null : v.substring(0, 1), (v, ov) -> N(v) + "+" + N(ov))
+                    .leftJoin(other, (v, ov) -> N(v) + "/" + N(ov))
+                    .toStream().to("out");
+        });
     }
 }
