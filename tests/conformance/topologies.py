@@ -441,6 +441,13 @@ def t_table_table_join_chained(b: StreamsBuilder) -> None:
     )
 
 
+def t_table_table_join_count(b: StreamsBuilder) -> None:
+    counts = b.stream("in").group_by_key().count()
+    counts.outer_join(
+        b.table("tin"), lambda c, v: f"{null_text(as_string(c))}#{null_text(v)}"
+    ).to_stream().to("out")
+
+
 def t_stream_join_of_table_table_join(b: StreamsBuilder) -> None:
     (
         b.stream("in")
@@ -577,6 +584,7 @@ TOPOLOGIES: dict[str, tuple[Build, bool, tuple[str, ...]]] = {
     ),
     "table_table_join_derived": (t_table_table_join_derived, True, ("tin", "tin2")),
     "table_table_join_chained": (t_table_table_join_chained, True, ("tin", "tin2")),
+    "table_table_join_count": (t_table_table_join_count, True, ("in", "tin")),
     "stream_join_of_table_table_join": (
         t_stream_join_of_table_table_join,
         True,

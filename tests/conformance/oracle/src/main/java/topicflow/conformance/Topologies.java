@@ -276,6 +276,9 @@ final class Topologies {
                     .join(other.mapValues(v -> v + "!"), (v, ov) -> N(v) + "/" + N(ov))
                     .toStream().to("out");
         });
+        define("table_table_join_count", b -> in(b).groupByKey().count()
+                .outerJoin(b.<String, String>table("tin"), (c, v) -> S(c) + "#" + N(v))
+                .toStream().to("out"));
         define("stream_join_of_table_table_join", b -> in(b)
                 .leftJoin(b.<String, String>table("tin")
                                 .leftJoin(b.<String, String>table("tin2"), (v, ov) -> N(v) + "+" + N(ov)),
