@@ -7,7 +7,9 @@ tombstones, as Kafka Streams does, so downstream tables forget them. Below a
 table that owns a store, a filter also receives each update's old value
 (`topicflow.dsl.changes`) and, as Kafka's KTableFilter, forwards nothing for
 an update that fails the predicate before and after. The nodes themselves are in
-`topicflow.dsl.table_operations`.
+`topicflow.dsl.table_operations`; those of joins with another table (on the key,
+or on a foreign key) in `topicflow.dsl.table_joins` and
+`topicflow.dsl.foreign_key_join`.
 """
 
 from __future__ import annotations
