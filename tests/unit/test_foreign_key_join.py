@@ -7,12 +7,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from topicflow import (
     KafkaStreams,
     Materialized,
     Serdes,
     StreamsBuilder,
     StreamsConfig,
+    TableJoined,
     TopologyTestDriver,
 )
 from topicflow.brokers.base import TopicSpec
@@ -20,6 +23,7 @@ from topicflow.brokers.embedded import EmbeddedBroker
 from topicflow.cli.apps import App
 from topicflow.cli.topics import topic_specs
 from topicflow.dsl import foreign_key_join as fk
+from topicflow.errors import TopologyError
 from topicflow.runtime.internal_topics import internal_topic_specs
 
 REGISTRATION = "KTABLE-FK-JOIN-SUBSCRIPTION-REGISTRATION-0000000006-topic"
@@ -300,3 +304,50 @@ def test_a_join_across_tables_of_different_partition_counts(tmp_path: Path) -> N
         assert streams.close(10)
     assert streams.error is None
     assert latest == expected
+
+
+def test_subscriptions_follow_the_foreign_topics_own_partitioner(tmp_path: Path) -> None:
+    """Customers written by a partitioner of their own (not by key hash): TableJoined's
+    other partitioner sends each subscription where its customer is."""
+    broker = EmbeddedBroker()
+    broker.create_topics([TopicSpec("orders", 3), TopicSpec("customers", 2), TopicSpec("out", 3)])
+    producer = broker.producer({})
+
+    def placement(topic: str, key: Any, value: Any, partitions: int) -> int:
+        return int(key[1:]) % partitions
+
+    customers = {f"c{i}": f"name{i}" for i in range(8)}
+    for key, name in customers.items():
+        producer.produce("customers", name.encode(), key.encode(), placement("", key, None, 2))
+    orders = {f"o{i}": f"c{i % 8}" for i in range(24)}
+    for key, customer in orders.items():
+        producer.produce("orders", customer.encode(), key.encode())
+    producer.flush(1)
+    builder = StreamsBuilder()
+    builder.table("orders").join(
+        builder.table("customers"),
+        _joined,
+        TableJoined.with_(placement),
+        foreign_key_extractor=lambda v: v,
+    ).to_stream().to("out")
+    streams = KafkaStreams(builder.build(), _config("fk-placement", tmp_path), broker=broker)
+    expected = {k: f"{c}+{customers[c]}" for k, c in orders.items()}
+    latest: dict[str, str] = {}
+    streams.start()
+    try:
+        deadline = time.monotonic() + 15
+        while latest != expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+            for _p, _o, k, v, _t, _h in sorted(broker.read_all("out"), key=lambda r: (r[0], r[1])):
+                assert k is not None and v is not None
+                latest[k.decode()] = v.decode()
+    finally:
+        assert streams.close(10)
+    assert streams.error is None
+    assert latest == expected
+
+
+def test_table_joined_names_only_a_foreign_key_join() -> None:
+    builder = StreamsBuilder()
+    with pytest.raises(TopologyError, match="TableJoined"):
+        builder.table("a").join(builder.table("b"), _joined, TableJoined.as_("j"))

@@ -23,6 +23,7 @@ def test_everything_a_topology_test_or_handler_needs_is_at_the_top() -> None:
         "Materialized",
         "Grouped",
         "Joined",
+        "TableJoined",
         "Suppressed",
         "Processor",
         "Record",

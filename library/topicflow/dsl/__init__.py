@@ -14,6 +14,7 @@ from topicflow.dsl.options import (
     Produced,
     Repartitioned,
     Suppressed,
+    TableJoined,
 )
 from topicflow.dsl.session_windows import SessionWindowedKStream
 from topicflow.dsl.sliding_windows import SlidingWindowedKStream
@@ -46,6 +47,7 @@ __all__ = [
     "SlidingWindows",
     "StreamsBuilder",
     "Suppressed",
+    "TableJoined",
     "TimeWindow",
     "TimeWindowedKStream",
     "TimeWindows",

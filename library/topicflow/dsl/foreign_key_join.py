@@ -35,7 +35,13 @@ from weakref import WeakKeyDictionary
 
 from topicflow.dsl.table_joins import ValueGetter
 from topicflow.serdes import Serde
-from topicflow.topology.nodes import Forward, NodeFactory, TaskContext, forward_to
+from topicflow.topology.nodes import (
+    Forward,
+    NodeFactory,
+    StreamPartitioner,
+    TaskContext,
+    forward_to,
+)
 
 # Kafka Streams' names of the nodes, topics and store (KTableImpl).
 REGISTRATION = "KTABLE-FK-JOIN-SUBSCRIPTION-REGISTRATION"
@@ -126,6 +132,16 @@ def response_partitioner(topic: str, key: Any, value: Any, partitions: int) -> i
     flags = value[1]
     (partition,) = _PARTITION.unpack_from(value, 2 + (16 if flags & _HAS_HASH else 0))
     return int(partition)
+
+
+def subscription_partitioner(other_partitioner: StreamPartitioner) -> StreamPartitioner:
+    """TableJoined's other partitioner, which sees the foreign key only (Kafka's passes
+    no value)."""
+
+    def partition(topic: str, key: Any, value: Any, partitions: int) -> int:
+        return other_partitioner(topic, key, None, partitions)
+
+    return partition
 
 
 def _prefix(foreign_key: bytes) -> bytes:

@@ -21,7 +21,7 @@ import topicflow.dsl.foreign_key_join as fk
 from topicflow.dsl.changes import EmitStrategy, OldValues
 from topicflow.dsl.joins import ValueCompute
 from topicflow.dsl.operations import pass_through_node
-from topicflow.dsl.options import Materialized, Named, Suppressed
+from topicflow.dsl.options import Materialized, Named, Suppressed, TableJoined
 from topicflow.dsl.table_joins import (
     JoinKind,
     ValueGetter,
@@ -232,7 +232,7 @@ class KTable:
         self,
         other: KTable,
         joiner: Callable[[Any, Any], Any],
-        named: Named | str | None = None,
+        named: Named | TableJoined | str | None = None,
         materialized: Materialized | None = None,
         *,
         foreign_key_extractor: Callable[..., Any] | None = None,
@@ -244,9 +244,9 @@ class KTable:
         With `foreign_key_extractor`, a foreign-key join (KIP-213): each row joins the
         row of `other` whose key is `foreign_key_extractor(value)` (`(key, value)` with
         `extractor_with_key`), through two internal topics; the result is keyed as
-        this table. `named` then names the join's nodes, topics and store as
-        Kafka's `TableJoined.as(name)`; `materialized` needs a store name to
-        materialize the result."""
+        this table. `named` (a `TableJoined`, or its name) then names the join's
+        nodes, topics and store; `materialized` needs a store name to materialize
+        the result."""
         if foreign_key_extractor is not None:
             return self._join_on_foreign_key(
                 other, foreign_key_extractor, extractor_with_key, joiner, named, materialized, False
@@ -257,7 +257,7 @@ class KTable:
         self,
         other: KTable,
         joiner: Callable[[Any, Any], Any],
-        named: Named | str | None = None,
+        named: Named | TableJoined | str | None = None,
         materialized: Materialized | None = None,
         *,
         foreign_key_extractor: Callable[..., Any] | None = None,
@@ -286,12 +286,14 @@ class KTable:
         self,
         other: KTable,
         joiner: Callable[[Any, Any], Any],
-        named: Named | str | None,
+        named: Named | TableJoined | str | None,
         materialized: Materialized | None,
         kind: JoinKind,
     ) -> KTable:
         if other._graph is not self._graph:
             raise TopologyError("join: both tables must come from the same StreamsBuilder")
+        if isinstance(named, TableJoined):
+            raise TopologyError("TableJoined names a foreign-key join: give Named here")
         graph = self._graph
         # Kafka Streams' order of generated names: the store, the merge node, the sides.
         store = None
@@ -355,14 +357,17 @@ class KTable:
         extractor: Callable[..., Any],
         with_key: bool,
         joiner: Callable[[Any, Any], Any],
-        named: Named | str | None,
+        named: Named | TableJoined | str | None,
         materialized: Materialized | None,
         left: bool,
     ) -> KTable:
         if other._graph is not self._graph:
             raise TopologyError("join: both tables must come from the same StreamsBuilder")
         graph = self._graph
-        base = named.name if isinstance(named, Named) else named
+        if not isinstance(named, TableJoined):
+            named = TableJoined(named.name if isinstance(named, Named) else named)
+        base = named.name
+        placement = named.other_partitioner
 
         def name(kind: str, suffix: str) -> str:
             return graph.node_name(kind, base and f"{base}-{suffix}")
@@ -389,6 +394,7 @@ class KTable:
             name("KTABLE-SOURCE", "subscription-registration-source"),
             fk_serde,
             fk_serde,
+            None if placement is None else fk.subscription_partitioner(placement),
         )
         store = name(fk.STORE, "subscription-store")
         receive = name(fk.PROCESSOR, "subscription-receive")
