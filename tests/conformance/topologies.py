@@ -625,6 +625,125 @@ def t_cogroup_session(b: StreamsBuilder) -> None:
     )
 
 
+# -- table-table joins: the tables "tin" and "tin2" -----------------------------------
+
+
+def t_table_table_join(b: StreamsBuilder) -> None:
+    b.table("tin").join(b.table("tin2"), joined_text).to_stream().to("out")
+
+
+def t_table_table_left_join(b: StreamsBuilder) -> None:
+    b.table("tin").left_join(b.table("tin2"), joined_text).to_stream().to("out")
+
+
+def t_table_table_outer_join(b: StreamsBuilder) -> None:
+    b.table("tin").outer_join(b.table("tin2"), joined_text).to_stream().to("out")
+
+
+def t_table_table_outer_join_materialized(b: StreamsBuilder) -> None:
+    joined = b.table("tin").outer_join(
+        b.table("tin2"), joined_text, materialized=Materialized.as_("joined")
+    )
+    joined.to_stream().to("out")
+
+
+def t_table_table_join_derived(b: StreamsBuilder) -> None:
+    (
+        b.table("tin")
+        .filter(lambda k, v: len(v) % 2 == 1)
+        .left_join(b.table("tin2").map_values(lambda v: v.upper()), joined_text)
+        .filter(lambda k, v: len(v) % 2 == 0)
+        .to_stream()
+        .to("out")
+    )
+
+
+def t_table_table_join_chained(b: StreamsBuilder) -> None:
+    other = b.table("tin2")
+    (
+        b.table("tin")
+        .outer_join(other, joined_text)
+        .join(other.map_values(lambda v: v + "!"), lambda v, o: f"{null_text(v)}/{null_text(o)}")
+        .to_stream()
+        .to("out")
+    )
+
+
+def t_table_table_join_count(b: StreamsBuilder) -> None:
+    counts = b.stream("in").group_by_key().count()
+    counts.outer_join(
+        b.table("tin"), lambda c, v: f"{null_text(as_string(c))}#{null_text(v)}"
+    ).to_stream().to("out")
+
+
+def t_stream_join_of_table_table_join(b: StreamsBuilder) -> None:
+    (
+        b.stream("in")
+        .left_join(
+            b.table("tin").left_join(b.table("tin2"), joined_text),
+            lambda v, t: f"{null_text(v)}/{null_text(t)}",
+        )
+        .to("out")
+    )
+
+
+# -- foreign-key joins: a value's first character is the key of "tin2" it joins --------
+
+
+def first_character(value: str) -> str | None:
+    return value[0] if value else None
+
+
+def t_fk_join(b: StreamsBuilder) -> None:
+    joined = b.table("tin").join(
+        b.table("tin2"), joined_text, foreign_key_extractor=first_character
+    )
+    joined.to_stream().to("out")
+
+
+def t_fk_left_join(b: StreamsBuilder) -> None:
+    joined = b.table("tin").left_join(
+        b.table("tin2"), joined_text, foreign_key_extractor=first_character
+    )
+    joined.to_stream().to("out")
+
+
+def t_fk_left_join_materialized(b: StreamsBuilder) -> None:
+    joined = b.table("tin").left_join(
+        b.table("tin2"),
+        joined_text,
+        materialized=Materialized.as_("fk-joined"),
+        foreign_key_extractor=first_character,
+    )
+    joined.to_stream().to("out")
+
+
+def t_fk_left_join_derived(b: StreamsBuilder) -> None:
+    (
+        b.table("tin")
+        .filter(lambda k, v: len(v) != 2)
+        .left_join(
+            b.table("tin2").map_values(lambda v: v + "!"),
+            joined_text,
+            foreign_key_extractor=first_character,
+        )
+        .map_values(lambda v: v.upper())
+        .to_stream()
+        .to("out")
+    )
+
+
+def t_fk_join_then_table_join(b: StreamsBuilder) -> None:
+    other = b.table("tin2")
+    (
+        b.table("tin")
+        .join(other, joined_text, foreign_key_extractor=first_character)
+        .left_join(other, lambda v, o: f"{null_text(v)}/{null_text(o)}")
+        .to_stream()
+        .to("out")
+    )
+
+
 Build = Callable[[StreamsBuilder], None]
 
 # name -> (build, stateful, input topics). Stateful topologies run with caching
@@ -714,6 +833,27 @@ TOPOLOGIES: dict[str, tuple[Build, bool, tuple[str, ...]]] = {
     "cogroup_hopping": (t_cogroup_hopping, True, ("in", "in2")),
     "cogroup_sliding": (t_cogroup_sliding, True, ("in", "in2")),
     "cogroup_session": (t_cogroup_session, True, ("in", "in2")),
+    "table_table_join": (t_table_table_join, True, ("tin", "tin2")),
+    "table_table_left_join": (t_table_table_left_join, True, ("tin", "tin2")),
+    "table_table_outer_join": (t_table_table_outer_join, True, ("tin", "tin2")),
+    "table_table_outer_join_materialized": (
+        t_table_table_outer_join_materialized,
+        True,
+        ("tin", "tin2"),
+    ),
+    "table_table_join_derived": (t_table_table_join_derived, True, ("tin", "tin2")),
+    "table_table_join_chained": (t_table_table_join_chained, True, ("tin", "tin2")),
+    "table_table_join_count": (t_table_table_join_count, True, ("in", "tin")),
+    "stream_join_of_table_table_join": (
+        t_stream_join_of_table_table_join,
+        True,
+        ("in", "tin", "tin2"),
+    ),
+    "fk_join": (t_fk_join, True, ("tin", "tin2")),
+    "fk_left_join": (t_fk_left_join, True, ("tin", "tin2")),
+    "fk_left_join_materialized": (t_fk_left_join_materialized, True, ("tin", "tin2")),
+    "fk_left_join_derived": (t_fk_left_join_derived, True, ("tin", "tin2")),
+    "fk_join_then_table_join": (t_fk_join_then_table_join, True, ("tin", "tin2")),
 }
 
 

@@ -27,6 +27,7 @@ def test_everything_a_topology_test_or_handler_needs_is_at_the_top() -> None:
         "Joined",
         "JoinWindows",
         "StreamJoined",
+        "TableJoined",
         "Suppressed",
         "BufferConfig",
         "Processor",

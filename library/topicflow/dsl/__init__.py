@@ -23,6 +23,7 @@ from topicflow.dsl.options import (
     Produced,
     Repartitioned,
     Suppressed,
+    TableJoined,
 )
 from topicflow.dsl.session_windows import SessionWindowedKStream
 from topicflow.dsl.sliding_windows import SlidingWindowedKStream
@@ -63,6 +64,7 @@ __all__ = [
     "StreamJoined",
     "StreamsBuilder",
     "Suppressed",
+    "TableJoined",
     "TimeWindow",
     "TimeWindowedCogroupedKStream",
     "TimeWindowedKStream",

@@ -32,7 +32,7 @@ from topicflow.dsl.session_windows import SessionWindowedKStream
 from topicflow.dsl.sliding_windows import SlidingWindowedKStream
 from topicflow.dsl.table_operations import SourceStore, TableSource, table_source_node
 from topicflow.dsl.windows import SessionWindows, SlidingWindows, TimeWindows
-from topicflow.serdes import Serde
+from topicflow.serdes import Serde, Serdes
 from topicflow.state.stores import StoreSpec
 from topicflow.topology.nodes import NodeFactory, ProcessorNode, SinkNode, StreamPartitioner
 from topicflow.topology.topology import InternalTopic, Topology
@@ -124,7 +124,7 @@ class InternalStreamsBuilder:
         (named, or the `generated` name), else none until a join asks for one."""
         store = None if materialized is None else (materialized.store_name or generated)
         # Only a materialized table knows a key's old value, to send it below (one
-        # materialized later, as `group_by` forces, takes the cell then).
+        # materialized later, as `group_by` or a join forces, takes the cell then).
         old_values = OldValues()
         source_store = SourceStore(store)
         self.add_processor(name, table_source_node(source_store, old_values), parent)
@@ -305,6 +305,62 @@ class InternalStreamsBuilder:
         self, grouped: KGroupedStream, aggregator: Aggregator
     ) -> CogroupedKStream:
         return CogroupedKStream(self, grouped, aggregator)
+
+    # -- table-table joins ---------------------------------------------------------------
+
+    def add_table_store(self, name: str, node: str, materialized: Materialized) -> None:
+        """The store of a materialized join table, as a table read from records keeps
+        its own (Kafka Streams' KeyValueStoreMaterializer)."""
+        spec = _table_store(name, materialized.key_serde, materialized.value_serde, materialized)
+        self.topology.add_state_store(spec, node)
+
+    # -- foreign-key joins -----------------------------------------------------------------
+
+    def through_internal_topic(
+        self,
+        parents: list[str],
+        topic: str,
+        sink: str,
+        source: str,
+        sink_key_serde: Serde[Any] | None,
+        source_key_serde: Serde[Any] | None,
+        partitioner: StreamPartitioner | None = None,
+    ) -> str:
+        """A foreign-key join's subscription or response topic (`{application_id}-{topic}`):
+        `parents` write their records (values already bytes) there through `sink`,
+        `source` reads them back, in the partitions of the tables it meets."""
+        # Sized as the table its reader meets: the join registers that co-partition group.
+        self.topology.add_internal_topic(InternalTopic(topic, "repartition", None))
+        self.topology.add_node(
+            SinkNode(sink, parents, topic, None, sink_key_serde, Serdes.Bytes(), partitioner)
+        )
+        self.topology.add_source(
+            source, topic, key_serde=source_key_serde, value_serde=Serdes.Bytes()
+        )
+        return source
+
+    def add_subscription_store(self, name: str, node: str) -> None:
+        """A foreign-key join's subscriptions, by (foreign key, primary key) bytes; no
+        cache, as Kafka Streams' SubscriptionStoreFactory."""
+        spec = StoreSpec(
+            name,
+            "key_value",
+            Serdes.Bytes(),
+            Serdes.Bytes(),
+            caching=False,
+            timestamped=True,
+            changelog_config={"cleanup.policy": "compact"},
+        )
+        self.topology.add_state_store(spec, node)
+
+    def foreign_key_join_result(
+        self, name: str, parent: str, store: str, materialized: Materialized | None
+    ) -> KTable:
+        """A foreign-key join's result table: Kafka Streams' KTableSource on the joined
+        responses, materialized in `store` when asked, else when a join needs it."""
+        key_serde = materialized.key_serde if materialized else None
+        value_serde = materialized.value_serde if materialized else None
+        return self._table_source(name, parent, store, materialized, key_serde, value_serde)
 
 
 def _table_store(

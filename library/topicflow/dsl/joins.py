@@ -15,25 +15,30 @@ Kafka Streams 4.1's rules for nulls, which the conformance suite pins:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from topicflow.topology.nodes import Forward, NodeFactory, TaskContext, forward_to
+
+if TYPE_CHECKING:
+    from topicflow.dsl.table_joins import ValueGetter
 
 # (key, stored value) -> the table's value, for a table derived by filter or map_values.
 ValueCompute = Callable[[Any, Any], Any]
 
 
 def stream_table_join_node(
-    store_name: str,
-    compute: ValueCompute | None,
+    table: ValueGetter,
     joiner: Callable[..., Any],
     with_key: bool,
     left: bool,
 ) -> NodeFactory:
+    """`table`: how the task looks the table's values up (its store, through filter or
+    map_values, or both stores of a table-table join)."""
+
     def factory(task: TaskContext, children: dict[str, Forward]) -> Forward:
         forward = forward_to(children)
         metrics = task.metrics
-        get = task.get_state_store(store_name).get
+        get = table.connect(task)
 
         def stream_table_join(key: Any, value: Any) -> None:
             if value is None or (key is None and not left):
@@ -41,11 +46,12 @@ def stream_table_join_node(
                 return
             other = None
             if key is not None:
-                other = get(key)
-                if compute is not None:
-                    other = compute(key, other)
-                if other is None and not left:
-                    return
+                entry = get(key)
+                if entry is None:
+                    if not left:
+                        return
+                else:
+                    other = entry[0]
             forward(key, joiner(key, value, other) if with_key else joiner(value, other))
 
         return stream_table_join

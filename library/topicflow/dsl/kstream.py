@@ -426,12 +426,10 @@ class KStream(Generic[K, V]):
             parent = graph.through_repartition_topic(
                 parent, joined.name or self._node, joined.key_serde, joined.value_serde, None
             )
-        store, compute = table.value_getter()
+        values = table._value_getter_supplier()
         name = graph.node_name("LEFTJOIN" if left else "JOIN", joined.name)
-        graph.add_processor(
-            name, stream_table_join_node(store, compute, joiner, with_key, left), parent
-        )
-        graph.topology.connect_processor_and_state_stores(name, stores=[store])
+        graph.add_processor(name, stream_table_join_node(values, joiner, with_key, left), parent)
+        graph.topology.connect_processor_and_state_stores(name, stores=values.stores)
         graph.copartition(parent, table.node_name)
         return graph.new_stream(name, key_changed=False)
 

@@ -7,7 +7,9 @@ tombstones, as Kafka Streams does, so downstream tables forget them. Below a
 table that owns a store, a filter also receives each update's old value
 (`topicflow.dsl.changes`) and, as Kafka's KTableFilter, forwards nothing for
 an update that fails the predicate before and after. The nodes themselves are in
-`topicflow.dsl.table_operations`.
+`topicflow.dsl.table_operations`; those of joins with another table (on the key,
+or on a foreign key) in `topicflow.dsl.table_joins` and
+`topicflow.dsl.foreign_key_join`.
 """
 
 from __future__ import annotations
@@ -15,11 +17,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic
 
+import topicflow.dsl.foreign_key_join as fk
 from topicflow.dsl.changes import EmitStrategy, OldValues
 from topicflow.dsl.joins import ValueCompute
 from topicflow.dsl.operations import pass_through_node
-from topicflow.dsl.options import Grouped, K, Named, Suppressed, V
+from topicflow.dsl.options import Grouped, K, Materialized, Named, Suppressed, TableJoined, V
 from topicflow.dsl.table_aggregate import table_repartition_map_node
+from topicflow.dsl.table_joins import (
+    JoinKind,
+    ValueGetter,
+    derived_value_getter,
+    join_value_getter,
+    store_value_getter,
+    table_join_merge_node,
+    table_join_node,
+)
 from topicflow.dsl.table_operations import (
     TableSource,
     table_filter_node,
@@ -32,6 +44,7 @@ from topicflow.dsl.table_suppress import (
 )
 from topicflow.dsl.windows import TimeWindows
 from topicflow.errors import TopologyError
+from topicflow.serdes import Serdes
 from topicflow.state.stores import StoreSpec
 from topicflow.topology.nodes import NodeFactory
 
@@ -79,13 +92,28 @@ class KTable(Generic[K, V]):
     def _enable_sending_old_values(self, force: bool = False) -> bool:
         """Kafka Streams' KTableImpl.enableSendingOldValues(force): ask this table's
         node, and the tables above it, to send each update's old value; whether they can.
-        With `force`, a `builder.table` that was not materialized is materialized
-        now, so that it can (`group_by` and `suppress` need the old values)."""
-        if self._old_values is None and force and self._source is not None:
-            self._graph.materialize_source(self._node, self._source)
-            self._old_values = self._source.old_values
+
+        Only a table with a store knows its old values. With `force` (`group_by`,
+        `suppress`, a table-table or foreign-key join), a `builder.table` that was
+        not materialized is materialized now, so that it can; without it, such a
+        table can only once something else materialized it (a join's lookup).
+        """
+        source = self._source
+        if (
+            self._old_values is None
+            and source is not None
+            and (force or source.store.name is not None)
+        ):
+            self._graph.materialize_source(self._node, source)
+            self._old_values = source.old_values
         if self._old_values is None:
             return False
+        if self._join_sides is not None:
+            # KTableKTableJoinMerger: the sides' tables send theirs, whatever it takes.
+            for side in self._join_sides:
+                side._enable_sending_old_values(True)
+            self._old_values.sent = True
+            return True
         if self._parent is None or self._parent._enable_sending_old_values(force):
             self._old_values.sent = True
         return self._old_values.sent
@@ -288,3 +316,228 @@ class KTable(Generic[K, V]):
         if self._parent is not None and self._serdes_of_parent:
             return self._parent._serdes()
         return None, None
+
+    # -- table-table joins (Kafka Streams' KTableImpl.doJoin) ---------------------------
+
+    # A join table's two sides, `this` first (None: not a join table), and how its
+    # values are looked up when it is not materialized.
+    _join_sides: tuple[KTable, KTable] | None = None
+    _join_view: ValueGetter | None = None
+
+    def join(
+        self,
+        other: KTable,
+        joiner: Callable[[Any, Any], Any],
+        named: Named | TableJoined | str | None = None,
+        materialized: Materialized | None = None,
+        *,
+        foreign_key_extractor: Callable[..., Any] | None = None,
+        extractor_with_key: bool = False,
+    ) -> KTable:
+        """The table of `joiner(value, other_value)` for the keys both tables have,
+        updated when either table is (Kafka Streams' KTable-KTable inner join).
+
+        With `foreign_key_extractor`, a foreign-key join (KIP-213): each row joins the
+        row of `other` whose key is `foreign_key_extractor(value)` (`(key, value)` with
+        `extractor_with_key`), through two internal topics; the result is keyed as
+        this table. `named` (a `TableJoined`, or its name) then names the join's
+        nodes, topics and store; `materialized` needs a store name to materialize
+        the result."""
+        if foreign_key_extractor is not None:
+            return self._join_on_foreign_key(
+                other, foreign_key_extractor, extractor_with_key, joiner, named, materialized, False
+            )
+        return self._join_table(other, joiner, named, materialized, "inner")
+
+    def left_join(
+        self,
+        other: KTable,
+        joiner: Callable[[Any, Any], Any],
+        named: Named | TableJoined | str | None = None,
+        materialized: Materialized | None = None,
+        *,
+        foreign_key_extractor: Callable[..., Any] | None = None,
+        extractor_with_key: bool = False,
+    ) -> KTable:
+        """As `join`, for every key of this table: `joiner(value, None)` where the
+        other table has no value (or, joining on a foreign key, where the value has
+        none: `joiner(value, None)`)."""
+        if foreign_key_extractor is not None:
+            return self._join_on_foreign_key(
+                other, foreign_key_extractor, extractor_with_key, joiner, named, materialized, True
+            )
+        return self._join_table(other, joiner, named, materialized, "left")
+
+    def outer_join(
+        self,
+        other: KTable,
+        joiner: Callable[[Any, Any], Any],
+        named: Named | str | None = None,
+        materialized: Materialized | None = None,
+    ) -> KTable:
+        """As `join`, for every key of either table, with None for the missing value."""
+        return self._join_table(other, joiner, named, materialized, "outer")
+
+    def _join_table(
+        self,
+        other: KTable,
+        joiner: Callable[[Any, Any], Any],
+        named: Named | TableJoined | str | None,
+        materialized: Materialized | None,
+        kind: JoinKind,
+    ) -> KTable:
+        if other._graph is not self._graph:
+            raise TopologyError("join: both tables must come from the same StreamsBuilder")
+        if isinstance(named, TableJoined):
+            raise TopologyError("TableJoined names a foreign-key join: give Named here")
+        graph = self._graph
+        # Kafka Streams' order of generated names: the store, the merge node, the sides.
+        store = None
+        if materialized is not None:
+            store = materialized.store_name or graph.node_name("KTABLE-MERGE-STATE-STORE", None)
+        base = named.name if isinstance(named, Named) else named
+        merge = graph.node_name("KTABLE-MERGE", base)
+        if kind != "inner":
+            self._enable_sending_old_values(True)
+        if kind == "outer":
+            other._enable_sending_old_values(True)
+        this_view, other_view = self._value_getter_supplier(), other._value_getter_supplier()
+        this_name = graph.node_name("KTABLE-JOINTHIS", base and f"{base}-join-this")
+        other_name = graph.node_name("KTABLE-JOINOTHER", base and f"{base}-join-other")
+
+        def reversed_joiner(other_value: Any, value: Any) -> Any:
+            return joiner(value, other_value)
+
+        old_values = OldValues()
+        other_kind: JoinKind = "right" if kind == "left" else kind
+        graph.add_processor(
+            this_name, table_join_node(kind, other_view, joiner, old_values), self._node
+        )
+        graph.add_processor(
+            other_name,
+            table_join_node(other_kind, this_view, reversed_joiner, old_values),
+            other._node,
+        )
+        graph.add_processor(merge, table_join_merge_node(store, old_values), this_name, other_name)
+        graph.topology.connect_processor_and_state_stores(this_name, stores=other_view.stores)
+        graph.topology.connect_processor_and_state_stores(other_name, stores=this_view.stores)
+        graph.copartition(self._node, other._node)
+        if store is not None:
+            assert materialized is not None
+            graph.add_table_store(store, merge, materialized)
+        table = graph.new_table(merge, store_name=store, old_values=old_values)
+        table._set_join(self, other, join_value_getter(kind, this_view, other_view, joiner))
+        return table
+
+    def _set_join(self, this: KTable, other: KTable, view: ValueGetter) -> None:
+        self._join_sides = (this, other)
+        self._join_view = view
+
+    def _value_getter_supplier(self) -> ValueGetter:
+        """Kafka Streams' valueGetterSupplier: the stores this table's values are read
+        from, and how a task reads a key's value and timestamp there. Unlike
+        `value_getter`, it reads a join table that is not materialized (from both
+        of its tables' stores)."""
+        if self._store_name is None and self._windows is None and self._emit is None:
+            if self._join_view is not None:
+                return self._join_view
+            if self._source is None and self._parent is not None and self._compute is not None:
+                return derived_value_getter(self._parent._value_getter_supplier(), self._compute)
+        store, compute = self.value_getter()
+        return store_value_getter(store, compute)
+
+    # -- foreign-key joins (Kafka Streams' KTableImpl.doJoinOnForeignKey) ----------------
+
+    def _join_on_foreign_key(
+        self,
+        other: KTable,
+        extractor: Callable[..., Any],
+        with_key: bool,
+        joiner: Callable[[Any, Any], Any],
+        named: Named | TableJoined | str | None,
+        materialized: Materialized | None,
+        left: bool,
+    ) -> KTable:
+        if other._graph is not self._graph:
+            raise TopologyError("join: both tables must come from the same StreamsBuilder")
+        graph = self._graph
+        if not isinstance(named, TableJoined):
+            named = TableJoined(named.name if isinstance(named, Named) else named)
+        base = named.name
+        placement = named.other_partitioner
+
+        def name(kind: str, suffix: str) -> str:
+            return graph.node_name(kind, base and f"{base}-{suffix}")
+
+        def extract(key: Any, value: Any) -> Any:
+            return extractor(key, value) if with_key else extractor(value)
+
+        # Old values tell which foreign key a row leaves; Kafka forces both tables.
+        other._enable_sending_old_values(True)
+        self._enable_sending_old_values(True)
+        key_serde, value_serde = self._serdes()
+        fk_serde, foreign_value_serde = other._serdes()
+        registration = name(fk.REGISTRATION, "subscription-registration") + "-topic"
+        send = name(fk.REGISTRATION, "subscription-registration-processor")
+        graph.add_processor(
+            send,
+            fk.subscription_send_node(extract, left, fk_serde, key_serde, value_serde),
+            self._node,
+        )
+        receive_source = graph.through_internal_topic(
+            [send],
+            registration,
+            name("KTABLE-SINK", "subscription-registration-sink"),
+            name("KTABLE-SOURCE", "subscription-registration-source"),
+            fk_serde,
+            fk_serde,
+            None if placement is None else fk.subscription_partitioner(placement),
+        )
+        store = name(fk.STORE, "subscription-store")
+        receive = name(fk.PROCESSOR, "subscription-receive")
+        graph.add_processor(receive, fk.subscription_receive_node(store, fk_serde), receive_source)
+        graph.add_subscription_store(store, receive)
+        foreign_values = other._value_getter_supplier()
+        join_foreign = name(fk.PROCESSOR, "subscription-join-foreign")
+        graph.add_processor(
+            join_foreign, fk.subscription_join_node(foreign_values, foreign_value_serde), receive
+        )
+        graph.topology.connect_processor_and_state_stores(
+            join_foreign, stores=foreign_values.stores
+        )
+        foreign_join = name(fk.PROCESSOR, "foreign-join-subscription")
+        graph.add_processor(
+            foreign_join,
+            fk.foreign_table_join_node(store, fk_serde, foreign_value_serde),
+            other._node,
+        )
+        graph.topology.connect_processor_and_state_stores(foreign_join, stores=[store])
+        # Subscriptions meet the foreign table's rows: in its partitions.
+        graph.copartition(receive_source, other._node)
+        response = name(fk.RESPONSE, "subscription-response") + "-topic"
+        response_source = graph.through_internal_topic(
+            [join_foreign, foreign_join],
+            response,
+            name("KTABLE-SINK", "subscription-response-sink"),
+            name("KTABLE-SOURCE", "subscription-response-source"),
+            Serdes.Bytes(),  # the primary keys travel serialized already
+            key_serde,
+            fk.response_partitioner,
+        )
+        left_values = self._value_getter_supplier()
+        resolver = name(fk.RESOLVER, "subscription-response-resolver")
+        graph.add_processor(
+            resolver,
+            fk.response_join_node(left_values, joiner, left, value_serde, foreign_value_serde),
+            response_source,
+        )
+        graph.topology.connect_processor_and_state_stores(resolver, stores=left_values.stores)
+        # Responses meet the left table's rows: in its partitions.
+        graph.copartition(response_source, self._node)
+        result = name(fk.OUTPUT, "result")
+        if materialized is not None and materialized.store_name is not None:
+            return graph.foreign_key_join_result(
+                result, resolver, materialized.store_name, materialized
+            )
+        generated = graph.node_name(f"{fk.OUTPUT}-STATE-STORE", None)
+        return graph.foreign_key_join_result(result, resolver, generated, None)

@@ -362,3 +362,33 @@ class Suppressed:
 
     def with_name(self, name: str) -> Suppressed:
         return dataclasses.replace(self, name=name)
+
+
+@dataclass(frozen=True, slots=True)
+class TableJoined:
+    """How a foreign-key join is named and how its subscriptions are partitioned
+    (Kafka Streams' TableJoined).
+
+    `other_partitioner(topic, foreign_key, None, partitions)` places each subscription
+    in the partition of the foreign table's topic that holds its foreign key: give it
+    when that topic was written with a partitioner of its own (the default hashes
+    the key). The responses go back to their row's own partition, whatever the left
+    topic's partitioner, so Kafka's `partitioner` is not needed.
+    """
+
+    name: str | None = None
+    other_partitioner: StreamPartitioner | None = None
+
+    @staticmethod
+    def as_(name: str) -> TableJoined:
+        return TableJoined(name)
+
+    @staticmethod
+    def with_(other_partitioner: StreamPartitioner | None) -> TableJoined:
+        return TableJoined(None, other_partitioner)
+
+    def with_name(self, name: str) -> TableJoined:
+        return dataclasses.replace(self, name=name)
+
+    def with_other_partitioner(self, other_partitioner: StreamPartitioner) -> TableJoined:
+        return dataclasses.replace(self, other_partitioner=other_partitioner)

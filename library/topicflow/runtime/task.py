@@ -149,6 +149,14 @@ class StreamTask:
                 "with stream.process(supplier, 'store-name')"
             ) from None
 
+    @property
+    def default_key_serde(self) -> Serde[Any]:
+        return self._config.default_key_serde
+
+    @property
+    def default_value_serde(self) -> Serde[Any]:
+        return self._config.default_value_serde
+
     # -- building ----------------------------------------------------------------------
 
     def _build(self) -> None:

@@ -124,6 +124,15 @@ class TaskContext(Protocol):
 
     def get_state_store(self, name: str) -> Any: ...
 
+    @property
+    def default_key_serde(self) -> Serde[Any]:
+        """The configured default key serde (Kafka's `ProcessorContext.keySerde()`): for
+        nodes that serialize keys themselves (a foreign-key join's subscriptions)."""
+        ...
+
+    @property
+    def default_value_serde(self) -> Serde[Any]: ...
+
     def on_commit(self, flush: Callable[[], None]) -> None:
         """Call `flush` at every commit, before the producer flush and the offset commit.
 

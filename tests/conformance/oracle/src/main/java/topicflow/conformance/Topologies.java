@@ -375,5 +375,69 @@ final class Topologies {
         define("cogroup_session", b -> WT(COG(in(b).groupByKey(), in2(b).groupByKey())
                 .windowedBy(SESSION)
                 .aggregate(() -> 0L, (k, x, y) -> x + y, Materialized.with(Serdes.String(), Serdes.Long()))));
+
+        // Table-table joins: the tables "tin" and "tin2".
+        define("table_table_join", b -> b.<String, String>table("tin")
+                .join(b.<String, String>table("tin2"), (v, ov) -> N(v) + "+" + N(ov))
+                .toStream().to("out"));
+        define("table_table_left_join", b -> b.<String, String>table("tin")
+                .leftJoin(b.<String, String>table("tin2"), (v, ov) -> N(v) + "+" + N(ov))
+                .toStream().to("out"));
+        define("table_table_outer_join", b -> b.<String, String>table("tin")
+                .outerJoin(b.<String, String>table("tin2"), (v, ov) -> N(v) + "+" + N(ov))
+                .toStream().to("out"));
+        define("table_table_outer_join_materialized", b -> b.<String, String>table("tin")
+                .outerJoin(b.<String, String>table("tin2"), (v, ov) -> N(v) + "+" + N(ov),
+                        Materialized.<String, String, KeyValueStore<Bytes, byte[]>>as("joined"))
+                .toStream().to("out"));
+        define("table_table_join_derived", b -> b.<String, String>table("tin")
+                .filter((k, v) -> v.length() % 2 == 1)
+                .leftJoin(b.<String, String>table("tin2").mapValues(v -> upper(v)),
+                        (v, ov) -> N(v) + "+" + N(ov))
+                .filter((k, v) -> v.length() % 2 == 0)
+                .toStream().to("out"));
+        define("table_table_join_chained", b -> {
+            KTable<String, String> other = b.table("tin2");
+            b.<String, String>table("tin")
+                    .outerJoin(other, (v, ov) -> N(v) + "+" + N(ov))
+                    .join(other.mapValues(v -> v + "!"), (v, ov) -> N(v) + "/" + N(ov))
+                    .toStream().to("out");
+        });
+        define("table_table_join_count", b -> in(b).groupByKey().count()
+                .outerJoin(b.<String, String>table("tin"), (c, v) -> S(c) + "#" + N(v))
+                .toStream().to("out"));
+        define("stream_join_of_table_table_join", b -> in(b)
+                .leftJoin(b.<String, String>table("tin")
+                                .leftJoin(b.<String, String>table("tin2"), (v, ov) -> N(v) + "+" + N(ov)),
+                        (v, tv) -> N(v) + "/" + N(tv))
+                .to("out"));
+
+        // Foreign-key joins: a value's first character is the key of "tin2" it joins.
+        define("fk_join", b -> b.<String, String>table("tin")
+                .join(b.<String, String>table("tin2"), v -> v.isEmpty() ? null : v.substring(0, 1),
+                        (v, ov) -> N(v) + "+" + N(ov))
+                .toStream().to("out"));
+        define("fk_left_join", b -> b.<String, String>table("tin")
+                .leftJoin(b.<String, String>table("tin2"), v -> v.isEmpty() ? null : v.substring(0, 1),
+                        (v, ov) -> N(v) + "+" + N(ov))
+                .toStream().to("out"));
+        define("fk_left_join_materialized", b -> b.<String, String>table("tin")
+                .leftJoin(b.<String, String>table("tin2"), v -> v.isEmpty() ? null : v.substring(0, 1),
+                        (v, ov) -> N(v) + "+" + N(ov),
+                        Materialized.<String, String, KeyValueStore<Bytes, byte[]>>as("fk-joined"))
+                .toStream().to("out"));
+        define("fk_left_join_derived", b -> b.<String, String>table("tin")
+                .filter((k, v) -> v.length() != 2)
+                .leftJoin(b.<String, String>table("tin2").mapValues(v -> v + "!"),
+                        v -> v.isEmpty() ? null : v.substring(0, 1), (v, ov) -> N(v) + "+" + N(ov))
+                .mapValues(v -> upper(v))
+                .toStream().to("out"));
+        define("fk_join_then_table_join", b -> {
+            KTable<String, String> other = b.table("tin2");
+            b.<String, String>table("tin")
+                    .join(other, v -> v.isEmpty() ? null : v.substring(0, 1), (v, ov) -> N(v) + "+" + N(ov))
+                    .leftJoin(other, (v, ov) -> N(v) + "/" + N(ov))
+                    .toStream().to("out");
+        });
     }
 }
