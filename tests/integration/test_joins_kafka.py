@@ -39,6 +39,9 @@ RATE = 2_000  # about 12 s of input per topic: it spans the scale-out and the ki
 ADS = 500
 SPACING_MS = 50
 CLICK_AFTER_MS = 2_000
+# Event time of the recent past: older records would be the broker's to delete
+# (time retention) while the test runs.
+NOW = int(time.time() * 1000)
 
 
 def _instance(env: dict[str, str], tmp_path: Path, name: str, app: str) -> ServiceProcess:
@@ -151,7 +154,7 @@ def test_stream_table_join_exact_across_scale_out_and_kill(
         f"{prefix}customers",
         [None if v is None else v.encode() for v in table_values],
         keys=[k.encode() for k in table_keys],
-        timestamps=[1_000] * len(table_keys),
+        timestamps=[NOW - 60_000] * len(table_keys),
     )
     for key in (f"c{i}" for i in range(DELETED)):
         del profiles[key]
@@ -166,7 +169,7 @@ def test_stream_table_join_exact_across_scale_out_and_kill(
         tmp_path,
         prefix,
         "stream-table",
-        [Input(f"{prefix}orders", keys, orders, [2_000 + i for i in range(ORDERS)])],
+        [Input(f"{prefix}orders", keys, orders, [NOW - 59_000 + i for i in range(ORDERS)])],
         f"{prefix}enriched",
         truth,
         ready=lambda: (
@@ -189,7 +192,7 @@ def test_stream_stream_join_exact_across_scale_out_and_kill(
     )
     pairs = ORDERS
     ads = [f"ad{i % ADS}" for i in range(pairs)]
-    impressions = [1_000_000 + i * SPACING_MS for i in range(pairs)]
+    impressions = [NOW - pairs * SPACING_MS + i * SPACING_MS for i in range(pairs)]
     clicks = [t + CLICK_AFTER_MS for t in impressions]
     truth = collections.Counter(f"i{i}|c{i}" for i in range(pairs))
     _exact_across_scale_out_and_kill(
