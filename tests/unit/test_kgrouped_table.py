@@ -374,3 +374,32 @@ def test_a_filtered_count_is_buffered_with_the_counts_serde() -> None:
         source.pipe_input("a", "x", timestamp=1000)
         source.pipe_input("b", "x", timestamp=2000)
         assert out.read_key_values_to_list() == [("a", 1)]
+
+
+def test_a_driver_commit_flushes_what_a_flush_sent_through_a_repartition_topic() -> None:
+    """A cached table's flush feeds the group_by's repartition topic; the aggregation it
+    updates is flushed by the same commit, as the next commit of a real worker would."""
+    builder = StreamsBuilder()
+    (
+        builder.stream("in")
+        .to_table(materialized=Materialized.as_("latest"))
+        .group_by(lambda k, v: (v[:2], v))
+        .count()
+        .to_stream()
+        .to("out", Produced.with_(Serdes.String(), Serdes.Long()))
+    )
+    config = StreamsConfig(
+        application_id="commit-test",
+        default_key_serde=Serdes.String(),
+        default_value_serde=Serdes.String(),
+    )
+    with TopologyTestDriver(builder.build(), config, commit_every_record=False) as driver:
+        source = driver.create_input_topic("in")
+        out = driver.create_output_topic("out", Serdes.String(), Serdes.Long())
+        for value in ("v1-1", "x", "v2-3"):
+            source.pipe_input("k0", value)
+        source.pipe_input("k1", "v2-9")
+        assert out.read_key_values_to_list() == []
+        driver.commit()
+        # The cache merged k0's updates: it left v1 (never sent) for v2 only.
+        assert sorted((kv.key, kv.value) for kv in out.read_key_values_to_list()) == [("v2", 2)]

@@ -296,6 +296,7 @@ class KTable(Generic[K, V]):
             key_serde,
             buffer_entry_serde_of(value_serde),
             caching=False,
+            replay_safe=False,
             changelog_config={"cleanup.policy": "compact"},
         )
         graph.topology.add_state_store(spec, name)

@@ -161,6 +161,7 @@ def join_streams(
             logging=joined.logging,
             caching=False,
             retain_duplicates=True,
+            replay_safe=False,
             changelog_config={"cleanup.policy": "compact"},
         )
         topology.add_state_store(spec)
@@ -229,6 +230,7 @@ def _window_store(
         retention_ms=retention,
         window_size_ms=windows.size_ms(),
         retain_duplicates=True,
+        replay_safe=False,
         # Duplicates are kept under distinct keys: the changelog is not compacted.
         changelog_config={
             "cleanup.policy": "delete",

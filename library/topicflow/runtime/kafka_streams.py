@@ -154,7 +154,7 @@ class KafkaStreams:
             check_transactions(self._config, broker)
         admin = broker.admin()
         subtopologies = self._topology.subtopologies()
-        check_idempotent_state(self._config, subtopologies)
+        check_idempotent_state(self._config, subtopologies, self._topology.state_stores)
         check_assignment_strategy(self._config, subtopologies)
         # Zero set-up on the embedded broker: it makes the topics the demo needs.
         create_missing = broker.name == "embedded"

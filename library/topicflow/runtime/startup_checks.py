@@ -13,6 +13,7 @@ from typing import cast
 from topicflow.brokers.base import Broker, TransactionalProducer
 from topicflow.config import StreamsConfig
 from topicflow.errors import BrokerUnavailable, ConfigError
+from topicflow.state.stores import StoreSpec
 from topicflow.topology.topology import SubTopology
 
 __all__ = ["check_assignment_strategy", "check_idempotent_state", "check_transactions"]
@@ -30,12 +31,24 @@ def check_assignment_strategy(config: StreamsConfig, subtopologies: list[SubTopo
             )
 
 
-def check_idempotent_state(config: StreamsConfig, subtopologies: list[SubTopology]) -> None:
-    """A flush stamp is one input position: a stateful task must read one topic."""
+def check_idempotent_state(
+    config: StreamsConfig, subtopologies: list[SubTopology], stores: dict[str, StoreSpec]
+) -> None:
+    """A flush stamp is one input position: a stateful task must read one topic; and
+    every store must be one a replay leaves exact."""
     if not config.stamps_replays:
         return
     for sub in subtopologies:
-        stateful = any(getattr(node, "stores", None) for node in sub.nodes)
+        names = [store for node in sub.nodes for store in getattr(node, "stores", ())]
+        unsafe = sorted({n for n in names if n in stores and not stores[n].replay_safe})
+        if unsafe:
+            raise ConfigError(
+                f"idempotent_state: sub-topology {sub.id} keeps {', '.join(unsafe)}, which "
+                "a replay after a crash would not leave exact (a stream-stream join's "
+                "windows, a suppression buffer); use exactly_once_v2, or at_least_once "
+                "without idempotent_state"
+            )
+        stateful = bool(names)
         if stateful and len(sub.source_topics) > 1:
             raise ConfigError(
                 f"idempotent_state: sub-topology {sub.id} keeps state and reads "

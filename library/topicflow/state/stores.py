@@ -72,6 +72,11 @@ class StoreSpec:
     # whose every put adds a record, or the key-value store shared by both sides
     # of a left or outer join, whose values are lists.
     retain_duplicates: bool = False
+    # Whether idempotent state keeps the store exact when input is replayed after a
+    # crash (runtime/replay.py). False for a stream-stream join's stores (a replay
+    # adds its records to the windows again) and a suppression buffer: idempotent
+    # state then refuses the topology at start.
+    replay_safe: bool = True
     changelog_config: dict[str, str] = field(default_factory=dict)
 
     def changelog_topic(self, application_id: str) -> str:
