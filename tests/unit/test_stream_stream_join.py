@@ -459,7 +459,7 @@ def test_rocksdb_join_stores_join_as_the_in_memory_ones(tmp_path: Path, rekeyed:
 
 def test_rocksdb_join_window_store_keeps_duplicates_apart_from_longer_keys(tmp_path: Path) -> None:
     from topicflow.state.join_stores import InMemoryJoinWindowStore
-    from topicflow.state.rocksdb import RocksDBJoinWindowStore
+    from topicflow.state.rocksdb_join_store import RocksDBJoinWindowStore
 
     string = Serdes.String()
     on_disk = RocksDBJoinWindowStore("s", tmp_path / "s", 10_000, string, string)
@@ -495,7 +495,7 @@ def test_a_table_join_refuses_join_windows() -> None:
 
 
 def test_rocksdb_join_window_store_deletes_whole_expired_segments(tmp_path: Path) -> None:
-    from topicflow.state.rocksdb import RocksDBJoinWindowStore
+    from topicflow.state.rocksdb_join_store import RocksDBJoinWindowStore
 
     string = Serdes.String()
     store = RocksDBJoinWindowStore("s", tmp_path / "s", 200_000, string, string)  # 100 s segments

@@ -196,7 +196,8 @@ class StateManager:
 
     def _inner_window(self, spec: StoreSpec, key_serde: Serde[Any], value_serde: Serde[Any]) -> Any:
         if spec.persistent:
-            from topicflow.state.rocksdb import RocksDBJoinWindowStore, RocksDBWindowStore
+            from topicflow.state.rocksdb import RocksDBWindowStore
+            from topicflow.state.rocksdb_join_store import RocksDBJoinWindowStore
 
             path = self._local_copy(spec)
             kind = RocksDBJoinWindowStore if spec.retain_duplicates else RocksDBWindowStore
