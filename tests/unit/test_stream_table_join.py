@@ -65,6 +65,35 @@ def test_a_rekeyed_stream_is_repartitioned_before_the_join_under_joined_name() -
     assert "Processor: enrich (stores: [t-store])" in str(topology.describe())
 
 
+@pytest.mark.parametrize("left", [False, True], ids=["join", "left_join"])
+def test_a_rekeyed_join_names_its_repartition_nodes_as_kafka_streams(left: bool) -> None:
+    """Kafka Streams 4.1's describe() of `in.selectKey(...).join(builder.table("tin"), ...)`:
+    a filter before the repartition sink (it drops null keys for a join, lets them
+    through for a left join), the generated names of sink, filter and source."""
+    builder = StreamsBuilder()
+    stream = builder.stream("in").select_key(lambda k, v: v)
+    table = builder.table("tin")
+    joined = (
+        stream.left_join(table, lambda v, tv: v) if left else stream.join(table, lambda v, tv: v)
+    )
+    joined.to("out")
+    text = str(builder.build().describe())
+    assert "      --> KSTREAM-FILTER-0000000006\n" in text
+    assert (
+        "Processor: KSTREAM-FILTER-0000000006 (stores: [])\n      --> KSTREAM-SINK-0000000005"
+        in text
+    )
+    assert (
+        "Sink: KSTREAM-SINK-0000000005 (topic: KSTREAM-KEY-SELECT-0000000001-repartition)" in text
+    )
+    assert (
+        "Source: KSTREAM-SOURCE-0000000007 (topics: [KSTREAM-KEY-SELECT-0000000001-repartition])"
+        in text
+    )
+    join = "KSTREAM-LEFTJOIN-0000000008" if left else "KSTREAM-JOIN-0000000008"
+    assert f"Processor: {join} (stores: [tin-STATE-STORE-0000000002])" in text
+
+
 def test_a_windowed_table_cannot_be_joined() -> None:
     builder = StreamsBuilder()
     windowed = (

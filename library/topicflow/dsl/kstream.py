@@ -422,9 +422,16 @@ class KStream(Generic[K, V]):
         if self._key_changed:
             # As Kafka Streams: records go through a repartition topic first, so
             # that each meets the table's partition holding its key. A null key
-            # goes through too: a left join still joins it (with no table value).
+            # stops at the topic's filter for a join, and goes through for a left
+            # join, which joins it with no table value (KIP-962).
             parent = graph.through_repartition_topic(
-                parent, joined.name or self._node, joined.key_serde, joined.value_serde, None
+                parent,
+                joined.name or self._node,
+                joined.key_serde,
+                joined.value_serde,
+                None,
+                drop_null_keys=True,
+                keep_null_keys=left,
             )
         values = table._value_getter_supplier()
         name = graph.node_name("LEFTJOIN" if left else "JOIN", joined.name)
