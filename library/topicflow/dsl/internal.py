@@ -174,7 +174,7 @@ class InternalStreamsBuilder:
         Records are then partitioned by their current key, so downstream tasks
         see every record of a key in one partition. `keep_null_keys`: the filter
         node is there but lets null keys through (Kafka Streams' repartition
-        before a left or outer stream-stream join).
+        before a left join, with a table or a stream, and an outer join).
         """
         topic = f"{base}-repartition"
         # Kafka Streams' createRepartitionedSource: it generates the sink's, the
