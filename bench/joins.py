@@ -52,6 +52,7 @@ from bench.compare import (  # noqa: E402
     exited,
     group_done,
     java_stale,
+    markdown,
     proc_cpu,
     proc_peak_rss_mb,
     read_values,
@@ -230,21 +231,6 @@ def run(
         "detail": f"{sum(missing.values())} missing, {sum(extra.values())} extra "
         f"(e.g. {list(missing)[:2]} {list(extra)[:2]})",
     }
-
-
-def markdown(results: list[dict[str, Any]]) -> str:
-    lines = [
-        "| topology | system | input records/s | CPU s per 1M | records per CPU s "
-        "| peak RSS MB | correct |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        correct = "yes" if r["correct"] else "NO: " + r["detail"]
-        lines.append(
-            f"| {r['topology']} | {r['system']} | {r['input_per_s']:,} | {r['cpu_s_per_million']} "
-            f"| {r['records_per_cpu_s']:,} | {r['peak_rss_mb']} | {correct} |"
-        )
-    return "\n".join(lines) + "\n"
 
 
 def main() -> int:

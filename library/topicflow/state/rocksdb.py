@@ -239,14 +239,8 @@ def _start_bytes(window_start: int) -> bytes:
     return _START.pack(window_start + _SIGN)
 
 
-class RocksDBWindowStore(_RocksDBStore):
-    """A window store on disk; see `InMemoryWindowStore` for the semantics.
-
-    Expired windows disappear from every read as soon as stream time passes
-    them, as in memory; their entries are deleted from disk (one range
-    deletion) when stream time has advanced by half the retention, a minute at
-    least, since the last deletion, as Kafka Streams drops whole segments.
-    """
+class _RocksDBTimedStore(_RocksDBStore):
+    """What the window stores share: serdes, and a retention in stream time."""
 
     def __init__(
         self,
@@ -263,8 +257,28 @@ class RocksDBWindowStore(_RocksDBStore):
         self._serialize_value = value_serde.serialize
         self._deserialize_value = value_serde.deserialize
         self._observed_time = -1
-        # Windows starting at or before the horizon are expired.
+        # What starts at or before the horizon is expired.
         self._horizon = self._observed_time - retention_ms
+
+
+class RocksDBWindowStore(_RocksDBTimedStore):
+    """A window store on disk; see `InMemoryWindowStore` for the semantics.
+
+    Expired windows disappear from every read as soon as stream time passes
+    them, as in memory; their entries are deleted from disk (one range
+    deletion) when stream time has advanced by half the retention, a minute at
+    least, since the last deletion, as Kafka Streams drops whole segments.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        path: Path,
+        retention_ms: int,
+        key_serde: Serde[Any],
+        value_serde: Serde[Any],
+    ) -> None:
+        super().__init__(name, path, retention_ms, key_serde, value_serde)
         self._purge_interval = max(retention_ms // 2, MIN_PURGE_INTERVAL_MS)
         self._purge_at = _LONG_MIN  # the first expiry deletes at once
         self._purged = True  # nothing expired but still on disk

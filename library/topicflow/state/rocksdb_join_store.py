@@ -26,7 +26,7 @@ from topicflow.state.rocksdb import (
     _START,
     _START_SIZE,
     MIN_PURGE_INTERVAL_MS,
-    _RocksDBStore,
+    _RocksDBTimedStore,
     _start_bytes,
 )
 
@@ -40,7 +40,7 @@ _SEQUENCE_FILE = "TOPICFLOW_SEQUENCE"
 _ENTRY_SUFFIX_SIZE = _START_SIZE + _SEQUENCE.size
 
 
-class RocksDBJoinWindowStore(_RocksDBStore):
+class RocksDBJoinWindowStore(_RocksDBTimedStore):
     """A window store on disk that retains duplicates, for stream-stream joins; see
     `topicflow.state.join_stores.InMemoryJoinWindowStore` for the semantics.
 
@@ -61,15 +61,8 @@ class RocksDBJoinWindowStore(_RocksDBStore):
         key_serde: Serde[Any],
         value_serde: Serde[Any],
     ) -> None:
-        super().__init__(name, path)
-        self.retention_ms = retention_ms
-        self._serialize_key = key_serde.serialize
-        self._deserialize_key = key_serde.deserialize
-        self._serialize_value = value_serde.serialize
-        self._deserialize_value = value_serde.deserialize
+        super().__init__(name, path, retention_ms, key_serde, value_serde)
         self._segment_ms = max(retention_ms // 2, MIN_PURGE_INTERVAL_MS)
-        self._observed_time = -1
-        self._horizon = self._observed_time - retention_ms  # at or before: expired
         self._purged_below = _LONG_MIN  # segments below this one are deleted
         # Where the sequence continues after a reopen: records put later must sort
         # after the ones on disk (Kafka Streams restarts at 0, and may not).
