@@ -251,12 +251,12 @@ def test_outputs_carry_origins_and_replays_repeat_them(tmp_path: Path) -> None:
 def test_origin_filter_keeps_the_highest_position_per_origin() -> None:
     a, b = origin_id("app", "t", 0), origin_id("app", "t", 1)
     origins = OriginFilter()
-    assert origins.admit([origin_header(a, 5, 0), ("user", b"1")]) == [("user", b"1")]
-    assert origins.admit([origin_header(a, 5, 0)]) is DUPLICATE and origins.duplicates == 1
-    assert origins.admit([origin_header(a, 5, 1)]) is None  # a later output of record 5
-    assert origins.admit([origin_header(b, 0, 0)]) is None  # another origin
-    assert origins.admit([origin_header(a, 4, 9)]) is DUPLICATE and origins.duplicates == 2
-    assert origins.admit(None) is None
+    assert origins.screen(None, [origin_header(a, 5, 0), ("user", b"1")]) == [("user", b"1")]
+    assert origins.screen(None, [origin_header(a, 5, 0)]) is DUPLICATE and origins.duplicates == 1
+    assert origins.screen(None, [origin_header(a, 5, 1)]) is None  # a later output of record 5
+    assert origins.screen(None, [origin_header(b, 0, 0)]) is None  # another origin
+    assert origins.screen(None, [origin_header(a, 4, 9)]) is DUPLICATE and origins.duplicates == 2
+    assert origins.screen(None, None) is None
     restored = OriginFilter.decode(origins.encode())
     assert restored.positions == origins.positions
     assert OriginFilter.decode("written by someone else").positions == {}

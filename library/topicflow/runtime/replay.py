@@ -58,7 +58,7 @@ _METADATA_PREFIX = "tf1:"
 # offset.metadata.max.bytes (4096).
 MAX_ORIGINS = 180
 
-# A dropped duplicate: what `OriginFilter.admit` returns instead of headers.
+# A dropped duplicate: what `OriginFilter.screen` returns instead of headers.
 DUPLICATE: Any = object()
 
 
@@ -92,12 +92,9 @@ class OriginFilter:
         self.positions: dict[bytes, int] = positions or {}
         self.duplicates = 0
 
-    def admit(self, headers: list[tuple[str, bytes | None]] | None) -> Any:
-        """The record's headers without its origin, or DUPLICATE if it was seen before."""
-        return self.screen(None, headers)
-
     def screen(self, _message: Any, headers: list[tuple[str, bytes | None]] | None) -> Any:
-        """`admit` as a route's screen (runtime/source_route.py): one call per record."""
+        """The record's headers without its origin, or DUPLICATE if it was seen before:
+        a route's screen (runtime/source_route.py), one call per record."""
         if not headers:
             return headers
         if len(headers) == 1:  # the usual case: the origin is the only header

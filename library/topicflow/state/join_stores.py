@@ -23,7 +23,7 @@ from typing import Any
 
 from topicflow.serdes import Serde
 from topicflow.state.logged.cached_key_value import CachedKeyValueStore
-from topicflow.state.stores import StoreSpec
+from topicflow.state.stores import KeyValueUpdates, StoreSpec
 
 __all__ = [
     "InMemoryJoinWindowStore",
@@ -149,7 +149,7 @@ class InMemoryJoinWindowStore:
         self._starts.clear()
 
 
-class InMemorySortedKeyValueStore:
+class InMemorySortedKeyValueStore(KeyValueUpdates):
     """A key-value store iterated in serialized-key byte order (Kafka Streams'
     in-memory store is a sorted map of bytes), as the shared join store needs."""
 
@@ -174,17 +174,6 @@ class InMemorySortedKeyValueStore:
         if key_bytes not in self._data:
             bisect.insort(self._order, key_bytes)
         self._data[key_bytes] = (key, value)
-
-    def put_if_absent(self, key: Any, value: Any) -> Any:
-        existing = self.get(key)
-        if existing is None:
-            self.put(key, value)
-        return existing
-
-    def delete(self, key: Any) -> Any:
-        existing = self.get(key)
-        self.put(key, None)
-        return existing
 
     def all(self) -> Iterator[tuple[Any, Any]]:
         """Every (key, value) in key byte order, lazily: a join's scan mostly stops

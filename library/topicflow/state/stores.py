@@ -94,6 +94,28 @@ class KeyValueStore(Protocol):
     def approximate_num_entries(self) -> int: ...
 
 
+class KeyValueUpdates:
+    """`put_if_absent` and `delete` in terms of a key-value store's own `get` and `put`
+    (a store with a faster way overrides them)."""
+
+    def get(self, key: Any) -> Any:
+        raise NotImplementedError
+
+    def put(self, key: Any, value: Any) -> None:
+        raise NotImplementedError
+
+    def put_if_absent(self, key: Any, value: Any) -> Any:
+        existing = self.get(key)
+        if existing is None:
+            self.put(key, value)
+        return existing
+
+    def delete(self, key: Any) -> Any:
+        existing = self.get(key)
+        self.put(key, None)
+        return existing
+
+
 class WindowStore(Protocol):
     name: str
 

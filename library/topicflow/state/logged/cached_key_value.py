@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from topicflow.state.logged.cached_store import CachedStore
+from topicflow.state.stores import KeyValueUpdates
 
 __all__ = ["CachedKeyValueStore", "FlushListener"]
 
@@ -14,7 +15,7 @@ __all__ = ["CachedKeyValueStore", "FlushListener"]
 FlushListener = Callable[[Any, Any, int, Any], None]
 
 
-class CachedKeyValueStore(CachedStore):
+class CachedKeyValueStore(CachedStore, KeyValueUpdates):
     """A key-value store with a record cache and a changelog.
 
     The flush listener is a `FlushListener`: (key, value, timestamp).
@@ -71,17 +72,6 @@ class CachedKeyValueStore(CachedStore):
         dirty[key] = (value, timestamp, stamp)
         if len(dirty) > self._cache_entries:
             self.flush()
-
-    def put_if_absent(self, key: Any, value: Any) -> Any:
-        existing = self.get(key)
-        if existing is None:
-            self.put(key, value)
-        return existing
-
-    def delete(self, key: Any) -> Any:
-        existing = self.get(key)
-        self.put(key, None)
-        return existing
 
     def all(self) -> Iterator[tuple[Any, Any]]:
         self.flush()
