@@ -30,6 +30,7 @@ from topicflow.dsl.operations import drop_null_keys_node, pass_through_node
 from topicflow.dsl.options import Consumed, Grouped, Materialized, Named
 from topicflow.dsl.session_windows import SessionWindowedKStream
 from topicflow.dsl.sliding_windows import SlidingWindowedKStream
+from topicflow.dsl.table_joins import ValueGetter
 from topicflow.dsl.table_operations import SourceStore, TableSource, table_source_node
 from topicflow.dsl.windows import SessionWindows, SlidingWindows, TimeWindows
 from topicflow.serdes import Serde, Serdes
@@ -273,9 +274,23 @@ class InternalStreamsBuilder:
         parent: KTable | None = None,
         source: TableSource | None = None,
         compute: ValueCompute | None = None,
+        serdes_of_parent: bool = False,
+        join_sides: tuple[KTable, KTable] | None = None,
+        join_view: ValueGetter | None = None,
     ) -> KTable:
         return KTable(
-            self, node_name, store_name, windows, old_values, emit, parent, source, compute
+            self,
+            node_name,
+            store_name,
+            windows,
+            old_values,
+            emit,
+            parent,
+            source,
+            compute,
+            serdes_of_parent=serdes_of_parent,
+            join_sides=join_sides,
+            join_view=join_view,
         )
 
     def new_grouped_table(self, node_name: str, grouped: Grouped) -> KGroupedTable:

@@ -68,6 +68,10 @@ class KTable(Generic[K, V]):
         parent: KTable | None = None,
         source: TableSource | None = None,
         compute: ValueCompute | None = None,
+        *,
+        serdes_of_parent: bool = False,
+        join_sides: tuple[KTable, KTable] | None = None,
+        join_view: ValueGetter | None = None,
     ) -> None:
         """`old_values`: the cell of a table whose node can send old values (one that
         owns its store: an aggregation, a materialized `builder.table`); None for one
@@ -76,7 +80,10 @@ class KTable(Generic[K, V]):
         derives from (by filter or map_values), None for a source or an aggregation.
         `source`: a `builder.table`'s origin, which a join can materialize.
         `compute`: how a derived table's value follows from its parent's (its
-        value getter, for joins)."""
+        value getter, for joins). `serdes_of_parent`: a filter's values are its
+        parent's, and so are its serdes (Kafka's KTableImpl). `join_sides`: a
+        table-table join's two tables, `this` first; `join_view`: how its values
+        are looked up when it is not materialized."""
         self._graph = graph
         self._node = node_name
         self._store_name = store_name
@@ -86,8 +93,9 @@ class KTable(Generic[K, V]):
         self._old_values = old_values
         self._source = source
         self._compute = compute
-        # A filter's values are its parent's: so are its serdes (Kafka's KTableImpl).
-        self._serdes_of_parent = False
+        self._serdes_of_parent = serdes_of_parent
+        self._join_sides = join_sides
+        self._join_view = join_view
 
     def _enable_sending_old_values(self, force: bool = False) -> bool:
         """Kafka Streams' KTableImpl.enableSendingOldValues(force): ask this table's
@@ -133,11 +141,17 @@ class KTable(Generic[K, V]):
         named: Named | str | None,
         old_values: OldValues,
         compute: ValueCompute,
+        serdes_of_parent: bool = False,
     ) -> KTable:
         name = self._graph.node_name(kind, named)
         self._graph.add_processor(name, factory, self._node)
         return self._graph.new_table(
-            name, windows=self._windows, old_values=old_values, parent=self, compute=compute
+            name,
+            windows=self._windows,
+            old_values=old_values,
+            parent=self,
+            compute=compute,
+            serdes_of_parent=serdes_of_parent,
         )
 
     def value_getter(self) -> tuple[str, ValueCompute | None]:
@@ -189,15 +203,14 @@ class KTable(Generic[K, V]):
                 return None
             return value
 
-        filtered = self._then(
+        return self._then(
             "KTABLE-FILTER",
             table_filter_node(predicate, keep_if, old_values),
             named,
             old_values,
             compute,
+            serdes_of_parent=True,
         )
-        filtered._serdes_of_parent = True
-        return filtered
 
     def map_values(
         self,
@@ -320,11 +333,6 @@ class KTable(Generic[K, V]):
 
     # -- table-table joins (Kafka Streams' KTableImpl.doJoin) ---------------------------
 
-    # A join table's two sides, `this` first (None: not a join table), and how its
-    # values are looked up when it is not materialized.
-    _join_sides: tuple[KTable, KTable] | None = None
-    _join_view: ValueGetter | None = None
-
     def join(
         self,
         other: KTable,
@@ -426,13 +434,13 @@ class KTable(Generic[K, V]):
         if store is not None:
             assert materialized is not None
             graph.add_table_store(store, merge, materialized)
-        table = graph.new_table(merge, store_name=store, old_values=old_values)
-        table._set_join(self, other, join_value_getter(kind, this_view, other_view, joiner))
-        return table
-
-    def _set_join(self, this: KTable, other: KTable, view: ValueGetter) -> None:
-        self._join_sides = (this, other)
-        self._join_view = view
+        return graph.new_table(
+            merge,
+            store_name=store,
+            old_values=old_values,
+            join_sides=(self, other),
+            join_view=join_value_getter(kind, this_view, other_view, joiner),
+        )
 
     def _value_getter_supplier(self) -> ValueGetter:
         """Kafka Streams' valueGetterSupplier: the stores this table's values are read
